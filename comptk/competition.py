@@ -1,0 +1,156 @@
+"""A competition declaration (``competitions/NAME/competition.toml``) read into frozen dataclasses.
+
+The loader is strict: unknown keys (with a did-you-mean), missing required keys and
+wrongly typed values are errors that name the file and the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from . import config
+from .errors import ComptkError, did_you_mean
+from .metrics import METRICS
+
+DECLARATION = "competition.toml"
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "competitions"
+LAYOUTS = ("csv", "folders")
+
+
+@dataclass(frozen=True)
+class Files:
+    train: str  # CSV file (csv layout) or folder of class folders (folders layout)
+    test: str  # CSV file or folder of images
+    sample_submission: str = ""  # optional; without it a submission is "id,label"
+
+
+@dataclass(frozen=True)
+class Columns:
+    id: str = "id"
+    image: str = "img_path"
+    label: str = "label"
+    group: str = ""  # optional: rows sharing a group never straddle folds
+
+
+@dataclass(frozen=True)
+class Competition:
+    name: str
+    metric: str
+    layout: str
+    files: Files
+    columns: Columns
+    data_dir: str  # relative paths are resolved against the work directory
+    description: str = ""
+    classes: tuple[str, ...] | None = None  # column order of every probability array
+    test_crop: float | None = None  # test images show about this fraction of each side
+    train: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    source: Path | None = None  # the declaration file
+
+    def data_path(self, workdir: Path, override: str | Path | None = None) -> Path:
+        path = Path(override) if override else Path(self.data_dir)
+        return path if path.is_absolute() else Path(workdir) / path
+
+    def train_defaults(self) -> dict[str, Any]:
+        return dict(self.train)
+
+
+# key -> (type, required)
+_TOP = {
+    "name": (str, True),
+    "metric": (str, True),
+    "layout": (str, True),
+    "description": (str, False),
+    "data_dir": (str, False),
+    "classes": (list, False),
+    "files": (dict, True),
+    "columns": (dict, False),
+    "test_time": (dict, False),
+    "train": (dict, False),
+}
+_FILES = {"train": (str, True), "test": (str, True), "sample_submission": (str, False)}
+_COLUMNS = {"id": (str, False), "image": (str, False), "label": (str, False), "group": (str, False)}
+_TEST_TIME = {"crop": (float, False)}
+
+
+def _check_table(table: dict, schema: dict, where: str) -> None:
+    for key in table:
+        if key not in schema:
+            raise ComptkError(f"{where}: unknown key '{key}'{did_you_mean(key, schema)}")
+    for key, (kind, required) in schema.items():
+        if key not in table:
+            if required:
+                raise ComptkError(f"{where}: missing required key '{key}'")
+            continue
+        value = table[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if not isinstance(value, kind):
+            raise ComptkError(
+                f"{where}: key '{key}' must be a {kind.__name__}, got {value!r}"
+            )
+
+
+def find_declaration(name_or_path: str | Path, workdir: str | Path = ".") -> Path:
+    """NAME (looked up in ./competitions, WORKDIR/competitions, then the bundled ones) or a path."""
+    given = Path(name_or_path)
+    if given.is_file():
+        return given
+    if (given / DECLARATION).is_file():
+        return given / DECLARATION
+    candidates = [Path("competitions"), Path(workdir) / "competitions", BUNDLED_DIR]
+    for folder in candidates:
+        if (folder / str(name_or_path) / DECLARATION).is_file():
+            return folder / str(name_or_path) / DECLARATION
+    known = sorted({p.parent.name for c in candidates if c.is_dir() for p in c.glob(f"*/{DECLARATION}")})
+    raise ComptkError(
+        f"unknown competition '{name_or_path}'{did_you_mean(str(name_or_path), known)}: "
+        f"no {DECLARATION} there or in competitions/ (known: {', '.join(known) or 'none'})"
+    )
+
+
+def load_competition(name_or_path: str | Path, workdir: str | Path = ".") -> Competition:
+    """Read and validate a competition declaration."""
+    path = find_declaration(name_or_path, workdir)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ComptkError(f"{path}: not valid TOML: {exc}") from None
+    _check_table(raw, _TOP, str(path))
+    _check_table(raw["files"], _FILES, f"{path} [files]")
+    _check_table(raw.get("columns", {}), _COLUMNS, f"{path} [columns]")
+    _check_table(raw.get("test_time", {}), _TEST_TIME, f"{path} [test_time]")
+    config.check_keys(raw.get("train", {}), f"{path} [train]")
+    if raw["metric"] not in METRICS:
+        raise ComptkError(
+            f"{path}: metric '{raw['metric']}' is not known{did_you_mean(raw['metric'], METRICS)}; "
+            f"choose one of: {', '.join(METRICS.names())}"
+        )
+    if raw["layout"] not in LAYOUTS:
+        raise ComptkError(f"{path}: layout must be one of {', '.join(LAYOUTS)}, got '{raw['layout']}'")
+    classes = raw.get("classes")
+    if classes is not None:
+        classes = tuple(str(c) for c in classes)
+        if len(set(classes)) != len(classes) or len(classes) < 2:
+            raise ComptkError(f"{path}: 'classes' must list at least 2 distinct names")
+    crop = raw.get("test_time", {}).get("crop")
+    if crop is not None and not 0 < crop <= 1:
+        raise ComptkError(f"{path} [test_time]: 'crop' must be in (0, 1], got {crop}")
+    # Check the [train] defaults now, so a bad value fails before any data is read.
+    config.resolve(raw.get("train", {}), where=f"{path} [train]")
+    return Competition(
+        name=raw["name"],
+        metric=raw["metric"],
+        layout=raw["layout"],
+        files=Files(**raw["files"]),
+        columns=Columns(**raw.get("columns", {})),
+        data_dir=raw.get("data_dir", f"data/{raw['name']}"),
+        description=raw.get("description", ""),
+        classes=classes,
+        test_crop=float(crop) if crop is not None else None,
+        train=MappingProxyType(dict(raw.get("train", {}))),
+        source=path,
+    )

@@ -1,0 +1,256 @@
+"""Competition tables, image decoding and the in-memory image dataset.
+
+Images are decoded once (any PIL mode -> RGB uint8) and resized to the training
+size, so epochs index a uint8 array instead of decoding files again.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .competition import Competition
+from .errors import ComptkError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class Table:
+    ids: np.ndarray  # str, unique
+    paths: tuple[Path, ...]
+    labels: np.ndarray | None = None  # int class index per row (train only)
+    groups: np.ndarray | None = None  # str group per row, when declared
+
+
+@dataclass(frozen=True)
+class CompetitionData:
+    competition: Competition
+    data_dir: Path
+    classes: tuple[str, ...]
+    train: Table
+    test: Table
+    sample_submission: pd.DataFrame | None  # read as strings, in its own row order
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise ComptkError(f"file not found: {path}")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ComptkError(f"{path}: cannot read as CSV: {str(exc).splitlines()[0]}") from None
+    if frame.empty:
+        raise ComptkError(f"{path}: has no rows")
+    return frame
+
+
+def _require_columns(frame: pd.DataFrame, path: Path, columns: dict[str, str]) -> None:
+    for role, column in columns.items():
+        if column not in frame.columns:
+            raise ComptkError(
+                f"{path}: no column '{column}' (declared as the {role} column); "
+                f"columns are: {', '.join(frame.columns)}"
+            )
+
+
+def _check_ids(ids: np.ndarray, path: Path) -> None:
+    seen: dict[str, int] = {}
+    for row, value in enumerate(ids):
+        if value == "":
+            raise ComptkError(f"{path} line {row + 2}: empty id")
+        if value in seen:
+            raise ComptkError(f"{path} line {row + 2}: id '{value}' repeats line {seen[value] + 2}")
+        seen[value] = row
+
+
+def _resolve_paths(values: list[str], ids: np.ndarray, base: Path, path: Path) -> tuple[Path, ...]:
+    resolved = []
+    for row, (value, id_) in enumerate(zip(values, ids)):
+        image = Path(value) if Path(value).is_absolute() else base / value
+        if not image.is_file():
+            raise ComptkError(f"{path} line {row + 2} (id '{id_}'): image file not found: {image}")
+        resolved.append(image)
+    return tuple(resolved)
+
+
+def _encode_labels(names: list[str], classes: tuple[str, ...], ids: np.ndarray, path: Path) -> np.ndarray:
+    index = {name: i for i, name in enumerate(classes)}
+    labels = np.empty(len(names), dtype=np.int64)
+    for row, name in enumerate(names):
+        if name not in index:
+            raise ComptkError(
+                f"{path} line {row + 2} (id '{ids[row]}'): label '{name}' is not in the class list "
+                f"({len(classes)} classes declared in competition.toml)"
+            )
+        labels[row] = index[name]
+    return labels
+
+
+def _read_csv_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table, tuple[str, ...]]:
+    cols = comp.columns
+    train_path, test_path = data_dir / comp.files.train, data_dir / comp.files.test
+    train = _read_csv(train_path)
+    wanted = {"id": cols.id, "image": cols.image, "label": cols.label}
+    if cols.group:
+        wanted["group"] = cols.group
+    _require_columns(train, train_path, wanted)
+    test = _read_csv(test_path)
+    _require_columns(test, test_path, {"id": cols.id, "image": cols.image})
+
+    train_ids = train[cols.id].to_numpy(dtype=str)
+    test_ids = test[cols.id].to_numpy(dtype=str)
+    _check_ids(train_ids, train_path)
+    _check_ids(test_ids, test_path)
+    label_names = train[cols.label].tolist()
+    for row, name in enumerate(label_names):
+        if name == "":
+            raise ComptkError(f"{train_path} line {row + 2} (id '{train_ids[row]}'): empty label")
+    classes = comp.classes or tuple(sorted(set(label_names)))
+    train_table = Table(
+        ids=train_ids,
+        paths=_resolve_paths(train[cols.image].tolist(), train_ids, data_dir, train_path),
+        labels=_encode_labels(label_names, classes, train_ids, train_path),
+        groups=train[cols.group].to_numpy(dtype=str) if cols.group else None,
+    )
+    test_table = Table(
+        ids=test_ids,
+        paths=_resolve_paths(test[cols.image].tolist(), test_ids, data_dir, test_path),
+    )
+    return train_table, test_table, classes
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def _read_folder_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table, tuple[str, ...]]:
+    train_dir, test_dir = data_dir / comp.files.train, data_dir / comp.files.test
+    for folder in (train_dir, test_dir):
+        if not folder.is_dir():
+            raise ComptkError(f"folder not found: {folder}")
+    found = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+    classes = comp.classes or tuple(found)
+    for name in found:
+        if name not in classes:
+            raise ComptkError(f"{train_dir / name}: class folder '{name}' is not in the class list")
+    paths, labels = [], []
+    for index, name in enumerate(classes):
+        files = _images_in(train_dir / name) if (train_dir / name).is_dir() else []
+        paths += files
+        labels += [index] * len(files)
+    if not paths:
+        raise ComptkError(f"{train_dir}: no images in class folders")
+    test_paths = _images_in(test_dir)
+    if not test_paths:
+        raise ComptkError(f"{test_dir}: no test images")
+    train_ids = np.array([str(p.relative_to(train_dir).with_suffix("")) for p in paths], dtype=str)
+    test_ids = np.array([str(p.relative_to(test_dir).with_suffix("")) for p in test_paths], dtype=str)
+    _check_ids(test_ids, test_dir)
+    return (
+        Table(ids=train_ids, paths=tuple(paths), labels=np.array(labels, dtype=np.int64)),
+        Table(ids=test_ids, paths=tuple(test_paths)),
+        classes,
+    )
+
+
+def read_data(comp: Competition, data_dir: Path) -> CompetitionData:
+    """Read and check the train table, the test table and the sample submission."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ComptkError(
+            f"data folder not found: {data_dir} (run `comptk prepare {comp.name}` "
+            f"if comptk can build it, or pass --data DIR)"
+        )
+    reader = _read_csv_layout if comp.layout == "csv" else _read_folder_layout
+    train, test, classes = reader(comp, data_dir)
+    sample = None
+    if comp.files.sample_submission:
+        sample_path = data_dir / comp.files.sample_submission
+        sample = _read_csv(sample_path)
+        _require_columns(sample, sample_path, {"id": comp.columns.id})
+        if len(sample.columns) < 2:
+            raise ComptkError(f"{sample_path}: needs an id column and a label column")
+        missing = set(sample[comp.columns.id]) ^ set(test.ids)
+        if missing:
+            raise ComptkError(
+                f"{sample_path}: ids differ from the test table's "
+                f"(e.g. '{sorted(missing)[0]}'; {len(missing)} ids in one but not the other)"
+            )
+    return CompetitionData(comp, data_dir, classes, train, test, sample)
+
+
+def decode_image(path: Path) -> Image.Image:
+    """Open any image as RGB: grayscale is repeated, transparency goes onto white."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                return Image.alpha_composite(canvas, rgba).convert("RGB")
+            if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+                array = np.asarray(img, dtype=np.float64)
+                span = max(array.max() - array.min(), 1e-12)
+                return Image.fromarray(((array - array.min()) / span * 255).astype(np.uint8)).convert("RGB")
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ComptkError(f"cannot read image {path}: {exc}") from None
+
+
+def load_images(paths: tuple[Path, ...] | list[Path], size: int) -> np.ndarray:
+    """Decode and resize images to size x size, as one uint8 array (N, size, size, 3)."""
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+
+    def load(i: int) -> None:
+        img = decode_image(paths[i])
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.Resampling.BILINEAR)
+        out[i] = np.asarray(img)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(load, range(len(paths))))
+    return out
+
+
+class ImageArrayDataset(torch.utils.data.Dataset):
+    """Decoded images (N, H, W, 3 uint8) with optional labels and per-image augmentation.
+
+    Batches are fetched whole (``__getitems__``) and stay uint8 until the engine
+    moves them to the device, where they are normalised.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None = None, transform=None):
+        self.images = images
+        self.labels = labels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch = self.images[np.asarray(indices)]
+        if self.transform is not None:
+            batch = np.stack([self.transform(image=image)["image"] for image in batch])
+        labels = None if self.labels is None else torch.from_numpy(self.labels[np.asarray(indices)])
+        return torch.from_numpy(batch), labels
+
+    def __getitem__(self, index: int):
+        images, labels = self.__getitems__([index])
+        return images[0], None if labels is None else labels[0]
+
+
+def keep_batch(batch):
+    """collate_fn for ImageArrayDataset: batches arrive already stacked."""
+    return batch

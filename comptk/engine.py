@@ -1,0 +1,218 @@
+"""A plain PyTorch loop: train one fold with best-epoch selection on the competition
+metric, and predict class probabilities (optionally with TTA)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .data import ImageArrayDataset, keep_batch
+from .errors import ComptkError
+from .metrics import Metric
+from .tta import with_tta
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ComptkError(f"unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ComptkError(f"device '{name}' asked for, but this machine has no usable CUDA GPU")
+    return device
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """None means full fp32. 'auto' is fp16/bf16 AMP on CUDA, fp32 elsewhere."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16" or torch.cuda.is_bf16_supported() is False:
+        return torch.float16
+    return torch.bfloat16
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def to_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float (N, C, H, W) in [0, 1], channels_last in memory (no copy of layout)."""
+    batch = batch.to(device, non_blocking=True).permute(0, 3, 1, 2)
+    return batch.float().div_(255.0)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim <= 1 else decay).append(param)  # no decay on norms and biases
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """Stepped once per batch."""
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.25)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.scheduler == "cosine":
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        if cfg.scheduler == "step":  # x0.1 after each third of training
+            return 0.1 ** min(2, (3 * step) // max(1, total))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.no_grad()
+def predict_proba(
+    model: nn.Module,
+    images: np.ndarray,
+    *,
+    device: torch.device,
+    precision: str = "auto",
+    tta: str = "none",
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Class probabilities (N, C) float32 for uint8 images (N, H, W, 3)."""
+    model.eval()
+    predictor = with_tta(model, tta)
+    dtype = autocast_dtype(device, precision)
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_input(torch.from_numpy(images[start : start + batch_size]), device)
+        with _autocast(device, dtype):
+            out.append(predictor(x).float().cpu())
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+@dataclass
+class FoldOutcome:
+    state_dict: dict
+    best_epoch: int
+    best_score: float
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    train_images: int = 0
+
+    @property
+    def train_images_per_s(self) -> float:
+        return self.train_images / self.train_seconds if self.train_seconds else float("nan")
+
+
+def train_one_fold(
+    model: nn.Module,
+    train_set: ImageArrayDataset,
+    valid_images: np.ndarray,
+    valid_labels: np.ndarray,
+    cfg: TrainConfig,
+    metric: Metric,
+    *,
+    device: torch.device,
+    seed: int,
+    on_epoch: Callable[[dict], None] | None = None,
+    desc: str = "",
+    progress: bool = True,
+) -> FoldOutcome:
+    """Train for cfg.epochs (or until early stopping) and keep the weights of the best
+    epoch by the competition metric on the validation rows."""
+    model.to(device).to(memory_format=torch.channels_last)
+    generator = torch.Generator().manual_seed(seed)
+    sampler = torch.utils.data.RandomSampler(train_set, generator=generator)
+    batch_sampler = torch.utils.data.BatchSampler(sampler, cfg.batch_size, drop_last=len(train_set) > cfg.batch_size)
+    loader = torch.utils.data.DataLoader(
+        train_set,
+        batch_sampler=batch_sampler,
+        collate_fn=keep_batch,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.num_workers > 0,
+    )
+    steps = len(loader)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, steps)
+    dtype = autocast_dtype(device, cfg.precision)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    sign = 1.0 if metric.greater_is_better else -1.0
+    outcome = FoldOutcome(state_dict={}, best_epoch=-1, best_score=math.nan)
+    bar = tqdm(total=cfg.epochs * steps, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    for epoch in range(cfg.epochs):
+        model.train()
+        started, loss_sum, seen = time.perf_counter(), 0.0, 0
+        for images, labels in loader:
+            x = to_input(images, device)
+            y = labels.to(device, non_blocking=True)
+            with _autocast(device, dtype):
+                loss = criterion(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            scheduler.step()
+            if not math.isfinite(loss.item()):
+                raise ComptkError(f"{desc}: training loss became {loss.item()} in epoch {epoch + 1}; lower --lr")
+            loss_sum += loss.item() * len(y)
+            seen += len(y)
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.4f}", refresh=False)
+        seconds = time.perf_counter() - started
+        outcome.train_seconds += seconds
+        outcome.train_images += seen
+
+        proba = predict_proba(model, valid_images, device=device, precision=cfg.precision)
+        score = metric.score_proba(valid_labels, proba)
+        valid_loss = float(-np.log(np.clip(proba[np.arange(len(valid_labels)), valid_labels], 1e-12, None)).mean())
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(seen, 1),
+            "valid_loss": valid_loss,
+            f"valid_{metric.name}": score,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": seconds,
+            "train_images_per_s": seen / seconds if seconds else float("nan"),
+        }
+        outcome.history.append(record)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{record['train_loss']:.4f}", **{metric.name: f"{score:.4f}"},
+                        img_s=f"{record['train_images_per_s']:.0f}")
+        if on_epoch:
+            on_epoch(record)
+        if outcome.best_epoch < 0 or sign * score > sign * outcome.best_score:
+            outcome.best_score, outcome.best_epoch = score, epoch + 1
+            outcome.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        elif cfg.patience and epoch + 1 - outcome.best_epoch >= cfg.patience:
+            break
+    bar.close()
+    model.load_state_dict(outcome.state_dict)
+    return outcome

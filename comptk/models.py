@@ -1,0 +1,152 @@
+"""Models: timm's ``create_model`` is the single door; comptk adds a small-image CNN to it.
+
+``small_resnet`` is registered with timm on import, so ``timm.create_model("small_resnet")``
+works in a notebook too. It suits images of about 16-64 px (Fashion-MNIST, CIFAR,
+digits) where ImageNet architectures downsample the picture away.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from timm.models import register_model
+from torch import nn
+
+from .config import TrainConfig
+from .errors import ComptkError, did_you_mean
+
+SMALL_CFG = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "num_classes": 10, "first_conv": "stem.0"}
+
+
+def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class _Residual(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn(channels, channels), _conv_bn(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class SmallResNet(nn.Module):
+    """stem at full resolution, then stages of (conv, pool, residual block); ResNet-9 in spirit."""
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 3, widths=(32, 64, 128), drop_rate: float = 0.0, **_):
+        super().__init__()
+        self.num_classes = num_classes
+        self.num_features = widths[-1]
+        self.drop_rate = drop_rate
+        self.pretrained_cfg = dict(SMALL_CFG, num_classes=num_classes)
+        self.stem = _conv_bn(in_chans, widths[0])
+        stages, c_in = [], widths[0]
+        for width in widths[1:]:
+            stages += [nn.MaxPool2d(2), _conv_bn(c_in, width), _Residual(width)]
+            c_in = width
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Linear(self.num_features, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x.mean(dim=(2, 3))
+        x = nn.functional.dropout(x, self.drop_rate, self.training)
+        return x if pre_logits else self.head(x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def load_weights_file(model: nn.Module, path: str | Path) -> None:
+    """Load a local checkpoint, skipping tensors whose shape differs (e.g. another head)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ComptkError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any failure to parse is the file's fault
+        raise ComptkError(f"cannot read weights file {path}: {exc}") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ComptkError(f"weights file {path}: none of its tensors fit model {type(model).__name__}")
+    model.load_state_dict(usable, strict=False)
+
+
+@register_model
+def small_resnet(pretrained: bool = False, pretrained_cfg_overlay: dict | None = None, **kwargs) -> SmallResNet:
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("pretrained_cfg", "cache_dir")}
+    model = SmallResNet(**kwargs)
+    if pretrained:
+        file = (pretrained_cfg_overlay or {}).get("file")
+        if not file:
+            raise ComptkError("small_resnet has no published weights: pass a weights file or pretrained = false")
+        load_weights_file(model, file)
+    return model
+
+
+def create_model(cfg: TrainConfig, n_classes: int) -> nn.Module:
+    """The timm model named in cfg, with n_classes outputs and the requested weights."""
+    if not timm.is_model(cfg.model) and not cfg.model.startswith("hf-hub:"):
+        raise ComptkError(
+            f"unknown model '{cfg.model}'{did_you_mean(cfg.model, timm.list_models())}; "
+            f"`python -c 'import timm; print(timm.list_models(\"*resnet*\"))'` lists timm's names"
+        )
+    pretrained = cfg.pretrained or bool(cfg.weights)
+    overlay = {"file": str(Path(cfg.weights).resolve())} if cfg.weights else None
+    if cfg.weights and not Path(cfg.weights).is_file():
+        raise ComptkError(f"weights file not found: {cfg.weights}")
+    try:
+        return timm.create_model(
+            cfg.model, pretrained=pretrained, num_classes=n_classes, pretrained_cfg_overlay=overlay
+        )
+    except ComptkError:
+        raise
+    except Exception as exc:
+        if not pretrained:
+            raise
+        raise ComptkError(
+            f"cannot load pretrained weights for '{cfg.model}' ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); with no network, put them in the "
+            f"Hugging Face cache, pass --weights FILE, or use --no-pretrained"
+        ) from None
+
+
+def normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std the model's weights expect (its pretrained config, else ImageNet's)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+
+
+class Classifier(nn.Module):
+    """Takes float images in [0, 1] (N, 3, H, W), normalises them and runs the model."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        mean, std = normalization(model)
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)

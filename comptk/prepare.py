@@ -1,0 +1,113 @@
+"""Build local competitions from data on this machine: ``fashion`` (Debian's
+dataset-fashion-mnist package) and ``digits`` (scikit-learn's 8x8 digits).
+
+Each writes the Dacon/Kaggle CSV layout under WORKDIR/data/NAME: train.csv
+(id,img_path,label), test.csv (id,img_path), sample_submission.csv, PNG images,
+and answers.csv with the held-out test labels (the local "leaderboard").
+The folder is built beside its target and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from sklearn.model_selection import train_test_split
+
+from .errors import ComptkError
+from .registry import Registry
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+Source = Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]]
+SOURCES: Registry[Source] = Registry("preparable competition")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as fh:
+        raw = fh.read()
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+@SOURCES.register("fashion")
+def _fashion(seed: int):
+    files = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    missing = [f for f in files if not (FASHION_DIR / f).is_file()]
+    if missing:
+        raise ComptkError(
+            f"Fashion-MNIST not found at {FASHION_DIR / missing[0]}; install it with "
+            f"`apt-get install dataset-fashion-mnist`"
+        )
+    x_train, y_train, x_test, y_test = (_read_idx(FASHION_DIR / f) for f in files)
+    return x_train, y_train, x_test, y_test, FASHION_CLASSES
+
+
+@SOURCES.register("digits")
+def _digits(seed: int):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.clip(digits.images * 16, 0, 255).astype(np.uint8)
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, digits.target, test_size=0.2, stratify=digits.target, random_state=seed
+    )
+    return x_train, y_train, x_test, y_test, tuple(str(i) for i in range(10))
+
+
+def _write_split(folder: Path, prefix: str, images: np.ndarray) -> list[str]:
+    (folder / prefix).mkdir(parents=True)
+    rel = []
+    for i, image in enumerate(images):
+        path = f"{prefix}/{prefix.upper()}_{i:05d}.png"
+        Image.fromarray(image).save(folder / path)
+        rel.append(path)
+    return rel
+
+
+def prepare(name: str, workdir: str | Path = ".", *, train_n: int | None = None, seed: int = 0,
+            force: bool = False) -> Path:
+    """Build WORKDIR/data/NAME; ``train_n`` keeps a stratified subset of the training images."""
+    source = SOURCES.get(name)
+    target = Path(workdir) / "data" / name
+    if target.exists() and not force:
+        raise ComptkError(f"{target} already exists; pass --force to build it again")
+    x_train, y_train, x_test, y_test, classes = source(seed)
+    if train_n is not None:
+        if not len(classes) <= train_n <= len(x_train):
+            raise ComptkError(f"--train-n must be between {len(classes)} and {len(x_train)}, got {train_n}")
+        if train_n < len(x_train):
+            keep, _ = train_test_split(np.arange(len(x_train)), train_size=train_n, stratify=y_train,
+                                       random_state=seed)
+            keep = np.sort(keep)
+            x_train, y_train = x_train[keep], y_train[keep]
+    names = np.array(classes)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
+    try:
+        train_ids = [f"TRAIN_{i:05d}" for i in range(len(x_train))]
+        test_ids = [f"TEST_{i:05d}" for i in range(len(x_test))]
+        train_paths = _write_split(building, "train", x_train)
+        test_paths = _write_split(building, "test", x_test)
+        pd.DataFrame({"id": train_ids, "img_path": train_paths, "label": names[y_train]}).to_csv(
+            building / "train.csv", index=False)
+        pd.DataFrame({"id": test_ids, "img_path": test_paths}).to_csv(building / "test.csv", index=False)
+        pd.DataFrame({"id": test_ids, "label": names[0]}).to_csv(building / "sample_submission.csv", index=False)
+        pd.DataFrame({"id": test_ids, "label": names[y_test]}).to_csv(building / "answers.csv", index=False)
+        if target.exists():
+            shutil.rmtree(target)
+        building.rename(target)
+    finally:
+        if building.exists():
+            shutil.rmtree(building)
+    return target

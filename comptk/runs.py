@@ -1,0 +1,195 @@
+"""The one place that knows artifact file names, their shapes and how they are written.
+
+Layout under the work directory:
+
+    oof/RUN.npy         N_train x C float32 out-of-fold probabilities, train-CSV row order
+    oof/RUN.json        sidecar: classes, digests, CV, config, versions, timings
+    preds/RUN.npy       N_test x C float32 test probabilities (fold mean), test-CSV row order
+    submissions/RUN.csv the sample submission's format
+    runs/RUN/           config.json, log.txt, fold<k>/{model.safetensors, metrics.csv, oof.npy, test.npy, result.json}
+    folds/NAME-k<K>-seed<S>-<digest>.csv   fold of each train row, shared by all runs
+
+Every file is written to a temporary name in its folder and renamed into place,
+so a killed process never leaves a half-written artifact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import ComptkError
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
+
+
+def save_json(path: Path, payload: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def save_csv(path: Path, frame: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def load_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ComptkError(f"file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise ComptkError(f"{path}: not valid JSON: {exc}") from None
+
+
+def digest(values: Iterable[Any]) -> str:
+    """Order-sensitive sha256 of the values' text, for telling row sets apart."""
+    h = hashlib.sha256()
+    for value in values:
+        h.update(str(value).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def folds_path(workdir: Path, competition: str, n_folds: int, seed: int, train_digest: str) -> Path:
+    return Path(workdir) / "folds" / f"{competition}-k{n_folds}-seed{seed}-{train_digest[:12]}.csv"
+
+
+def check_run_name(name: str) -> str:
+    if not RUN_NAME.match(name):
+        raise ComptkError(
+            f"run name '{name}' must start with a letter or digit and use only letters, digits, '.', '_' and '-'"
+        )
+    return name
+
+
+def new_run_name(competition: str, model: str) -> str:
+    model = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-")
+    return f"{competition}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    workdir: Path
+    name: str
+
+    @property
+    def oof(self) -> Path:
+        return Path(self.workdir) / "oof" / f"{self.name}.npy"
+
+    @property
+    def sidecar(self) -> Path:
+        return Path(self.workdir) / "oof" / f"{self.name}.json"
+
+    @property
+    def preds(self) -> Path:
+        return Path(self.workdir) / "preds" / f"{self.name}.npy"
+
+    @property
+    def submission(self) -> Path:
+        return Path(self.workdir) / "submissions" / f"{self.name}.csv"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.workdir) / "runs" / self.name
+
+    @property
+    def config(self) -> Path:
+        return self.run_dir / "config.json"
+
+    @property
+    def log(self) -> Path:
+        return self.run_dir / "log.txt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.run_dir / "metrics.csv"
+
+    def fold_dir(self, fold: int) -> Path:
+        return self.run_dir / f"fold{fold}"
+
+    def checkpoint(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "model.safetensors"
+
+    def fold_metrics(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "metrics.csv"
+
+    def fold_oof(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "oof.npy"
+
+    def fold_test(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "test.npy"
+
+    def fold_result(self, fold: int) -> Path:
+        """Written last: its presence marks the fold finished."""
+        return self.fold_dir(fold) / "result.json"
+
+    def is_finished(self) -> bool:
+        return self.sidecar.exists()
+
+
+def sidecar_of_submission(submission: Path) -> Path:
+    """submissions/RUN.csv -> oof/RUN.json of the run that wrote it."""
+    return Path(submission).parent.parent / "oof" / f"{Path(submission).stem}.json"
+
+
+def sidecar_for(array_path: Path) -> Path:
+    """oof/RUN.npy -> oof/RUN.json (the run's description)."""
+    return Path(array_path).with_suffix(".json")
+
+
+@dataclass(frozen=True)
+class RunArtifacts:
+    name: str
+    oof: np.ndarray
+    preds: np.ndarray
+    sidecar: dict
+
+
+def load_run(oof_path: Path) -> RunArtifacts:
+    """Load and check a finished run from its oof/RUN.npy path."""
+    oof_path = Path(oof_path)
+    if not oof_path.is_file():
+        raise ComptkError(f"file not found: {oof_path}")
+    name = oof_path.stem
+    meta = load_json(sidecar_for(oof_path))
+    paths = RunPaths(oof_path.parent.parent, name)
+    if not paths.preds.is_file():
+        raise ComptkError(f"{oof_path}: no test predictions at {paths.preds}")
+    oof, preds = np.load(oof_path), np.load(paths.preds)
+    n_classes = len(meta["classes"])
+    if oof.ndim != 2 or oof.shape[1] != n_classes or preds.ndim != 2 or preds.shape[1] != n_classes:
+        raise ComptkError(f"{oof_path}: arrays do not have {n_classes} class columns as its sidecar says")
+    return RunArtifacts(name, oof, preds, meta)
