@@ -12,6 +12,18 @@ from . import __version__
 from .errors import ComptkError
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (click's test runner swaps it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 class _Group(click.Group):
     """User mistakes (ComptkError) print one line and exit 2; Ctrl-C says how to resume."""
 
@@ -36,10 +48,12 @@ def main() -> None:
     comptk train fashion --folds 5           K-fold training: OOF + test probabilities, CV, submission
     comptk score submissions/RUN.csv --answers data/fashion/answers.csv
     """
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.INFO)  # per-epoch lines go to the run's log.txt only
-    console.setFormatter(logging.Formatter("%(message)s"))
-    logging.getLogger("comptk").addHandler(console)
+    log = logging.getLogger("comptk")
+    if not any(isinstance(h, _Stderr) for h in log.handlers):
+        console = _Stderr()
+        console.setLevel(logging.INFO)  # per-epoch lines go to the run's log.txt only
+        console.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(console)
 
 
 workdir_option = click.option(

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from . import __version__, runs
-from .augment import train_transform
+from .augment import AUGMENTS, train_transform
 from .competition import Competition, load_competition
 from .config import TrainConfig, resolve
 from .data import CompetitionData, ImageArrayDataset, load_images, read_data
@@ -26,6 +26,7 @@ from .folds import folds_digest, load_or_make_folds
 from .metrics import get_metric
 from .models import Classifier, create_model
 from .submission import make_submission
+from .tta import TTA
 
 log = logging.getLogger("comptk")
 
@@ -158,7 +159,10 @@ def run_cv(
     data = read_data(comp, comp.data_path(workdir, data_dir))
     fold, folds_file = load_or_make_folds(workdir, comp.name, data.train, cfg.n_folds, cfg.seed, data.classes)
     device = resolve_device(cfg.device)
-    create_model(cfg, data.n_classes)  # fail on a bad model name or weights before any work
+    # Fail on a bad model, weights file or preset name before any work is done.
+    create_model(cfg, data.n_classes)
+    AUGMENTS.get(cfg.augment)
+    TTA.get(cfg.tta)
     record = {
         "competition": comp.name,
         "classes": list(data.classes),
@@ -167,6 +171,10 @@ def run_cv(
         "folds_digest": folds_digest(data.train.ids, fold),
         "config": cfg.to_dict(),
     }
+    t0 = time.perf_counter()
+    train_images = load_images(data.train.paths, cfg.img_size)  # a bad image fails here, before any file is written
+    test_images = load_images(data.test.paths, cfg.img_size)
+    decode_seconds = time.perf_counter() - t0
     _check_same_run(paths, record)
     handler = logging.FileHandler(paths.log, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
@@ -176,10 +184,6 @@ def run_cv(
     try:
         log.info("run %s: %s, %d train / %d test images, %d classes, %d folds, device %s",
                  name, comp.name, len(data.train.ids), len(data.test.ids), data.n_classes, cfg.n_folds, device)
-        t0 = time.perf_counter()
-        train_images = load_images(data.train.paths, cfg.img_size)
-        test_images = load_images(data.test.paths, cfg.img_size)
-        decode_seconds = time.perf_counter() - t0
         results = []
         for k in range(cfg.n_folds):
             if paths.fold_result(k).exists():

@@ -206,7 +206,8 @@ def decode_image(path: Path) -> Image.Image:
                 return Image.fromarray(((array - array.min()) / span * 255).astype(np.uint8)).convert("RGB")
             return img.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ComptkError(f"cannot read image {path}: {exc}") from None
+        detail = "not a readable image file" if str(path) in str(exc) else str(exc)
+        raise ComptkError(f"cannot read image {path}: {detail}") from None
 
 
 def load_images(paths: tuple[Path, ...] | list[Path], size: int) -> np.ndarray:

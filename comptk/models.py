@@ -36,7 +36,7 @@ class _Residual(nn.Module):
 class SmallResNet(nn.Module):
     """stem at full resolution, then stages of (conv, pool, residual block); ResNet-9 in spirit."""
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 3, widths=(32, 64, 128), drop_rate: float = 0.0, **_):
+    def __init__(self, num_classes: int = 10, in_chans: int = 3, widths=(16, 32, 64), drop_rate: float = 0.0, **_):
         super().__init__()
         self.num_classes = num_classes
         self.num_features = widths[-1]

@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+
+from comptk import ComptkError, load_competition
+from comptk.competition import BUNDLED_DIR
+
+
+@pytest.mark.parametrize("name", ["fashion", "digits", "artist"])
+def test_bundled_competitions_load(name):
+    comp = load_competition(name)
+    assert comp.name == name
+    assert comp.metric in ("accuracy", "macro_f1")
+
+
+def test_artist_declares_half_size_test_crops_and_macro_f1():
+    comp = load_competition("artist")
+    assert comp.test_crop == 0.5 and comp.metric == "macro_f1" and comp.columns.label == "artist"
+
+
+def test_path_to_folder_or_file_is_accepted(tiny):
+    assert load_competition(tiny).name == "tiny"
+    assert load_competition(tiny / "competition.toml").name == "tiny"
+
+
+def _edit(tiny: Path, old: str, new: str) -> Path:
+    path = tiny / "competition.toml"
+    path.write_text(path.read_text().replace(old, new))
+    return tiny
+
+
+def test_unknown_key_suggests_the_right_one(tiny):
+    with pytest.raises(ComptkError, match=r"unknown key 'metrc' \(did you mean 'metric'\?\)"):
+        load_competition(_edit(tiny, 'metric = "accuracy"', 'metrc = "accuracy"'))
+
+
+def test_missing_required_key(tiny):
+    with pytest.raises(ComptkError, match="missing required key 'metric'"):
+        load_competition(_edit(tiny, 'metric = "accuracy"', ""))
+
+
+def test_unknown_train_setting(tiny):
+    with pytest.raises(ComptkError, match=r"\[train\]: unknown setting 'epoch' \(did you mean 'epochs'\?\)"):
+        load_competition(_edit(tiny, "epochs = 1", "epoch = 1"))
+
+
+def test_wrong_type_of_train_setting(tiny):
+    with pytest.raises(ComptkError, match="setting 'epochs' must be int"):
+        load_competition(_edit(tiny, "epochs = 1", 'epochs = "one"'))
+
+
+def test_unknown_metric_lists_choices(tiny):
+    with pytest.raises(ComptkError, match="metric 'f1' is not known.*accuracy, macro_f1"):
+        load_competition(_edit(tiny, 'metric = "accuracy"', 'metric = "f1"'))
+
+
+def test_unknown_competition_names_known_ones():
+    with pytest.raises(ComptkError, match="unknown competition 'fashon' \\(did you mean 'fashion'\\?\\)"):
+        load_competition("fashon")
+
+
+def test_invalid_toml_names_the_file(tiny):
+    (tiny / "competition.toml").write_text("name = \n")
+    with pytest.raises(ComptkError, match="competition.toml: not valid TOML"):
+        load_competition(tiny)
+
+
+def test_bundled_dir_is_the_repo_folder():
+    assert (BUNDLED_DIR / "fashion" / "competition.toml").is_file()
