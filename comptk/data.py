@@ -235,17 +235,22 @@ class ImageArrayDataset(torch.utils.data.Dataset):
     def __init__(self, images: np.ndarray, labels: np.ndarray | None = None, transform=None):
         self.images = images
         self.labels = labels
-        self.transform = transform
+        self.transform = transform  # albumentations (per image) or a batch callable (augment.BatchAugment)
+        self.batched = getattr(transform, "batched", False)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        batch = self.images[np.asarray(indices)]
-        if self.transform is not None:
+        index = np.asarray(indices)
+        batch = self.images[index]
+        if self.transform is not None and not self.batched:
             batch = np.stack([self.transform(image=image)["image"] for image in batch])
-        labels = None if self.labels is None else torch.from_numpy(self.labels[np.asarray(indices)])
-        return torch.from_numpy(batch), labels
+        batch = torch.from_numpy(batch)
+        if self.batched:
+            batch = self.transform(batch)
+        labels = None if self.labels is None else torch.from_numpy(self.labels[index])
+        return batch, labels
 
     def __getitem__(self, index: int):
         images, labels = self.__getitems__([index])
