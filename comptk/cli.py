@@ -93,7 +93,7 @@ def prepare(name: str, workdir: Path, train_n: int | None, seed: int, force: boo
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]))
 @click.option("--scheduler", type=click.Choice(["cosine", "step", "onecycle", "constant"]))
 @click.option("--warmup-epochs", type=float)
-@click.option("--augment", help="Augment preset: none, flip, basic.")
+@click.option("--augment", help="Augment preset: none, flip, shift, basic (batch-level, fast), albu-basic (albumentations).")
 @click.option("--tta", help="TTA preset: none, hflip, flip.")
 @click.option("--patience", type=int, help="Early stopping after N epochs without gain (0 = off).")
 @click.option("--label-smoothing", type=float)
@@ -131,3 +131,45 @@ def score(submission: Path, answers: Path, metric: str | None) -> None:
         metric = runs.load_json(sidecar)["metric"]
     value = score_submission(submission, answers, metric)
     click.echo(f"{metric} {value:.4f}")
+
+
+@main.command()
+@click.argument("members", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Submission CSV to write; its stem names the blend (oof/NAME.npy, preds/NAME.npy, oof/NAME.json).")
+@click.option("--method", type=click.Choice(["hill", "weights", "mean", "rank", "stack", "auto"]), default="hill",
+              show_default=True, help="auto: the best cross-validated score.")
+@workdir_option
+@click.option("--rounds", "n_rounds", type=int, default=25, show_default=True, help="hill: selection rounds.")
+@click.option("--bags", "n_bags", type=int, default=1, show_default=True,
+              help="hill: average N selections, each over a random half of the members (seeded).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bags and of the meta-model.")
+@click.option("--meta", help="stack: a classifier's import path (default sklearn.linear_model.LogisticRegression).")
+@click.option("--meta-params", help='stack: JSON of the meta-model\'s parameters, e.g. \'{"n_estimators": 200}\'.')
+@click.option("--class-bias", is_flag=True, help="Fit per-class log-probability biases to the metric (macro F1).")
+@click.option("--compare/--no-compare", default=True, show_default=True,
+              help="Also fit and report the other methods.")
+@click.option("--force", is_flag=True, help="Overwrite an existing blend of this name.")
+def ensemble(members: tuple[Path, ...], out: Path, meta_params: str | None, **options) -> None:
+    """Blend finished runs' OOF/test probabilities (MEMBERS: oof/RUN.npy files) into a submission.
+
+    \b
+    comptk ensemble oof/a.npy oof/b.npy --out submissions/blend.csv --method hill
+    """
+    import json
+
+    from .ensemble import blend
+    from .ensemble.report import to_text
+
+    params = None
+    if meta_params:
+        try:
+            params = json.loads(meta_params)
+        except json.JSONDecodeError as exc:
+            raise ComptkError(f"--meta-params '{meta_params}': not valid JSON ({exc})") from None
+        if not isinstance(params, dict):
+            raise ComptkError(f"--meta-params '{meta_params}': must be a JSON object")
+    result = blend(members, out=out, meta_params=params, **options)
+    click.echo(to_text(result.report))
+    click.echo(f"\nblend {result.name} ({result.method}): CV {result.sidecar['metric']} {result.cv:.4f} "
+               f"(cross-validated, pooled OOF)\nsubmission: {result.submission}\nreport: {result.report_md}")

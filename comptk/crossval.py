@@ -251,6 +251,6 @@ def _finish(
     runs.save_csv(paths.submission, make_submission(data, test))
     runs.save_csv(paths.metrics, pd.concat([pd.read_csv(paths.fold_metrics(k)) for k in range(cfg.n_folds)]))
     runs.save_json(paths.sidecar, sidecar)  # last: marks the run finished
-    log.info("run %s: CV %s %.4f (pooled OOF), %.4f +- %.4f (mean of folds)", paths.name, metric.name,
+    log.debug("run %s: CV %s %.4f (pooled OOF), %.4f +- %.4f (mean of folds)", paths.name, metric.name,
              sidecar["cv"]["oof"], sidecar["cv"]["mean_of_folds"], sidecar["cv"]["std_of_folds"])
     return RunResult(paths.name, paths, sidecar)

@@ -19,16 +19,16 @@ def test_every_augment_preset_keeps_size_and_dtype(name):
     assert labels.tolist() == [0, 3, 5]
 
 
-def test_batch_augment_is_seeded_and_moves_pixels_only():
-    batch = torch.arange(2 * 6 * 6 * 3, dtype=torch.uint8).view(2, 6, 6, 3)
-    a, b = BatchAugment(3, shift=0.25)(batch), BatchAugment(3, shift=0.25)(batch)
-    assert torch.equal(a, b)
-    for i in range(2):  # every output pixel is zero padding or a pixel of the same image
-        values = set(map(tuple, batch[i].reshape(-1, 3).tolist())) | {(0, 0, 0)}
-        assert set(map(tuple, a[i].reshape(-1, 3).tolist())) <= values
+def test_batch_augment_is_seeded_and_changes_images():
+    batch = torch.randint(0, 255, (16, 12, 12, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    augment = dict(shift=0.2, scale=0.1, rotate=10, p=0.5)
+    a, b = BatchAugment(3, **augment)(batch), BatchAugment(3, **augment)(batch)
+    assert torch.equal(a, b) and a.shape == batch.shape
+    changed = [not torch.equal(a[i], batch[i]) and not torch.equal(a[i], batch[i].flip(1)) for i in range(16)]
+    assert 2 <= sum(changed) <= 14  # about half the images are warped
     flipped = BatchAugment(0, flip=True)(batch)
-    for i in range(2):
-        assert torch.equal(flipped[i], batch[i]) or torch.equal(flipped[i], batch[i].flip(1))
+    kinds = [torch.equal(flipped[i], batch[i]) or torch.equal(flipped[i], batch[i].flip(1)) for i in range(16)]
+    assert all(kinds) and not torch.equal(flipped, batch)
 
 
 class _Logits(torch.nn.Module):

@@ -1,4 +1,4 @@
-"""End to end through the CLI on the digits competition (2 folds, 2 epochs, small model)."""
+"""End to end through the CLI on the digits competition (2 folds, 4 epochs, small model)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from comptk.cli import main
 from comptk.metrics import get_metric
 from comptk.runs import RunPaths
 
-FAST = ["--folds", "2", "--epochs", "2", "--img-size", "16", "--quiet"]
+FAST = ["--folds", "2", "--epochs", "4", "--img-size", "16", "--quiet"]
 
 
 def invoke(*args):
@@ -41,8 +41,8 @@ def test_artifacts_have_the_documented_shapes(finished):
     assert np.allclose(preds.sum(1), 1, atol=1e-4)
     for k in range(2):
         assert paths.checkpoint(k).is_file() and paths.fold_metrics(k).is_file()
-    assert len(pd.read_csv(paths.metrics)) == 4  # 2 folds x 2 epochs
-    assert "fold 1 epoch 2" in paths.log.read_text()
+    assert len(pd.read_csv(paths.metrics)) == 8  # 2 folds x 4 epochs
+    assert "fold 1 epoch 4" in paths.log.read_text()
 
 
 def test_sidecar_cv_equals_metric_recomputed_from_saved_oof(finished):
@@ -59,8 +59,8 @@ def test_sidecar_cv_equals_metric_recomputed_from_saved_oof(finished):
     per_fold = [metric.score_proba(y[folds.fold == k], oof[folds.fold == k]) for k in range(2)]
     assert np.allclose(meta["cv"]["per_fold"], per_fold)
     assert np.isclose(meta["cv"]["mean_of_folds"], np.mean(per_fold))
-    assert meta["cv"]["oof"] > 0.5  # two epochs on digits learn something
-    assert meta["config"]["epochs"] == 2 and meta["config"]["n_folds"] == 2 and meta["seed"] == 42
+    assert meta["cv"]["oof"] > 0.5  # four epochs on digits learn something
+    assert meta["config"]["epochs"] == 4 and meta["config"]["n_folds"] == 2 and meta["seed"] == 42
     assert {"torch", "timm", "albumentations", "ttach"} <= set(meta["versions"])
     assert meta["timings"]["train_images_per_s"] > 0
     assert f"{meta['cv']['oof']:.4f}" in output
