@@ -1,0 +1,170 @@
+"""blend(): members' OOF -> fitted blend -> test predictions, submission, report and a run-like sidecar."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__, runs
+from ..errors import ComptkError
+from ..submission import make_submission
+from .crossfit import MethodResult, crossfit
+from .methods import DEFAULT_META, METHOD_ORDER, BlendOptions, make_meta
+from .report import build_report, to_markdown
+from .scoring import Scorer
+from .validate import Members, load_members, load_truth
+
+
+@dataclass(frozen=True)
+class BlendResult:
+    name: str
+    paths: runs.RunPaths  # oof / preds / sidecar of the blend, like a run's
+    submission: Path
+    report_md: Path
+    report_json: Path
+    method: str  # the method whose predictions were written
+    methods: dict[str, MethodResult]  # every method fitted (all of them unless compare=False)
+    report: dict
+    sidecar: dict
+
+    @property
+    def cv(self) -> float:
+        """The written blend's cross-validated score (pooled over the saved folds)."""
+        return self.sidecar["cv"]["oof"]
+
+    @property
+    def weights(self) -> dict[str, float] | None:
+        return self.report["weights"]
+
+
+def report_paths(out: Path) -> tuple[Path, Path]:
+    """submissions/NAME.csv -> submissions/NAME.report.md, submissions/NAME.report.json."""
+    return out.with_name(f"{out.stem}.report.md"), out.with_name(f"{out.stem}.report.json")
+
+
+def _check_outputs(out: Path, paths: runs.RunPaths, members: Members, force: bool) -> tuple[Path, Path]:
+    if out.suffix.lower() != ".csv":
+        raise ComptkError(f"--out {out}: a submission must be a .csv file")
+    for member in members.paths:
+        if member.resolve() == paths.oof.resolve():
+            raise ComptkError(f"--out {out}: blend '{paths.name}' would overwrite its member {member}; "
+                              f"choose another --out name")
+    md, js = report_paths(out)
+    existing = [p for p in (paths.sidecar, paths.oof, paths.preds, paths.run_dir, out, md, js) if p.exists()]
+    if existing and not force:
+        raise ComptkError(f"blend '{paths.name}' would overwrite {existing[0]}; choose another --out name "
+                          f"or pass --force")
+    return md, js
+
+
+def _versions() -> dict[str, str]:
+    import scipy
+    import sklearn
+
+    return {"comptk": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "scikit-learn": sklearn.__version__}
+
+
+def blend(
+    oof_paths: Sequence[str | Path],
+    *,
+    out: str | Path,
+    method: str = "hill",
+    workdir: str | Path = ".",
+    n_rounds: int = 25,
+    n_bags: int = 1,
+    seed: int = 0,
+    meta: str | None = None,
+    meta_params: dict[str, Any] | None = None,
+    class_bias: bool = False,
+    compare: bool = True,
+    force: bool = False,
+) -> BlendResult:
+    """Blend finished runs (their ``oof/RUN.npy`` paths) and write the blend like a run.
+
+    ``method``: hill (Caruana selection on the metric), weights (log-loss optimal), mean, rank,
+    stack (meta-model ``meta`` on the members' log-probabilities) or auto (best cross-validated).
+    ``compare`` also fits the other methods for the report. Blend name = stem of ``out``;
+    its oof/NAME.npy, preds/NAME.npy and oof/NAME.json go under ``workdir``.
+    """
+    started = time.perf_counter()
+    options = BlendOptions(method=method, n_rounds=n_rounds, n_bags=n_bags, seed=seed, meta=meta or DEFAULT_META,
+                           meta_params=dict(meta_params or {}), class_bias=class_bias, compare=compare or method == "auto")
+    options.check()
+    out = Path(out)
+    name = runs.check_run_name(out.stem)
+    paths = runs.RunPaths(Path(workdir), name)
+    members = load_members(oof_paths)
+    md_path, json_path = _check_outputs(out, paths, members, force)
+    methods = METHOD_ORDER if options.compare else (method,)
+    if "stack" in methods:
+        make_meta(options.meta, options.meta_params, options.seed)  # a bad --meta fails before any fitting
+    truth = load_truth(members)
+    y, fold = truth.y, truth.fold
+    scorer = Scorer(members.first["metric"], len(members.classes))
+
+    results: dict[str, MethodResult] = {}
+    seconds: dict[str, float] = {}
+    for m in methods:
+        t0 = time.perf_counter()
+        results[m] = crossfit(m, y, fold, members.oof, members.preds, scorer, options)
+        seconds[m] = time.perf_counter() - t0
+    chosen = max(methods, key=lambda m: results[m].cv) if method == "auto" else method  # max keeps the first tie
+    pick = results[chosen]
+
+    member_scores = [(scorer.score_proba(y, p), float(np.mean(scorer.per_fold(y, p, fold)))) for p in members.oof]
+    artifacts = {"submission": str(out), "report_md": str(md_path), "report_json": str(json_path),
+                 "oof": str(paths.oof), "preds": str(paths.preds), "sidecar": str(paths.sidecar)}
+    n_folds = int(len(np.unique(fold)))
+    report = build_report(name, members, member_scores, results, chosen, seconds, scorer.name, n_folds, artifacts)
+    first = members.first
+    sidecar = {
+        "name": name,
+        "kind": "blend",
+        **{k: first[k] for k in ("competition", "train_ids_digest", "test_ids_digest", "folds_digest")},
+        "classes": list(members.classes),
+        "metric": scorer.name,
+        "n_train": int(len(y)),
+        "n_test": int(members.preds.shape[1]),
+        "n_folds": n_folds,
+        "folds_file": str(truth.folds_file),
+        "data_dir": first["data_dir"],
+        "cv": {
+            "oof": pick.cv,
+            "mean_of_folds": float(np.mean(pick.cv_per_fold)),
+            "std_of_folds": float(np.std(pick.cv_per_fold)),
+            "per_fold": pick.cv_per_fold,
+            "in_sample": pick.in_sample,
+            "note": "'oof' scores the cross-validated blend (fitted on the other folds, pooled), the one to "
+                    "select on; 'in_sample' fits and scores on the same rows (optimistic)",
+        },
+        "method": chosen,
+        "members": [{"name": n, "path": str(p), "cv": s} for n, p, (s, _) in zip(members.names, members.paths,
+                                                                                  member_scores)],
+        "weights": report["weights"],
+        "class_bias": report["class_bias"],
+        "methods": {r["method"]: {k: v for k, v in r.items() if k != "method"} for r in report["methods"]},
+        "config": asdict(options),
+        "seed": seed,
+        "versions": _versions(),
+        "timings": {"wall_seconds": time.perf_counter() - started, "fit_seconds": seconds},
+        "artifacts": artifacts,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    # Submission columns follow the data's class order, which may differ from the members'.
+    to_data = [members.classes.index(c) for c in truth.data.classes]
+    runs.save_npy(paths.oof, pick.oof.astype(np.float32))
+    runs.save_npy(paths.preds, pick.test.astype(np.float32))
+    runs.save_csv(out, make_submission(truth.data, pick.test[:, to_data]))
+    runs.save_json(json_path, report)
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    with runs.atomic_path(md_path) as tmp:
+        tmp.write_text(to_markdown(report), encoding="utf-8")
+    runs.save_json(paths.sidecar, sidecar)  # last: marks the blend finished
+    return BlendResult(name, paths, out, md_path, json_path, chosen, results, report, sidecar)

@@ -1,0 +1,141 @@
+"""Load ensemble members and check, before anything is fitted or written, that they can be blended.
+
+Every failure is a one-line :class:`ComptkError` naming the file and the value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import runs
+from ..competition import load_competition
+from ..data import CompetitionData, read_data
+from ..errors import ComptkError
+from ..folds import folds_digest
+
+REQUIRED_KEYS = ("competition", "classes", "train_ids_digest", "test_ids_digest", "folds_digest", "folds_file",
+                 "metric", "data_dir")
+SUM_TOLERANCE = 1e-3  # float32 probabilities from softmax sum to 1 within ~1e-6
+
+
+@dataclass(frozen=True)
+class Members:
+    paths: tuple[Path, ...]  # the oof/RUN.npy files, as given
+    names: tuple[str, ...]
+    sidecars: tuple[dict, ...]
+    classes: tuple[str, ...]  # column order of oof and preds (the first member's)
+    oof: np.ndarray  # (M, N_train, C) float32
+    preds: np.ndarray  # (M, N_test, C) float32
+
+    @property
+    def first(self) -> dict:
+        return self.sidecars[0]
+
+
+@dataclass(frozen=True)
+class Truth:
+    data: CompetitionData
+    y: np.ndarray  # (N_train,) int labels, in the members' class order
+    fold: np.ndarray  # (N_train,) saved fold of each row
+    folds_file: Path
+
+
+def check_probabilities(array: np.ndarray, where: str) -> None:
+    """Finite, non-negative rows summing to 1: probabilities, not logits."""
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise ComptkError(f"{where}: {int(bad.sum())} values are NaN or infinite")
+    low = float(array.min()) if array.size else 0.0
+    sums = array.sum(axis=-1, dtype=np.float64)
+    if low < 0 or (sums.size and np.abs(sums - 1).max() > SUM_TOLERANCE):
+        raise ComptkError(
+            f"{where}: not probabilities (min value {low:.3g}, row sums {sums.min():.3g}..{sums.max():.3g}); "
+            f"looks like logits: save softmax probabilities (rows >= 0 summing to 1)"
+        )
+
+
+def _align(array: np.ndarray, own: list[str], target: tuple[str, ...]) -> np.ndarray:
+    return array[..., [own.index(c) for c in target]] if tuple(own) != target else array
+
+
+def load_members(oof_paths: list[str | Path] | tuple[str | Path, ...]) -> Members:
+    """Load runs from their oof/RUN.npy paths; class columns re-aligned to the first member's order."""
+    paths = tuple(Path(p) for p in oof_paths)
+    if len(paths) < 2:
+        raise ComptkError(f"an ensemble needs at least 2 members (oof/RUN.npy files), got {len(paths)}")
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        key = path.resolve()
+        if key in seen:
+            raise ComptkError(f"{path}: given twice (as {seen[key]}); give each member once")
+        seen[key] = path
+    loaded = []
+    for path in paths:
+        run = runs.load_run(path)
+        missing = [k for k in REQUIRED_KEYS if k not in run.sidecar]
+        if missing:
+            raise ComptkError(f"{runs.sidecar_for(path)}: no '{missing[0]}' key; is it a finished comptk run?")
+        loaded.append(run)
+    first, first_path = loaded[0].sidecar, paths[0]
+    classes = tuple(first["classes"])
+    oof, preds = [], []
+    for path, run in zip(paths, loaded):
+        meta = run.sidecar
+        if meta["competition"] != first["competition"]:
+            raise ComptkError(f"{path}: competition '{meta['competition']}' differs from {first_path}'s "
+                              f"'{first['competition']}'; blend runs of one competition")
+        if set(meta["classes"]) != set(classes) or len(meta["classes"]) != len(classes):
+            extra = sorted(set(meta["classes"]) - set(classes))
+            lacking = sorted(set(classes) - set(meta["classes"]))
+            raise ComptkError(f"{path}: its classes differ from {first_path}'s (extra: {', '.join(extra) or '-'}; "
+                              f"missing: {', '.join(lacking) or '-'})")
+        for key, what, fix in (
+            ("train_ids_digest", "train rows", "train them on the same train.csv"),
+            ("folds_digest", "folds", "train them with the same --folds and --seed"),
+            ("test_ids_digest", "test rows", "predict the same test.csv"),
+        ):
+            if meta[key] != first[key]:
+                raise ComptkError(f"{path}: other {what} than {first_path} ({key} differs); {fix}")
+        check_probabilities(run.oof, f"{path} (OOF)")
+        check_probabilities(run.preds, f"{runs.RunPaths(path.parent.parent, run.name).preds} (test)")
+        if len(run.oof) != len(loaded[0].oof) or len(run.preds) != len(loaded[0].preds):
+            raise ComptkError(f"{path}: {len(run.oof)} OOF / {len(run.preds)} test rows, but {first_path} has "
+                              f"{len(loaded[0].oof)} / {len(loaded[0].preds)}")
+        oof.append(_align(run.oof, meta["classes"], classes).astype(np.float32, copy=False))
+        preds.append(_align(run.preds, meta["classes"], classes).astype(np.float32, copy=False))
+    for i in range(len(paths)):
+        for j in range(i):
+            if np.array_equal(oof[i], oof[j]) and np.array_equal(preds[i], preds[j]):
+                raise ComptkError(f"{paths[i]}: identical OOF and test arrays to {paths[j]} (the same run twice?); "
+                                  f"give each member once")
+    return Members(paths, tuple(r.name for r in loaded), tuple(r.sidecar for r in loaded), classes,
+                   np.ascontiguousarray(np.stack(oof)), np.ascontiguousarray(np.stack(preds)))
+
+
+def load_truth(members: Members) -> Truth:
+    """Labels and saved folds of the OOF rows, checked against the members' digests."""
+    meta, where = members.first, members.paths[0]
+    comp = load_competition(meta["competition"], where.parent.parent)
+    data = read_data(comp, Path(meta["data_dir"]))
+    if runs.digest(data.train.ids) != meta["train_ids_digest"]:
+        raise ComptkError(f"{meta['data_dir']}: train rows changed since {where} was trained (train_ids_digest)")
+    if runs.digest(data.test.ids) != meta["test_ids_digest"]:
+        raise ComptkError(f"{meta['data_dir']}: test rows changed since {where} was trained (test_ids_digest)")
+    if set(data.classes) != set(members.classes):
+        raise ComptkError(f"{meta['data_dir']}: its classes differ from {where}'s")
+    order = np.array([data.classes.index(c) for c in members.classes])
+    y = np.argsort(order)[data.train.labels]  # data's class index -> members' column
+    folds_file = Path(meta["folds_file"])
+    if not folds_file.is_file():
+        raise ComptkError(f"{where}: its folds file {folds_file} is missing")
+    saved = pd.read_csv(folds_file, dtype={"id": str}, keep_default_na=False)
+    if "fold" not in saved.columns or saved["id"].tolist() != data.train.ids.tolist():
+        raise ComptkError(f"{folds_file}: its ids do not match the train table's")
+    fold = saved["fold"].to_numpy(dtype=np.int64)
+    if folds_digest(data.train.ids, fold) != meta["folds_digest"]:
+        raise ComptkError(f"{folds_file}: its folds differ from those {where} was trained on (folds_digest)")
+    return Truth(data, y, fold, folds_file)
