@@ -12,12 +12,13 @@ __version__ = "0.1.0"
 from .competition import Competition, load_competition  # noqa: E402
 from .config import TrainConfig, resolve  # noqa: E402
 from .crossval import RunResult, run_cv  # noqa: E402
+from .ensemble import BlendResult, blend  # noqa: E402
 from .errors import ComptkError  # noqa: E402
 from .prepare import prepare  # noqa: E402
 from .runs import RunPaths, load_run  # noqa: E402
 from .submission import score_submission  # noqa: E402
 
 __all__ = [
-    "Competition", "ComptkError", "RunPaths", "RunResult", "TrainConfig", "load_competition", "load_run",
+    "BlendResult", "Competition", "ComptkError", "RunPaths", "RunResult", "TrainConfig", "blend", "load_competition", "load_run",
     "prepare", "resolve", "run_cv", "score_submission", "__version__",
 ]
