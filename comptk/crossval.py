@@ -157,12 +157,12 @@ def run_cv(
         raise ComptkError(f"run '{name}' is already finished ({paths.sidecar}); choose another --name")
 
     data = read_data(comp, comp.data_path(workdir, data_dir))
-    fold, folds_file = load_or_make_folds(workdir, comp.name, data.train, cfg.n_folds, cfg.seed, data.classes)
+    # Fail on a bad device, model, weights file or preset name before anything is written.
     device = resolve_device(cfg.device)
-    # Fail on a bad model, weights file or preset name before any work is done.
     create_model(cfg, data.n_classes)
     AUGMENTS.get(cfg.augment)
     TTA.get(cfg.tta)
+    fold, folds_file = load_or_make_folds(workdir, comp.name, data.train, cfg.n_folds, cfg.seed, data.classes)
     record = {
         "competition": comp.name,
         "classes": list(data.classes),

@@ -55,6 +55,8 @@ def test_bad_input_is_one_clear_line(tiny, case):
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
     assert message in lines[0]
     assert not (tiny / "oof").exists() and not (tiny / "runs").exists()
+    if case not in ("one fold", "too many folds", "corrupt image"):  # folds come before decoding
+        assert not (tiny / "folds").exists()
 
 
 def test_unknown_competition(tmp_path):
