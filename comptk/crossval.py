@@ -165,6 +165,7 @@ def run_cv(
     fold, folds_file = load_or_make_folds(workdir, comp.name, data.train, cfg.n_folds, cfg.seed, data.classes)
     record = {
         "competition": comp.name,
+        "competition_file": str(Path(comp.source).resolve()) if comp.source else None,
         "classes": list(data.classes),
         "train_ids_digest": runs.digest(data.train.ids),
         "test_ids_digest": runs.digest(data.test.ids),
@@ -216,8 +217,8 @@ def _finish(
         "n_train": len(data.train.ids),
         "n_test": len(data.test.ids),
         "n_folds": cfg.n_folds,
-        "folds_file": str(folds_file),
-        "data_dir": str(data.data_dir),
+        "folds_file": str(Path(folds_file).resolve()),  # absolute: an ensemble may run from elsewhere
+        "data_dir": str(data.data_dir.resolve()),
         "cv": {
             "oof": metric.score_proba(data.train.labels, oof),
             "mean_of_folds": float(np.mean(per_fold)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,8 @@ def test_sidecar_cv_equals_metric_recomputed_from_saved_oof(finished):
     metric = get_metric(meta["metric"])
     assert meta["metric"] == "macro_f1"
     assert np.isclose(meta["cv"]["oof"], metric.score_proba(y, oof))
+    for key in ("folds_file", "data_dir", "competition_file"):  # usable from any directory
+        assert Path(meta[key]).is_absolute() and Path(meta[key]).exists()
     folds = pd.read_csv(meta["folds_file"], dtype={"id": str})
     assert folds["id"].tolist() == train["id"].tolist()
     per_fold = [metric.score_proba(y[folds.fold == k], oof[folds.fold == k]) for k in range(2)]

@@ -128,6 +128,7 @@ def blend(
         "name": name,
         "kind": "blend",
         **{k: first[k] for k in ("competition", "train_ids_digest", "test_ids_digest", "folds_digest")},
+        "competition_file": first.get("competition_file"),
         "classes": list(members.classes),
         "metric": scorer.name,
         "n_train": int(len(y)),

@@ -119,7 +119,9 @@ def load_members(oof_paths: list[str | Path] | tuple[str | Path, ...]) -> Member
 def load_truth(members: Members) -> Truth:
     """Labels and saved folds of the OOF rows, checked against the members' digests."""
     meta, where = members.first, members.paths[0]
-    comp = load_competition(meta["competition"], where.parent.parent)
+    declaration = meta.get("competition_file")
+    comp = load_competition(declaration if declaration and Path(declaration).is_file() else meta["competition"],
+                            where.parent.parent)
     data = read_data(comp, Path(meta["data_dir"]))
     if runs.digest(data.train.ids) != meta["train_ids_digest"]:
         raise ComptkError(f"{meta['data_dir']}: train rows changed since {where} was trained (train_ids_digest)")
