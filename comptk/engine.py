@@ -181,9 +181,10 @@ def train_one_fold(
                 loss.backward()
                 optimizer.step()
             scheduler.step()
-            if not math.isfinite(loss.item()):
-                raise ComptkError(f"{desc}: training loss became {loss.item()} in epoch {epoch + 1}; lower --lr")
-            loss_sum += loss.item() * len(y)
+            value = loss.item()  # one device sync per step
+            if not math.isfinite(value):
+                raise ComptkError(f"{desc}: training loss became {value} in epoch {epoch + 1}; lower --lr")
+            loss_sum += value * len(y)
             seen += len(y)
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.4f}", refresh=False)
