@@ -1,0 +1,30 @@
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from comptk import ComptkError, resolve
+from comptk.models import Classifier, create_model
+
+
+@pytest.mark.parametrize("name", ["small_resnet", "test_resnet"])
+def test_weights_file_is_loaded_and_the_head_is_replaced(tmp_path, name):
+    source = timm.create_model(name, num_classes=1000)
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    model = create_model(resolve(None, {"model": name, "weights": str(path)}), n_classes=7)
+    own, theirs = model.state_dict(), source.state_dict()
+    shared = [k for k in own if k in theirs and own[k].shape == theirs[k].shape]
+    assert len(shared) > 3 and all(torch.equal(own[k], theirs[k]) for k in shared)
+    assert model.get_classifier().out_features == 7
+
+
+def test_small_resnet_without_weights_file_cannot_be_pretrained():
+    with pytest.raises(ComptkError, match="small_resnet has no published weights"):
+        create_model(resolve(None, {"model": "small_resnet", "pretrained": True}), n_classes=3)
+
+
+def test_classifier_normalises_with_the_model_config():
+    model = Classifier(timm.create_model("small_resnet", num_classes=4))
+    assert model(torch.rand(2, 3, 20, 20)).shape == (2, 4)
+    assert torch.allclose(model.mean.flatten(), torch.tensor([0.5, 0.5, 0.5]))
