@@ -48,7 +48,7 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return torch.bfloat16
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
+def autocast_context(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
@@ -108,7 +108,7 @@ def predict_proba(
     out = []
     for start in range(0, len(images), batch_size):
         x = to_input(torch.from_numpy(images[start : start + batch_size]), device)
-        with _autocast(device, dtype):
+        with autocast_context(device, dtype):
             out.append(predictor(x).float().cpu())
     return torch.cat(out).numpy().astype(np.float32)
 
@@ -170,7 +170,7 @@ def train_one_fold(
         for images, labels in loader:
             x = to_input(images, device)
             y = labels.to(device, non_blocking=True)
-            with _autocast(device, dtype):
+            with autocast_context(device, dtype):
                 loss = criterion(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
