@@ -4,7 +4,6 @@ and the test rows; finished folds are kept on disk, so a killed run resumes."""
 from __future__ import annotations
 
 import logging
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
-from . import __version__, runs
+from . import runs
 from .augment import AUGMENTS, train_transform
 from .competition import Competition, load_competition
 from .config import TrainConfig, resolve
@@ -40,24 +39,6 @@ class RunResult:
     @property
     def cv(self) -> float:
         return self.sidecar["cv"]["oof"]
-
-
-def _versions() -> dict[str, str]:
-    import albumentations
-    import sklearn
-    import timm
-    import ttach
-
-    return {
-        "comptk": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "albumentations": albumentations.__version__,
-        "ttach": getattr(ttach, "__version__", "unknown"),
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
 
 
 def _check_same_run(paths: runs.RunPaths, record: dict[str, Any]) -> None:
@@ -181,7 +162,8 @@ def run_cv(
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     handler.setLevel(logging.DEBUG)
     log.addHandler(handler)
-    log.setLevel(logging.DEBUG)
+    level = log.level
+    log.setLevel(logging.DEBUG)  # per-epoch lines reach the run log; restored after the run
     try:
         log.info("run %s: %s, %d train / %d test images, %d classes, %d folds, device %s",
                  name, comp.name, len(data.train.ids), len(data.test.ids), data.n_classes, cfg.n_folds, device)
@@ -194,6 +176,7 @@ def run_cv(
                 results.append(_train_fold(k, data, cfg, fold, train_images, test_images, paths, device, progress))
         return _finish(data, cfg, fold, folds_file, paths, results, record, decode_seconds, started)
     finally:
+        log.setLevel(level)
         log.removeHandler(handler)
         handler.close()
 
@@ -230,7 +213,7 @@ def _finish(
         "folds": results,
         "config": cfg.to_dict(),
         "seed": cfg.seed,
-        "versions": _versions(),
+        "versions": runs.library_versions(),
         "timings": {
             "decode_seconds": decode_seconds,
             "train_seconds": sum(r["train_seconds"] for r in results),

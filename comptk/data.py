@@ -44,7 +44,7 @@ class CompetitionData:
         return len(self.classes)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise ComptkError(f"file not found: {path}")
     try:
@@ -101,12 +101,12 @@ def _encode_labels(names: list[str], classes: tuple[str, ...], ids: np.ndarray, 
 def _read_csv_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table, tuple[str, ...]]:
     cols = comp.columns
     train_path, test_path = data_dir / comp.files.train, data_dir / comp.files.test
-    train = _read_csv(train_path)
+    train = read_csv(train_path)
     wanted = {"id": cols.id, "image": cols.image, "label": cols.label}
     if cols.group:
         wanted["group"] = cols.group
     _require_columns(train, train_path, wanted)
-    test = _read_csv(test_path)
+    test = read_csv(test_path)
     _require_columns(test, test_path, {"id": cols.id, "image": cols.image})
 
     train_ids = train[cols.id].to_numpy(dtype=str)
@@ -178,7 +178,7 @@ def read_data(comp: Competition, data_dir: Path) -> CompetitionData:
     sample = None
     if comp.files.sample_submission:
         sample_path = data_dir / comp.files.sample_submission
-        sample = _read_csv(sample_path)
+        sample = read_csv(sample_path)
         _require_columns(sample, sample_path, {"id": comp.columns.id})
         if len(sample.columns) < 2:
             raise ComptkError(f"{sample_path}: needs an id column and a label column")

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import platform
 import re
 import tempfile
 import time
@@ -81,6 +82,19 @@ def digest(values: Iterable[Any]) -> str:
         h.update(str(value).encode("utf-8"))
         h.update(b"\n")
     return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a run's results depend on, for its sidecar."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name in ("comptk", "torch", "timm", "albumentations", "ttach", "numpy", "scipy", "scikit-learn"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "unknown"
+    return found
 
 
 def folds_path(workdir: Path, competition: str, n_folds: int, seed: int, train_digest: str) -> Path:

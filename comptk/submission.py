@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import CompetitionData, _read_csv
+from .data import CompetitionData, read_csv
 from .errors import ComptkError
 from .metrics import get_metric
 
@@ -42,7 +42,7 @@ def make_submission(data: CompetitionData, proba: np.ndarray) -> pd.DataFrame:
 
 def score_submission(submission: Path, answers: Path, metric: str, id_column: str | None = None) -> float:
     """The metric of a label submission against an answers CSV (id, label)."""
-    sub, ans = _read_csv(Path(submission)), _read_csv(Path(answers))
+    sub, ans = read_csv(Path(submission)), read_csv(Path(answers))
     id_col = id_column or ans.columns[0]
     for frame, path in ((sub, submission), (ans, answers)):
         if id_col not in frame.columns or len(frame.columns) < 2:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -11,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__, runs
+from .. import runs
 from ..errors import ComptkError
 from ..submission import make_submission
 from .crossfit import MethodResult, crossfit
@@ -61,14 +60,6 @@ def _check_outputs(out: Path, paths: runs.RunPaths, members: Members, force: boo
         raise ComptkError(f"blend '{paths.name}' would overwrite {existing[0]}; choose another --out name "
                           f"or pass --force")
     return md, js
-
-
-def _versions() -> dict[str, str]:
-    import scipy
-    import sklearn
-
-    return {"comptk": __version__, "python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__, "scikit-learn": sklearn.__version__}
 
 
 def blend(
@@ -153,7 +144,7 @@ def blend(
         "methods": {r["method"]: {k: v for k, v in r.items() if k != "method"} for r in report["methods"]},
         "config": asdict(options),
         "seed": seed,
-        "versions": _versions(),
+        "versions": runs.library_versions(),
         "timings": {"wall_seconds": time.perf_counter() - started, "fit_seconds": seconds},
         "artifacts": artifacts,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
