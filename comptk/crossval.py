@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from .augment import AUGMENTS, train_transform
 from .competition import Competition, load_competition
 from .config import TrainConfig, resolve
 from .data import CompetitionData, ImageArrayDataset, load_images, read_data
-from .engine import predict_proba, resolve_device, train_one_fold
+from .engine import FoldOutcome, predict_proba, resolve_device, train_one_fold
 from .errors import ComptkError
 from .folds import folds_digest, load_or_make_folds
 from .metrics import get_metric
@@ -60,10 +61,12 @@ def _check_same_run(paths: runs.RunPaths, record: dict[str, Any]) -> None:
         )
 
 
-def _train_fold(
+def fit_fold(
     k: int, data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, train_images: np.ndarray,
-    test_images: np.ndarray, paths: runs.RunPaths, device: torch.device, progress: bool,
-) -> dict:
+    device: torch.device, *, on_epoch: Callable[[dict], None] | None = None, progress: bool = True,
+) -> tuple[Classifier, FoldOutcome]:
+    """Train fold k (its validation rows are ``fold == k``); the model comes back with the
+    best epoch's weights. Shared by run_cv and the tuner, so a trial trains exactly as a run."""
     metric = get_metric(data.competition.metric)
     train_idx, valid_idx = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
     seed = cfg.seed + k
@@ -73,6 +76,19 @@ def _train_fold(
     train_set = ImageArrayDataset(
         train_images[train_idx], data.train.labels[train_idx], train_transform(cfg.augment, cfg.img_size, seed)
     )
+    outcome = train_one_fold(
+        model, train_set, train_images[valid_idx], data.train.labels[valid_idx], cfg, metric,
+        device=device, seed=seed, on_epoch=on_epoch, desc=f"fold {k + 1}/{cfg.n_folds}", progress=progress,
+    )
+    return model, outcome
+
+
+def _train_fold(
+    k: int, data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, train_images: np.ndarray,
+    test_images: np.ndarray, paths: runs.RunPaths, device: torch.device, progress: bool,
+) -> dict:
+    metric = get_metric(data.competition.metric)
+    train_idx, valid_idx = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
     history: list[dict] = []
 
     def on_epoch(record: dict) -> None:
@@ -81,10 +97,7 @@ def _train_fold(
         log.debug("fold %d epoch %d: %s", k, record["epoch"],
                  ", ".join(f"{key}={val:.4g}" for key, val in record.items() if key != "epoch"))
 
-    outcome = train_one_fold(
-        model, train_set, train_images[valid_idx], data.train.labels[valid_idx], cfg, metric,
-        device=device, seed=seed, on_epoch=on_epoch, desc=f"fold {k + 1}/{cfg.n_folds}", progress=progress,
-    )
+    model, outcome = fit_fold(k, data, cfg, fold, train_images, device, on_epoch=on_epoch, progress=progress)
     with runs.atomic_path(paths.checkpoint(k)) as tmp:
         save_file({key: v.contiguous() for key, v in outcome.state_dict.items()}, str(tmp))
 
