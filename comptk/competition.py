@@ -15,6 +15,7 @@ from typing import Any
 from . import config
 from .errors import ComptkError, did_you_mean
 from .metrics import METRICS
+from .tune.space import check_declaration as check_tune_table
 
 DECLARATION = "competition.toml"
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "competitions"
@@ -48,6 +49,7 @@ class Competition:
     classes: tuple[str, ...] | None = None  # column order of every probability array
     test_crop: float | None = None  # test images show about this fraction of each side
     train: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    tune: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # search space (comptk tune)
     source: Path | None = None  # the declaration file
 
     def data_path(self, workdir: Path, override: str | Path | None = None) -> Path:
@@ -70,6 +72,7 @@ _TOP = {
     "columns": (dict, False),
     "test_time": (dict, False),
     "train": (dict, False),
+    "tune": (dict, False),
 }
 _FILES = {"train": (str, True), "test": (str, True), "sample_submission": (str, False)}
 _COLUMNS = {"id": (str, False), "image": (str, False), "label": (str, False), "group": (str, False)}
@@ -141,6 +144,7 @@ def load_competition(name_or_path: str | Path, workdir: str | Path = ".") -> Com
         raise ComptkError(f"{path} [test_time]: 'crop' must be in (0, 1], got {crop}")
     # Check the [train] defaults now, so a bad value fails before any data is read.
     config.resolve(raw.get("train", {}), where=f"{path} [train]")
+    check_tune_table(raw.get("tune", {}), str(path))
     return Competition(
         name=raw["name"],
         metric=raw["metric"],
@@ -152,5 +156,6 @@ def load_competition(name_or_path: str | Path, workdir: str | Path = ".") -> Com
         classes=classes,
         test_crop=float(crop) if crop is not None else None,
         train=MappingProxyType(dict(raw.get("train", {}))),
+        tune=MappingProxyType(dict(raw.get("tune", {}))),
         source=path,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from .errors import ComptkError, did_you_mean
@@ -112,3 +113,39 @@ def resolve(
 def from_dict(values: Mapping[str, Any], where: str) -> TrainConfig:
     """Rebuild a saved config (e.g. a run's config.json)."""
     return resolve(None, values, where=where)
+
+
+def read_settings(path: str | Path) -> dict[str, Any]:
+    """A settings file: TOML with a [train] table (e.g. written by ``comptk tune --export``)."""
+    import tomllib
+
+    path = Path(path)
+    if not path.is_file():
+        raise ComptkError(f"settings file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ComptkError(f"{path}: not valid TOML: {exc}") from None
+    extra = [k for k in raw if k != "train"]
+    if extra or not isinstance(raw.get("train"), dict):
+        raise ComptkError(f"{path}: a settings file holds one [train] table"
+                          + (f"; unknown key '{extra[0]}'" if extra else ""))
+    settings = raw["train"]
+    check_keys(settings, f"{path} [train]")
+    return {k: _coerce(k, v, f"{path} [train]") for k, v in settings.items()}
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """'key=value' from the command line; the value is read as TOML (1e-3, 64, true, "x"), else a string."""
+    import tomllib
+
+    key, sep, value = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key:
+        raise ComptkError(f"--set '{text}': expected KEY=VALUE, e.g. --set epochs=3")
+    check_keys({key: None}, "--set")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key, _coerce(key, parsed, "--set")

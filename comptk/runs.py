@@ -101,6 +101,11 @@ def folds_path(workdir: Path, competition: str, n_folds: int, seed: int, train_d
     return Path(workdir) / "folds" / f"{competition}-k{n_folds}-seed{seed}-{train_digest[:12]}.csv"
 
 
+def tune_storage_path(workdir: Path) -> Path:
+    """The embedded SQLite file that holds a work directory's Optuna studies."""
+    return Path(workdir) / "tune" / "studies.db"
+
+
 def check_run_name(name: str) -> str:
     if not RUN_NAME.match(name):
         raise ComptkError(
