@@ -9,7 +9,7 @@ RUN ?= fashion-demo-$(shell date +%Y%m%d-%H%M%S)
 .PHONY: install fashion-data demo test bench
 
 install:
-	$(PYTHON) -m pip install -q -e ".[test]"
+	$(PYTHON) -m pip install -q -e ".[test,postgres]"
 
 fashion-data:
 	@test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || \
