@@ -93,16 +93,29 @@ def load_weights_file(model: nn.Module, path: str | Path) -> None:
     model.load_state_dict(usable, strict=False)
 
 
-@register_model
-def small_resnet(pretrained: bool = False, pretrained_cfg_overlay: dict | None = None, **kwargs) -> SmallResNet:
+def _small(widths: tuple[int, ...], name: str, pretrained: bool, pretrained_cfg_overlay: dict | None,
+           **kwargs) -> SmallResNet:
     kwargs = {k: v for k, v in kwargs.items() if k not in ("pretrained_cfg", "cache_dir")}
-    model = SmallResNet(**kwargs)
+    model = SmallResNet(widths=widths, **kwargs)
     if pretrained:
         file = (pretrained_cfg_overlay or {}).get("file")
         if not file:
-            raise ComptkError("small_resnet has no published weights: pass a weights file or pretrained = false")
+            raise ComptkError(f"{name} has no published weights: pass a weights file or pretrained = false")
         load_weights_file(model, file)
     return model
+
+
+@register_model
+def small_resnet(pretrained: bool = False, pretrained_cfg_overlay: dict | None = None, **kwargs) -> SmallResNet:
+    """Widths 16-32-64: about 0.12 M parameters, ~2,000 train images/s at 28 px on 2 CPU cores."""
+    return _small((16, 32, 64), "small_resnet", pretrained, pretrained_cfg_overlay, **kwargs)
+
+
+@register_model
+def small_resnet_wide(pretrained: bool = False, pretrained_cfg_overlay: dict | None = None,
+                      **kwargs) -> SmallResNet:
+    """Widths 32-64-128: about 0.46 M parameters and 4x the compute of small_resnet."""
+    return _small((32, 64, 128), "small_resnet_wide", pretrained, pretrained_cfg_overlay, **kwargs)
 
 
 def create_model(cfg: TrainConfig, n_classes: int) -> nn.Module:
