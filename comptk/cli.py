@@ -93,14 +93,19 @@ def prepare(name: str, workdir: Path, train_n: int | None, seed: int, force: boo
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]))
 @click.option("--scheduler", type=click.Choice(["cosine", "step", "onecycle", "constant"]))
 @click.option("--warmup-epochs", type=float)
-@click.option("--augment", help="Augment preset: none, flip, shift, basic (batch-level, fast), albu-basic (albumentations).")
-@click.option("--tta", help="TTA preset: none, hflip, flip.")
+@click.option("--augment", help="Augment preset: none, flip, shift, basic (batch-level, fast); albu-basic, geometric, "
+              "strong, crop-to-test (albumentations); or a pipeline declared as [augment.NAME] in the competition.")
+@click.option("--tta", help="TTA preset: none, hflip, flip, five-crop, ten-crop, multi-scale.")
 @click.option("--patience", type=int, help="Early stopping after N epochs without gain (0 = off).")
 @click.option("--label-smoothing", type=float)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]))
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--num-workers", type=int, help="DataLoader worker processes.")
 @click.option("--seed", type=int, help="Seed of folds, sampling and initialisation.")
+@click.option("--tta-merge", type=click.Choice(["mean", "gmean"]),
+              help="Merge TTA views' probabilities by mean or geometric mean (renormalised).")
+@click.option("--valid-crop", type=click.Choice(["five", "center", "whole"]),
+              help="Competitions with test crops: predict validation rows as five crops, one centre crop or whole.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(competition: str, workdir: Path, data_dir: Path | None, name: str | None, quiet: bool, **options) -> None:
     """Train K-fold models; write OOF/test probabilities, CV and a submission."""
