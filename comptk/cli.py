@@ -67,12 +67,13 @@ workdir_option = click.option(
 @workdir_option
 @click.option("--train-n", type=int, default=None, help="Keep a stratified subset of N training images.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset and of the digits split.")
+@click.option("--test-n", type=int, default=None, help="Keep a stratified subset of N test images.")
 @click.option("--force", is_flag=True, help="Rebuild WORKDIR/data/NAME if it exists.")
-def prepare(name: str, workdir: Path, train_n: int | None, seed: int, force: bool) -> None:
-    """Build a local competition's data (fashion, digits) under WORKDIR/data/NAME."""
+def prepare(name: str, workdir: Path, train_n: int | None, test_n: int | None, seed: int, force: bool) -> None:
+    """Build a local competition's data (fashion, fashion-lt, digits) under WORKDIR/data/NAME."""
     from .prepare import prepare as build
 
-    target = build(name, workdir, train_n=train_n, seed=seed, force=force)
+    target = build(name, workdir, train_n=train_n, test_n=test_n, seed=seed, force=force)
     click.echo(f"wrote {target}")
 
 
