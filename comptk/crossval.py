@@ -66,15 +66,18 @@ def _transform(comp: Competition, cfg: TrainConfig, seed: int):
 
 
 def _check_tta(model: torch.nn.Module, cfg: TrainConfig) -> None:
-    """Run the TTA views once on a blank image, so a preset the model cannot take
-    (e.g. multi-scale on a fixed-size ViT) fails before training."""
-    predictor = with_tta(Classifier(model).eval(), cfg.tta, cfg.tta_merge)
-    try:
-        with torch.no_grad():
-            predictor(torch.zeros(1, 3, cfg.img_size, cfg.img_size))
-    except Exception as exc:
-        raise ComptkError(f"TTA preset '{cfg.tta}' does not work with model '{cfg.model}' at "
-                          f"{cfg.img_size} px: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    """Run the model, then its TTA views, once on a blank image, so a model that cannot take
+    img_size images or a preset it cannot take (multi-scale on a fixed-size ViT) fails before training."""
+    classifier = Classifier(model).eval()
+    checks = ((f"model '{cfg.model}' cannot take {cfg.img_size} px images", classifier),
+              (f"TTA preset '{cfg.tta}' does not work with model '{cfg.model}' at {cfg.img_size} px",
+               with_tta(classifier, cfg.tta, cfg.tta_merge)))
+    for what, predictor in checks:
+        try:
+            with torch.no_grad():
+                predictor(torch.zeros(1, 3, cfg.img_size, cfg.img_size))
+        except Exception as exc:
+            raise ComptkError(f"{what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
 def _train_fold(

@@ -85,3 +85,12 @@ def test_tta_merge_and_valid_crop_are_validated():
         resolve(None, {"tta_merge": "tsharpen"})
     with pytest.raises(ComptkError, match="'valid_crop' must be one of five, center, whole"):
         resolve(None, {"valid_crop": "ten"})
+
+
+def test_a_model_or_tta_preset_that_cannot_take_the_images_fails_before_anything_is_written(tmp_path):
+    root = make_tiny(tmp_path / "tiny")
+    with pytest.raises(ComptkError, match="model 'test_vit' cannot take 12 px images"):
+        run_cv(root, workdir=root, model="test_vit", progress=False)
+    with pytest.raises(ComptkError, match="TTA preset 'multi-scale' does not work with model 'test_vit3' at 160 px"):
+        run_cv(root, workdir=root, model="test_vit3", img_size=160, tta="multi-scale", progress=False)
+    assert not (root / "runs").exists() and not (root / "folds").exists()
