@@ -67,12 +67,13 @@ workdir_option = click.option(
 @workdir_option
 @click.option("--train-n", type=int, default=None, help="Keep a stratified subset of N training images.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset and of the digits split.")
+@click.option("--test-n", type=int, default=None, help="Keep a stratified subset of N test images.")
 @click.option("--force", is_flag=True, help="Rebuild WORKDIR/data/NAME if it exists.")
-def prepare(name: str, workdir: Path, train_n: int | None, seed: int, force: bool) -> None:
-    """Build a local competition's data (fashion, digits) under WORKDIR/data/NAME."""
+def prepare(name: str, workdir: Path, train_n: int | None, test_n: int | None, seed: int, force: bool) -> None:
+    """Build a local competition's data (fashion, fashion-lt, digits) under WORKDIR/data/NAME."""
     from .prepare import prepare as build
 
-    target = build(name, workdir, train_n=train_n, seed=seed, force=force)
+    target = build(name, workdir, train_n=train_n, test_n=test_n, seed=seed, force=force)
     click.echo(f"wrote {target}")
 
 
@@ -93,14 +94,19 @@ def prepare(name: str, workdir: Path, train_n: int | None, seed: int, force: boo
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]))
 @click.option("--scheduler", type=click.Choice(["cosine", "step", "onecycle", "constant"]))
 @click.option("--warmup-epochs", type=float)
-@click.option("--augment", help="Augment preset: none, flip, shift, basic (batch-level, fast), albu-basic (albumentations).")
-@click.option("--tta", help="TTA preset: none, hflip, flip.")
+@click.option("--augment", help="Augment preset: none, flip, shift, basic (batch-level, fast); albu-basic, geometric, "
+              "strong, crop-to-test (albumentations); or a pipeline declared as [augment.NAME] in the competition.")
+@click.option("--tta", help="TTA preset: none, hflip, flip, five-crop, ten-crop, multi-scale.")
 @click.option("--patience", type=int, help="Early stopping after N epochs without gain (0 = off).")
 @click.option("--label-smoothing", type=float)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]))
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--num-workers", type=int, help="DataLoader worker processes.")
 @click.option("--seed", type=int, help="Seed of folds, sampling and initialisation.")
+@click.option("--tta-merge", type=click.Choice(["mean", "gmean"]),
+              help="Merge TTA views' probabilities by mean or geometric mean (renormalised).")
+@click.option("--valid-crop", type=click.Choice(["five", "center", "whole"]),
+              help="Competitions with test crops: predict validation rows as five crops, one centre crop or whole.")
 @click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path),
               help="TOML file with a [train] table (e.g. from `comptk tune --export`); flags override it.")
 @click.option("--from-study", help="Use the best trial's settings of this tuning study; flags override them.")

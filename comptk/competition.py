@@ -12,7 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from . import config
+from . import augment, config
 from .errors import ComptkError, did_you_mean
 from .metrics import METRICS
 from .tune.space import check_declaration as check_tune_table
@@ -50,6 +50,7 @@ class Competition:
     test_crop: float | None = None  # test images show about this fraction of each side
     train: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     tune: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # search space (comptk tune)
+    augments: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # [augment.NAME] pipelines
     source: Path | None = None  # the declaration file
 
     def data_path(self, workdir: Path, override: str | Path | None = None) -> Path:
@@ -73,10 +74,12 @@ _TOP = {
     "test_time": (dict, False),
     "train": (dict, False),
     "tune": (dict, False),
+    "augment": (dict, False),
 }
 _FILES = {"train": (str, True), "test": (str, True), "sample_submission": (str, False)}
 _COLUMNS = {"id": (str, False), "image": (str, False), "label": (str, False), "group": (str, False)}
 _TEST_TIME = {"crop": (float, False)}
+_AUGMENT = {"transforms": (list, True)}
 
 
 def _check_table(table: dict, schema: dict, where: str) -> None:
@@ -95,6 +98,22 @@ def _check_table(table: dict, schema: dict, where: str) -> None:
             raise ComptkError(
                 f"{where}: key '{key}' must be a {kind.__name__}, got {value!r}"
             )
+
+
+def _check_augments(tables: dict, img_size: int, path: Path) -> dict[str, tuple[dict, ...]]:
+    """[augment.NAME] tables: user-defined albumentations pipelines, built once here so a bad
+    transform name or argument fails when the declaration is read."""
+    found = {}
+    for name, table in tables.items():
+        where = f"{path} [augment.{name}]"
+        if not isinstance(table, dict):
+            raise ComptkError(f"{where}: must be a table with a 'transforms' list")
+        if name in augment.AUGMENTS:
+            raise ComptkError(f"{where}: '{name}' is a built-in augment preset; give the pipeline another name")
+        _check_table(table, _AUGMENT, where)
+        augment.build_pipeline(table["transforms"], img_size, 0, where=where)
+        found[name] = tuple(table["transforms"])
+    return found
 
 
 def find_declaration(name_or_path: str | Path, workdir: str | Path = ".") -> Path:
@@ -143,7 +162,8 @@ def load_competition(name_or_path: str | Path, workdir: str | Path = ".") -> Com
     if crop is not None and not 0 < crop <= 1:
         raise ComptkError(f"{path} [test_time]: 'crop' must be in (0, 1], got {crop}")
     # Check the [train] defaults now, so a bad value fails before any data is read.
-    config.resolve(raw.get("train", {}), where=f"{path} [train]")
+    defaults = config.resolve(raw.get("train", {}), where=f"{path} [train]")
+    augments = _check_augments(raw.get("augment", {}), defaults.img_size, path)
     check_tune_table(raw.get("tune", {}), str(path))
     return Competition(
         name=raw["name"],
@@ -157,5 +177,6 @@ def load_competition(name_or_path: str | Path, workdir: str | Path = ".") -> Com
         test_crop=float(crop) if crop is not None else None,
         train=MappingProxyType(dict(raw.get("train", {}))),
         tune=MappingProxyType(dict(raw.get("tune", {}))),
+        augments=MappingProxyType(augments),
         source=path,
     )

@@ -19,6 +19,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adamw", "sgd"),
     "scheduler": ("cosine", "step", "onecycle", "constant"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
+    "tta_merge": ("mean", "gmean"),
+    "valid_crop": ("five", "center", "whole"),
 }
 
 
@@ -44,6 +46,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     num_workers: int = 0  # DataLoader workers; images are decoded once, so 0 suits a CPU
     seed: int = 42
+    # Test-time crops and TTA merging (issue #5, items 4-5)
+    tta_merge: str = "mean"  # how TTA views' probabilities are merged: mean | gmean (renormalised)
+    valid_crop: str = "five"  # competitions with a [test_time] crop: validation rows as five crops | center | whole
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -15,8 +15,8 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
-from . import runs
-from .augment import AUGMENTS, train_transform
+from . import runs, testtime
+from .augment import train_transform
 from .competition import Competition, load_competition
 from .config import TrainConfig, resolve
 from .data import CompetitionData, ImageArrayDataset, load_images, read_data
@@ -26,7 +26,7 @@ from .folds import folds_digest, load_or_make_folds
 from .metrics import get_metric
 from .models import Classifier, create_model
 from .submission import make_submission
-from .tta import TTA
+from .tta import with_tta
 
 log = logging.getLogger("comptk")
 
@@ -61,6 +61,26 @@ def _check_same_run(paths: runs.RunPaths, record: dict[str, Any]) -> None:
         )
 
 
+def _transform(comp: Competition, cfg: TrainConfig, seed: int):
+    return train_transform(cfg.augment, cfg.img_size, seed, test_crop=comp.test_crop, custom=comp.augments,
+                           where=str(comp.source))
+
+
+def _check_tta(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Run the model, then its TTA views, once on a blank image, so a model that cannot take
+    img_size images or a preset it cannot take (multi-scale on a fixed-size ViT) fails before training."""
+    classifier = Classifier(model).eval()
+    checks = ((f"model '{cfg.model}' cannot take {cfg.img_size} px images", classifier),
+              (f"TTA preset '{cfg.tta}' does not work with model '{cfg.model}' at {cfg.img_size} px",
+               with_tta(classifier, cfg.tta, cfg.tta_merge)))
+    for what, predictor in checks:
+        try:
+            with torch.no_grad():
+                predictor(torch.zeros(1, 3, cfg.img_size, cfg.img_size))
+        except Exception as exc:
+            raise ComptkError(f"{what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
 def fit_fold(
     k: int, data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, train_images: np.ndarray,
     device: torch.device, *, on_epoch: Callable[[dict], None] | None = None, progress: bool = True,
@@ -74,11 +94,12 @@ def fit_fold(
     np.random.seed(seed)
     model = Classifier(create_model(cfg, data.n_classes))
     train_set = ImageArrayDataset(
-        train_images[train_idx], data.train.labels[train_idx], train_transform(cfg.augment, cfg.img_size, seed)
+        train_images[train_idx], data.train.labels[train_idx], _transform(data.competition, cfg, seed)
     )
     outcome = train_one_fold(
         model, train_set, train_images[valid_idx], data.train.labels[valid_idx], cfg, metric,
         device=device, seed=seed, on_epoch=on_epoch, desc=f"fold {k + 1}/{cfg.n_folds}", progress=progress,
+        valid_crop=testtime.valid_crop(data.competition, cfg),
     )
     return model, outcome
 
@@ -102,8 +123,10 @@ def _train_fold(
         save_file({key: v.contiguous() for key, v in outcome.state_dict.items()}, str(tmp))
 
     started = time.perf_counter()
-    oof = predict_proba(model, train_images[valid_idx], device=device, precision=cfg.precision, tta=cfg.tta)
-    test = predict_proba(model, test_images, device=device, precision=cfg.precision, tta=cfg.tta)
+    views = {"device": device, "precision": cfg.precision, "tta": cfg.tta, "tta_merge": cfg.tta_merge}
+    oof = predict_proba(model, train_images[valid_idx], **views, crop=testtime.valid_crop(data.competition, cfg),
+                        crop_which=cfg.valid_crop)
+    test = predict_proba(model, test_images, **views)  # test images as they are
     predict_seconds = time.perf_counter() - started
     runs.save_npy(paths.fold_oof(k), oof)
     runs.save_npy(paths.fold_test(k), test)
@@ -144,7 +167,10 @@ def run_cv(
     started = time.perf_counter()
     workdir = Path(workdir)
     comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
-    cfg = cfg or resolve(comp.train_defaults(), overrides, where=f"{comp.source} [train]")
+    if cfg is None:
+        cfg = resolve(comp.train_defaults(), overrides, where=f"{comp.source} [train]")
+        chosen = [*comp.train_defaults(), *(k for k, v in overrides.items() if v is not None)]
+        cfg = testtime.apply_defaults(comp, cfg, chosen)  # crop-to-test when test images are crops
     name = runs.check_run_name(name) if name else runs.new_run_name(comp.name, cfg.model)
     paths = runs.RunPaths(workdir, name)
     if paths.is_finished():
@@ -153,9 +179,8 @@ def run_cv(
     data = read_data(comp, comp.data_path(workdir, data_dir))
     # Fail on a bad device, model, weights file or preset name before anything is written.
     device = resolve_device(cfg.device)
-    create_model(cfg, data.n_classes)
-    AUGMENTS.get(cfg.augment)
-    TTA.get(cfg.tta)
+    _check_tta(create_model(cfg, data.n_classes), cfg)
+    _transform(comp, cfg, cfg.seed)  # unknown preset, a pipeline that fails on an img_size image
     fold, folds_file = load_or_make_folds(workdir, comp.name, data.train, cfg.n_folds, cfg.seed, data.classes)
     record = {
         "competition": comp.name,
@@ -164,6 +189,8 @@ def run_cv(
         "train_ids_digest": runs.digest(data.train.ids),
         "test_ids_digest": runs.digest(data.test.ids),
         "folds_digest": folds_digest(data.train.ids, fold),
+        "test_time": testtime.describe(comp, cfg),
+        "augment_pipeline": [dict(t) for t in comp.augments[cfg.augment]] if cfg.augment in comp.augments else None,
         "config": cfg.to_dict(),
     }
     t0 = time.perf_counter()

@@ -99,11 +99,18 @@ def predict_proba(
     device: torch.device,
     precision: str = "auto",
     tta: str = "none",
+    tta_merge: str = "mean",
+    crop: float | None = None,
+    crop_which: str = "five",
     batch_size: int = 256,
 ) -> np.ndarray:
-    """Class probabilities (N, C) float32 for uint8 images (N, H, W, 3)."""
+    """Class probabilities (N, C) float32 for uint8 images (N, H, W, 3).
+
+    ``crop``: predict each image as crops of that fraction of each side (``crop_which``:
+    five = corners and centre, center = one), probabilities averaged (comptk.tta).
+    """
     model.eval()
-    predictor = with_tta(model, tta)
+    predictor = with_tta(model, tta, tta_merge, crop=crop, crop_which=crop_which)
     dtype = autocast_dtype(device, precision)
     out = []
     for start in range(0, len(images), batch_size):
@@ -140,9 +147,11 @@ def train_one_fold(
     on_epoch: Callable[[dict], None] | None = None,
     desc: str = "",
     progress: bool = True,
+    valid_crop: float | None = None,
 ) -> FoldOutcome:
     """Train for cfg.epochs (or until early stopping) and keep the weights of the best
-    epoch by the competition metric on the validation rows."""
+    epoch by the competition metric on the validation rows (predicted as crops of
+    ``valid_crop`` of each side when the competition's test images are crops)."""
     model.to(device).to(memory_format=torch.channels_last)
     generator = torch.Generator().manual_seed(seed)
     sampler = torch.utils.data.RandomSampler(train_set, generator=generator)
@@ -192,7 +201,8 @@ def train_one_fold(
         outcome.train_seconds += seconds
         outcome.train_images += seen
 
-        proba = predict_proba(model, valid_images, device=device, precision=cfg.precision)
+        proba = predict_proba(model, valid_images, device=device, precision=cfg.precision,
+                              crop=valid_crop, crop_which=cfg.valid_crop)
         score = metric.score_proba(valid_labels, proba)
         valid_loss = float(-np.log(np.clip(proba[np.arange(len(valid_labels)), valid_labels], 1e-12, None)).mean())
         record = {

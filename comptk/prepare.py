@@ -1,5 +1,6 @@
 """Build local competitions from data on this machine: ``fashion`` (Debian's
-dataset-fashion-mnist package) and ``digits`` (scikit-learn's 8x8 digits).
+dataset-fashion-mnist package), ``fashion-lt`` (a harder long-tailed variant with
+test-time crops, built from it) and ``digits`` (scikit-learn's 8x8 digits).
 
 Each writes the Dacon/Kaggle CSV layout under WORKDIR/data/NAME: train.csv
 (id,img_path,label), test.csv (id,img_path), sample_submission.csv, PNG images,
@@ -40,7 +41,7 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 @SOURCES.register("fashion")
-def _fashion(seed: int):
+def _fashion(seed: int = 0):
     files = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
     missing = [f for f in files if not (FASHION_DIR / f).is_file()]
@@ -51,6 +52,37 @@ def _fashion(seed: int):
         )
     x_train, y_train, x_test, y_test = (_read_idx(FASHION_DIR / f) for f in files)
     return x_train, y_train, x_test, y_test, FASHION_CLASSES
+
+
+LT_LARGEST, LT_RATIO = 1000, 20  # fashion-lt: classes of 1000 down to 50 training images
+LT_SIZE, LT_CROP = 56, 0.6  # images upscaled to 56 px; test images are crops of 0.6 of each side
+
+
+def long_tail_counts(n_classes: int, largest: int = LT_LARGEST, ratio: float = LT_RATIO) -> np.ndarray:
+    """Exponential profile from ``largest`` down to ``largest / ratio`` images per class."""
+    return np.round(largest * ratio ** (-np.arange(n_classes) / (n_classes - 1))).astype(int)
+
+
+def _upscale(images: np.ndarray, size: int) -> np.ndarray:
+    return np.stack([np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BILINEAR))
+                     for img in images])
+
+
+@SOURCES.register("fashion-lt")
+def _fashion_lt(seed: int = 0):
+    """Fashion-MNIST made harder: a long-tailed training set (class sizes 1000 .. 50 in a seeded
+    class order, largest/smallest = 20), upscaled to 56 px; the test images are random crops of
+    0.6 of each side (34 px) of the upscaled test images, at seeded positions."""
+    x_train, y_train, x_test, y_test, classes = _fashion()
+    rng = np.random.default_rng(seed)
+    counts = long_tail_counts(len(classes))[np.argsort(rng.permutation(len(classes)))]
+    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y_train == c))[:counts[c]]
+                                   for c in range(len(classes))]))
+    crop = round(LT_CROP * LT_SIZE)
+    tops, lefts = rng.integers(0, LT_SIZE - crop + 1, (2, len(x_test)))
+    big_test = _upscale(x_test, LT_SIZE)
+    crops = np.stack([img[t:t + crop, left:left + crop] for img, t, left in zip(big_test, tops, lefts)])
+    return _upscale(x_train[keep], LT_SIZE), y_train[keep], crops, y_test, classes
 
 
 @SOURCES.register("digits")
@@ -75,22 +107,27 @@ def _write_split(folder: Path, prefix: str, images: np.ndarray) -> list[str]:
     return rel
 
 
+def _subset(x: np.ndarray, y: np.ndarray, n: int | None, n_classes: int, seed: int, flag: str):
+    if n is None or n == len(x):
+        return x, y
+    if not n_classes <= n <= len(x):
+        raise ComptkError(f"{flag} must be between {n_classes} and {len(x)}, got {n}")
+    keep, _ = train_test_split(np.arange(len(x)), train_size=n, stratify=y, random_state=seed)
+    keep = np.sort(keep)
+    return x[keep], y[keep]
+
+
 def prepare(name: str, workdir: str | Path = ".", *, train_n: int | None = None, seed: int = 0,
-            force: bool = False) -> Path:
-    """Build WORKDIR/data/NAME; ``train_n`` keeps a stratified subset of the training images."""
+            force: bool = False, test_n: int | None = None) -> Path:
+    """Build WORKDIR/data/NAME; ``train_n`` / ``test_n`` keep stratified subsets of the
+    training / test images (class proportions kept, so fashion-lt stays long-tailed)."""
     source = SOURCES.get(name)
     target = Path(workdir) / "data" / name
     if target.exists() and not force:
         raise ComptkError(f"{target} already exists; pass --force to build it again")
     x_train, y_train, x_test, y_test, classes = source(seed)
-    if train_n is not None:
-        if not len(classes) <= train_n <= len(x_train):
-            raise ComptkError(f"--train-n must be between {len(classes)} and {len(x_train)}, got {train_n}")
-        if train_n < len(x_train):
-            keep, _ = train_test_split(np.arange(len(x_train)), train_size=train_n, stratify=y_train,
-                                       random_state=seed)
-            keep = np.sort(keep)
-            x_train, y_train = x_train[keep], y_train[keep]
+    x_train, y_train = _subset(x_train, y_train, train_n, len(classes), seed, "--train-n")
+    x_test, y_test = _subset(x_test, y_test, test_n, len(classes), seed, "--test-n")
     names = np.array(classes)
     target.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))

@@ -13,10 +13,12 @@ from comptk.tta import TTA, with_tta
 @pytest.mark.parametrize("name", AUGMENTS.names())
 def test_every_augment_preset_keeps_size_and_dtype(name):
     images = np.random.default_rng(0).integers(0, 255, (6, 20, 20, 3), dtype=np.uint8)
-    dataset = ImageArrayDataset(images, np.arange(6), train_transform(name, 20, seed=1))
+    dataset = ImageArrayDataset(images, np.arange(6), train_transform(name, 20, seed=1, test_crop=0.5))
     batch, labels = dataset.__getitems__([0, 3, 5])
     assert batch.shape == (3, 20, 20, 3) and batch.dtype == torch.uint8
     assert labels.tolist() == [0, 3, 5]
+    again = ImageArrayDataset(images, np.arange(6), train_transform(name, 20, seed=1, test_crop=0.5))
+    assert torch.equal(again.__getitems__([0, 3, 5])[0], batch)  # the seed fixes the draws
 
 
 def test_batch_augment_is_seeded_and_changes_images():

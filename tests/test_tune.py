@@ -279,7 +279,8 @@ def test_journal_storage(tiny, tmp_path):
     (("--trials", "0"), "--trials must be at least 1"),
     (("--set", "lrr=1"), "--set: unknown setting 'lrr' (did you mean 'lr'?)"),
     (("--set", "epochs=many"), "setting 'epochs' must be int"),
-    (("--set", "model=no_such_net"), "'no_such_net' is not a timm model"),
+    (("--set", "model=no_such_net"), "setting 'model': 'no_such_net' is not known"),
+    (("--set", "augment=flipp"), "setting 'augment': 'flipp' is not known (did you mean 'flip'?)"),
 ])
 def test_bad_tune_options_are_one_line_errors(tiny, args, message):
     result = invoke("tune", tiny, "--workdir", tiny, *args)
