@@ -1,0 +1,77 @@
+"""One trial: sample settings, train on the saved folds exactly as ``comptk train`` does,
+report per-epoch (or per-fold) scores to the pruner, return the mean best-epoch score."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import optuna
+
+from .. import testtime
+from ..competition import Competition
+from ..config import TrainConfig, resolve
+from ..crossval import fit_fold
+from ..data import CompetitionData, load_images
+from ..engine import resolve_device
+from .space import Space
+
+IMAGE_MEMORY_BYTES = 4 << 30  # decoded training images kept in memory across trials, all sizes together
+
+
+class Objective:
+    """``per_fold=False``: the pruner sees the validation metric after every epoch of the first
+    fold (MedianPruner, HyperbandPruner). ``per_fold=True``: it sees each fold's best score
+    (WilcoxonPruner compares trials fold by fold)."""
+
+    def __init__(
+        self, comp: Competition, data: CompetitionData, fold: np.ndarray, space: Space, *,
+        folds_per_trial: int, per_fold: bool, progress: bool = False,
+        fit: Callable[..., Any] = fit_fold,
+    ) -> None:
+        self.comp, self.data, self.fold, self.space = comp, data, fold, space
+        self.folds_per_trial, self.per_fold, self.progress, self.fit = folds_per_trial, per_fold, progress, fit
+        self.metric_key = f"valid_{comp.metric}"
+        self._images: dict[int, np.ndarray] = {}
+
+    def config(self, params: dict[str, Any]) -> TrainConfig:
+        """The trial's settings, resolved as ``comptk train`` would resolve them."""
+        chosen = {**self.space.pinned, **params}
+        cfg = resolve(self.comp.train_defaults(), chosen, where=f"{self.comp.source} [train]")
+        return testtime.apply_defaults(self.comp, cfg, [*self.comp.train_defaults(), *chosen])
+
+    def images(self, img_size: int) -> np.ndarray:
+        if img_size not in self._images:
+            while self._images and sum(a.nbytes for a in self._images.values()) > IMAGE_MEMORY_BYTES:
+                self._images.pop(next(iter(self._images)))
+            self._images[img_size] = load_images(self.data.train.paths, img_size)
+        return self._images[img_size]
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        cfg = self.config(self.space.suggest(trial))
+        trial.set_user_attr("epochs_planned", cfg.epochs * self.folds_per_trial)
+        images = self.images(cfg.img_size)
+        device = resolve_device(cfg.device)
+        epochs_run, scores = 0, []
+        try:
+            for k in range(self.folds_per_trial):
+                def on_epoch(record: dict, k: int = k) -> None:
+                    nonlocal epochs_run
+                    epochs_run += 1
+                    if not self.per_fold and k == 0:
+                        trial.report(float(record[self.metric_key]), record["epoch"])
+                        if trial.should_prune():
+                            raise optuna.TrialPruned(f"pruned after epoch {record['epoch']}")
+
+                _, outcome = self.fit(k, self.data, cfg, self.fold, images, device,
+                                      on_epoch=on_epoch, progress=self.progress)
+                scores.append(float(outcome.best_score))
+                if self.per_fold:
+                    trial.report(scores[-1], k)
+                    if k + 1 < self.folds_per_trial and trial.should_prune():
+                        raise optuna.TrialPruned(f"pruned after fold {k + 1}")
+        finally:
+            trial.set_user_attr("epochs_run", epochs_run)
+            trial.set_user_attr("fold_scores", scores)
+        return float(np.mean(scores))

@@ -1,0 +1,371 @@
+"""tune(): run (or resume, or join) an Optuna study over a competition's training settings;
+show() and best_settings() read a study back."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from .. import runs, testtime
+from ..competition import Competition, load_competition
+from ..config import FIELD_TYPES, resolve
+from ..crossval import fit_fold
+from ..data import read_data
+from ..errors import ComptkError, did_you_mean
+from ..folds import folds_digest, load_or_make_folds
+from ..metrics import get_metric
+from .objective import Objective
+from .space import build_space
+from .storage import resolve_storage
+
+log = logging.getLogger("comptk")
+PRUNERS = ("median", "hyperband", "wilcoxon", "none")
+ATTR = "comptk"  # the study's user attribute that records what it was made for
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    study: str
+    storage: str
+    n_counted: int  # trials that count toward the total (finished, pruned, failed, running elsewhere)
+    n_complete: int
+    best_value: float | None
+    best_params: dict[str, Any]
+    interrupted: bool
+
+
+def _counts(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial counts toward --trials unless it was interrupted (Ctrl-C, a killed process) or
+    was a surplus start after another worker reached the total."""
+    if trial.state == TrialState.FAIL:
+        return "fail_reason" in trial.user_attrs
+    return True
+
+
+def _make_pruner(name: str, *, max_epochs: int, per_fold: bool) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_epochs, 2))
+    if name == "wilcoxon":
+        return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=2)
+    return optuna.pruners.NopPruner()
+
+
+def _open_study(name: str, storage, direction: str, record: dict, sampler, pruner) -> optuna.Study:
+    study = optuna.create_study(storage=storage, study_name=name, direction=direction,
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    if study.direction.name.lower() != direction:
+        raise ComptkError(f"study '{name}' exists and {study.direction.name.lower()}s its objective; "
+                          f"this competition's metric needs {direction}; use another --study")
+    saved = study.user_attrs.get(ATTR)
+    if saved is None:
+        if study.trials:
+            raise ComptkError(f"study '{name}' exists but was not made by comptk tune; use another --study")
+        study.set_user_attr(ATTR, record)
+        return study
+    diffs = [k for k in record if saved.get(k) != record[k]]
+    if diffs:
+        detail = "; ".join(_describe_change(k, saved.get(k), record[k]) for k in diffs)
+        raise ComptkError(f"study '{name}' was made with other settings ({detail}); "
+                          f"run it with the same ones or choose another --study")
+    return study
+
+
+def _describe_change(key: str, old: Any, new: Any) -> str:
+    if key != "space" or not isinstance(old, dict):
+        return f"{key} {json.dumps(old)} -> {json.dumps(new)}"
+    changed = []
+    for part in ("params", "pinned"):
+        before, after = old.get(part, {}), new.get(part, {})
+        changed += [f"{name} ({'searched' if part == 'params' else 'pinned'}: {json.dumps(before.get(name))} -> "
+                    f"{json.dumps(after.get(name))})"
+                    for name in sorted(set(before) | set(after)) if before.get(name) != after.get(name)]
+    return "search space " + ", ".join(changed)
+
+
+def _fmt_seconds(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def tune(
+    competition: Competition | str | Path,
+    *,
+    workdir: str | Path = ".",
+    data_dir: str | Path | None = None,
+    study: str | None = None,
+    storage: str | None = None,
+    n_trials: int = 20,
+    timeout: float | None = None,
+    folds_per_trial: int = 1,
+    pruner: str | None = None,
+    pins: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+    echo: Callable[[str], None] = print,
+    fit: Callable[..., Any] = fit_fold,
+) -> TuneResult:
+    """Run trials until the study holds ``n_trials`` (counting every worker's), or ``timeout``
+    seconds pass. Re-running resumes; several processes on one storage share the total."""
+    workdir = Path(workdir)
+    comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
+    pins = dict(pins or {})
+    where = str(comp.source)
+    base = resolve(comp.train_defaults(), pins, where=f"{where} [train]")
+    space = build_space(base, comp.tune, pins, where=where, test_crop=testtime.has_test_crop(comp))
+    if n_trials < 1:
+        raise ComptkError(f"--trials must be at least 1, got {n_trials}")
+    if not 1 <= folds_per_trial <= base.n_folds:
+        raise ComptkError(f"--folds-per-trial must be between 1 and the number of folds ({base.n_folds}), "
+                          f"got {folds_per_trial}")
+    pruner = pruner or ("wilcoxon" if folds_per_trial > 1 else "median")
+    if pruner not in PRUNERS:
+        raise ComptkError(f"--pruner '{pruner}' is not known{did_you_mean(pruner, PRUNERS)}; "
+                          f"choose one of {', '.join(PRUNERS)}")
+    if pruner == "wilcoxon" and folds_per_trial < 2:
+        raise ComptkError("--pruner wilcoxon compares trials fold by fold: use --folds-per-trial 2 or more")
+    _check_space(space, comp)
+    data = read_data(comp, comp.data_path(workdir, data_dir))
+    fold, _ = load_or_make_folds(workdir, comp.name, data.train, base.n_folds, base.seed, data.classes)
+    metric = get_metric(comp.metric)
+    direction = "maximize" if metric.greater_is_better else "minimize"
+    record = {
+        "competition": comp.name, "metric": metric.name, "n_folds": base.n_folds, "folds_seed": base.seed,
+        "folds_digest": folds_digest(data.train.ids, fold), "folds_per_trial": folds_per_trial,
+        "space": space.to_dict(),
+    }
+    spec = resolve_storage(storage, workdir)
+    name = study or comp.name
+    max_epochs = max([base.epochs] + [int(p.high) for p in space.params if p.name == "epochs" and p.high]
+                     + [max(p.choices) for p in space.params if p.name == "epochs" and p.choices])
+    per_fold = pruner == "wilcoxon"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # comptk prints its own trial lines
+    storage_obj = spec.open()
+    probe = _open_study(name, storage_obj, direction, record, None, None)
+    existing = probe.get_trials(deepcopy=False)
+    sampler_seed = (base.seed if seed is None else seed) + len(existing)
+    if any(t.state == TrialState.RUNNING for t in existing):
+        sampler_seed += os.getpid()  # another worker is active: don't propose the same start-up settings
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=5)
+    study_obj = optuna.load_study(study_name=name, storage=storage_obj, sampler=sampler,
+                                  pruner=_make_pruner(pruner, max_epochs=max_epochs, per_fold=per_fold))
+    objective = Objective(comp, data, fold, space, folds_per_trial=folds_per_trial, per_fold=per_fold,
+                          progress=progress, fit=fit)
+    echo(f"study '{name}' on {spec.url}: {comp.name}, {metric.name} ({direction}), "
+         f"{folds_per_trial} of {base.n_folds} folds per trial, pruner {pruner}; "
+         f"searching {', '.join(p.name for p in space.params)}")
+
+    started = time.perf_counter()
+    state: dict[str, Any] = {"interrupted": False, "surplus": False, "outcome": "", "number": -1}
+
+    def run_trial(trial: optuna.Trial) -> float:
+        lock.release()  # the trial exists now: other workers may count it and start theirs
+        state["number"] = trial.number
+        if sum(_counts(t) for t in study_obj.get_trials(deepcopy=False) if t.number != trial.number) >= n_trials:
+            trial.set_user_attr("surplus", True)  # only with a server storage, when two workers start at once
+            state["surplus"] = True
+            raise _Surplus()
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned as exc:
+            state["outcome"] = str(exc) or "pruned"
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            state["interrupted"] = True
+            raise
+        except Exception as exc:  # a bad combination, out of memory, a diverging loss: the study goes on
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            reason = f"{type(exc).__name__}: {text}"[:500]
+            trial.set_user_attr("fail_reason", reason)
+            state["outcome"] = f"failed ({reason})"
+            log.debug("trial %d failed", trial.number, exc_info=True)
+            _free_memory()
+            raise
+        state["outcome"] = f"{metric.name} {value:.4f}"
+        return value
+
+    while True:
+        if timeout is not None and time.perf_counter() - started >= timeout:
+            echo(f"timeout of {timeout:g} s reached")
+            break
+        lock = spec.start_lock()
+        lock.acquire()
+        try:
+            if sum(_counts(t) for t in study_obj.get_trials(deepcopy=False)) >= n_trials:
+                break
+            t0 = time.perf_counter()
+            try:
+                # optimize() for one trial: it keeps the storage heartbeat, so a trial whose process
+                # dies is marked failed (and not counted) by the next worker.
+                study_obj.optimize(run_trial, n_trials=1, catch=(Exception,))
+            except KeyboardInterrupt:
+                state["interrupted"] = True
+        finally:
+            lock.release()
+        if state["interrupted"]:
+            echo("interrupted: finished trials are kept; run the same command to resume")
+            break
+        if state["surplus"]:
+            break
+        echo(_progress_line(study_obj, state["number"], state["outcome"], n_trials, time.perf_counter() - t0,
+                            time.perf_counter() - started, metric.name))
+    interrupted = state["interrupted"]
+    return _result(study_obj, spec.url, interrupted)
+
+
+class _Surplus(Exception):
+    """Raised in a trial started after the total was reached by another worker."""
+
+
+def _free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _progress_line(study: optuna.Study, number: int, outcome: str, n_trials: int, trial_seconds: float,
+                   elapsed: float, metric: str) -> str:
+    trials = study.get_trials(deepcopy=False)
+    done = sum(_counts(t) and t.state.is_finished() for t in trials)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = f"best {metric} {study.best_value:.4f} (trial {study.best_trial.number})" if complete else "no best yet"
+    return f"[{done}/{n_trials}] trial {number}: {outcome} in {_fmt_seconds(trial_seconds)} | {best} | " \
+           f"elapsed {_fmt_seconds(elapsed)}"
+
+
+def _result(study: optuna.Study, url: str, interrupted: bool) -> TuneResult:
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    return TuneResult(
+        study=study.study_name, storage=url, n_counted=sum(_counts(t) for t in trials), n_complete=len(complete),
+        best_value=study.best_value if complete else None,
+        best_params=best_settings_of(study) if complete else {}, interrupted=interrupted,
+    )
+
+
+def _check_space(space, comp: Competition) -> None:
+    """Model and augment names in the space exist, before any trial runs."""
+    import timm
+
+    from .. import models  # noqa: F401  registers small_resnet with timm
+    from ..augment import AUGMENTS
+
+    known = {"model": lambda n: timm.is_model(n), "augment": lambda n: n in AUGMENTS.names() or n in comp.augments}
+    options = {"model": timm.list_models(), "augment": [*AUGMENTS.names(), *comp.augments]}
+    for param in space.params:
+        for name in (param.choices or ()) if param.name in known else ():
+            if not known[param.name](name):
+                raise ComptkError(f"search space: {param.name} '{name}' is not known"
+                                  f"{did_you_mean(name, options[param.name])}")
+    for key in known:
+        if key in space.pinned and not known[key](space.pinned[key]):
+            raise ComptkError(f"setting '{key}': '{space.pinned[key]}' is not known"
+                              f"{did_you_mean(space.pinned[key], options[key])}")
+
+
+def load_study(study: str, *, storage: str | None = None, workdir: str | Path = ".") -> optuna.Study:
+    """Open an existing study made by comptk tune (one-line errors otherwise)."""
+    spec = resolve_storage(storage, Path(workdir))
+    if spec.local_file is not None and not spec.local_file.exists():
+        raise ComptkError(f"no study storage at {spec.local_file}: run `comptk tune` first (or pass --storage)")
+    storage_obj = spec.open()
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage_obj, include_best_trial=False)]
+    if study not in names:
+        raise ComptkError(f"study '{study}' is not in {spec.url}{did_you_mean(study, names)} "
+                          f"(studies there: {', '.join(names) or 'none'})")
+    loaded = optuna.load_study(study_name=study, storage=storage_obj)
+    if ATTR not in loaded.user_attrs:
+        raise ComptkError(f"study '{study}' was not made by comptk tune")
+    return loaded
+
+
+def best_settings_of(study: optuna.Study) -> dict[str, Any]:
+    """The best trial's sampled settings plus the settings the study pinned."""
+    if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        raise ComptkError(f"study '{study.study_name}' has no completed trial yet")
+    pinned = study.user_attrs[ATTR]["space"]["pinned"]
+    settings = {**pinned, **study.best_trial.params}
+    return {k: settings[k] for k in sorted(settings) if k in FIELD_TYPES}
+
+
+def best_settings(study: str, *, storage: str | None = None, workdir: str | Path = ".") -> dict[str, Any]:
+    return best_settings_of(load_study(study, storage=storage, workdir=workdir))
+
+
+def trials_table(study: optuna.Study) -> pd.DataFrame:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() \
+            if t.datetime_complete and t.datetime_start else np.nan
+        note = t.user_attrs.get("fail_reason", "")
+        if t.user_attrs.get("interrupted"):
+            note = "interrupted (not counted)"
+        elif t.user_attrs.get("surplus"):
+            note = "surplus start (not counted)"
+        elif t.state == TrialState.FAIL and not note:
+            note = "worker died (not counted)"
+        rows.append({"trial": t.number, "state": t.state.name.lower(), "value": t.value,
+                     "epochs": t.user_attrs.get("epochs_run"), "of": t.user_attrs.get("epochs_planned"),
+                     "seconds": seconds, **t.params, "note": note})
+    return pd.DataFrame(rows)
+
+
+def show(study: str, *, storage: str | None = None, workdir: str | Path = ".") -> str:
+    """The trials table, pruning savings and the best settings, as text."""
+    loaded = load_study(study, storage=storage, workdir=workdir)
+    attrs = loaded.user_attrs[ATTR]
+    table = trials_table(loaded)
+    lines = [(f"study '{study}': {attrs['competition']}, {attrs['metric']} ({loaded.direction.name.lower()}), "
+              f"{attrs['folds_per_trial']} of {attrs['n_folds']} folds per trial")]
+    if table.empty:
+        return lines[0] + "\nno trials yet"
+    states = table["state"].value_counts()
+    lines.append(", ".join(f"{n} {s}" for s, n in states.items()))
+    with pd.option_context("display.width", 200, "display.max_columns", 50, "display.max_rows", 500,
+                           "display.float_format", lambda v: f"{v:.4g}"):
+        lines.append(table.astype(object).where(table.notna(), "").to_string(index=False))
+    ran, planned = table["epochs"].fillna(0).sum(), table["of"].fillna(0).sum()
+    if planned:
+        lines.append(f"epochs run {int(ran)} of {int(planned)} planned "
+                     f"({100 * (1 - ran / planned):.0f}% saved by pruning and failures)")
+    if (table["state"] == "complete").any():
+        lines.append(f"best: trial {loaded.best_trial.number}, {attrs['metric']} {loaded.best_value:.4f}")
+        lines.append("best settings: " + ", ".join(f"{k}={v!r}" for k, v in best_settings_of(loaded).items()))
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return json.dumps(value)
+    raise ComptkError(f"cannot write setting value {value!r} to TOML")
+
+
+def export_settings(study: str, path: str | Path, *, storage: str | None = None, workdir: str | Path = ".") -> Path:
+    """Write the best settings as a TOML file with a [train] table (``comptk train --settings FILE``)."""
+    loaded = load_study(study, storage=storage, workdir=workdir)
+    settings = best_settings_of(loaded)
+    text = (f"# best trial {loaded.best_trial.number} of study '{study}' "
+            f"({loaded.user_attrs[ATTR]['metric']} {loaded.best_value:.4f})\n[train]\n"
+            + "".join(f"{k} = {_toml_value(v)}\n" for k, v in settings.items()))
+    path = Path(path)
+    with runs.atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
