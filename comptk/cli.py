@@ -102,17 +102,38 @@ def prepare(name: str, workdir: Path, train_n: int | None, seed: int, force: boo
 @click.option("--num-workers", type=int, help="DataLoader worker processes.")
 @click.option("--seed", type=int, help="Seed of folds, sampling and initialisation.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(competition: str, workdir: Path, data_dir: Path | None, name: str | None, quiet: bool, **options) -> None:
-    """Train K-fold models; write OOF/test probabilities, CV and a submission."""
+@click.option("--folds-subset", help="Train only these folds (0-based, e.g. 0 or 0,1): a partial run; "
+              "the same command without it later trains the others.")
+@click.option("--tracker", type=click.Choice(["none", "mlflow", "wandb"]), default="none", show_default=True,
+              help="Also log to MLflow (WORKDIR/mlruns) or W&B (offline); needs the package installed.")
+@click.option("--plots/--no-plots", default=True, show_default=True,
+              help="Write runs/RUN/*.png (learning curves, confusion matrix, per-class F1).")
+def train(competition: str, workdir: Path, data_dir: Path | None, name: str | None, quiet: bool,
+          folds_subset: str | None, tracker: str, plots: bool, **options) -> None:
+    """Train K-fold models; write OOF/test probabilities, CV, a submission and plots."""
     from .crossval import run_cv
 
-    result = run_cv(competition, workdir=workdir, data_dir=data_dir, name=name, progress=not quiet, **options)
+    result = run_cv(competition, workdir=workdir, data_dir=data_dir, name=name, progress=not quiet,
+                    folds_subset=_fold_list(folds_subset), tracker=tracker, plots=plots, **options)
     cv = result.sidecar["cv"]
+    partial = ""
+    if result.partial:
+        partial = (f" [partial: folds {', '.join(map(str, result.sidecar['folds_trained']))} of "
+                   f"{result.sidecar['n_folds']}]")
     click.echo(
         f"run {result.name}: CV {result.sidecar['metric']} {cv['oof']:.4f} (pooled OOF), "
-        f"{cv['mean_of_folds']:.4f} +- {cv['std_of_folds']:.4f} (mean of folds)\n"
+        f"{cv['mean_of_folds']:.4f} +- {cv['std_of_folds']:.4f} (mean of folds){partial}\n"
         f"submission: {result.paths.submission}"
     )
+
+
+def _fold_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ComptkError(f"--folds-subset '{text}': expected fold indices like 0 or 0,2") from None
 
 
 @main.command()
@@ -173,3 +194,99 @@ def ensemble(members: tuple[Path, ...], out: Path, meta_params: str | None, **op
     click.echo(to_text(result.report))
     click.echo(f"\nblend {result.name} ({result.method}): CV {result.sidecar['metric']} {result.cv:.4f} "
                f"(cross-validated, pooled OOF)\nsubmission: {result.submission}\nreport: {result.report_md}")
+
+
+@main.command("runs")
+@click.argument("competition", required=False)
+@workdir_option
+@click.option("--sort", help="Column to sort by (default cv; scores, images/s and dates best first).")
+@click.option("--reverse", is_flag=True, help="Reverse the sort order.")
+@click.option("--where", multiple=True, help="Keep rows where KEY=VALUE (also !=, >, >=, <, <=); repeatable. "
+              "KEY: any column or config key, e.g. model=resnet18, lr<0.01, kind=blend, partial=false.")
+@click.option("--top", type=int, help="Show the first N rows.")
+@click.option("--columns", help="Comma-separated columns to show instead of the default ones.")
+@click.option("--answers", type=click.Path(path_type=Path),
+              help="Answers CSV for the test column (default: answers.csv in each run's data folder).")
+@click.option("--diff", nargs=2, metavar="A B", help="Show the settings in which runs A and B differ.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the table, every column, to this CSV.")
+def runs_command(competition: str | None, workdir: Path, sort: str | None, reverse: bool, where: tuple[str, ...],
+                 top: int | None, columns: str | None, answers: Path | None, diff: tuple[str, str] | None,
+                 csv_path: Path | None) -> None:
+    """The local leaderboard: finished runs and blends (CV pooled and per fold, test score, time, blends).
+
+    \b
+    comptk runs digits --where model=small_resnet --sort train_s --top 5
+    comptk runs --diff RUN_A RUN_B
+    """
+    from . import leaderboard, runs
+
+    if diff:
+        click.echo(leaderboard.diff_text(leaderboard.diff(workdir, *diff), *diff))
+        return
+    table = leaderboard.collect(workdir, competition=competition, answers=answers)
+    table = leaderboard.select(table, where=where, sort=sort, reverse=reverse, top=top)
+    shown = [c.strip() for c in columns.split(",")] if columns else leaderboard.COLUMNS
+    click.echo(leaderboard.to_text(table, shown))
+    if csv_path:
+        runs.save_csv(csv_path, table)
+        click.echo(f"wrote {csv_path}")
+
+
+@main.command()
+@click.argument("run")
+@workdir_option
+def plots(run: str, workdir: Path) -> None:
+    """(Re)make a run's plots: runs/RUN/learning_curves.png, confusion_matrix.png, per_class_f1.png."""
+    from .plots import plot_run
+
+    for path in plot_run(run, workdir):
+        click.echo(f"wrote {path}")
+
+
+def _grid_options(command):
+    """One comma-list option per TrainConfig field, so every train setting can be swept."""
+    from .config import FIELD_TYPES
+
+    aliases = {"model": ["--models"], "n_folds": ["--folds"]}
+    for key in reversed(list(FIELD_TYPES)):
+        flag = f"--{key.replace('_', '-')}"
+        command = click.option(flag, *aliases.get(key, []), key, default=None, metavar="V1,V2,...",
+                               help=f"{FIELD_TYPES[key].__name__} value(s), comma-separated.")(command)
+    return command
+
+
+@main.command()
+@click.argument("competition")
+@click.option("--name", help="Sweep name (default: the competition's); runs are NAME-MODEL[-KEYVALUE...].")
+@workdir_option
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Data folder (overrides the declaration's).")
+@click.option("--folds-subset", help="Train only these folds of each run (e.g. 0): fast, partial runs.")
+@click.option("--tracker", type=click.Choice(["none", "mlflow", "wandb"]), default="none", show_default=True)
+@click.option("--plots/--no-plots", default=True, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_grid_options
+def sweep(competition: str, name: str | None, workdir: Path, data_dir: Path | None, folds_subset: str | None,
+          tracker: str, plots: bool, quiet: bool, **options) -> None:
+    """Train every combination of the listed settings (a grid) as normal K-fold runs; table and plot.
+
+    Any train setting takes a comma-separated list; one value fixes it for all runs.
+
+    \b
+    comptk sweep fashion --models resnet18,efficientnet_b0,convnext_nano --folds-subset 0 --epochs 5
+    comptk sweep digits --name lr --lr 1e-3,3e-3 --img-size 16,28
+    """
+    from . import leaderboard
+    from .sweep import parse_values, sweep as run_sweep
+
+    given = {key: parse_values(key, text) for key, text in options.items() if text is not None}
+    grid = {key: values for key, values in given.items() if len(values) > 1}
+    fixed = {key: values[0] for key, values in given.items() if len(values) == 1}
+    if not grid and "model" in fixed:
+        grid["model"] = [fixed.pop("model")]
+    result = run_sweep(competition, grid, name=name, workdir=workdir, data_dir=data_dir,
+                       folds_subset=_fold_list(folds_subset), progress=not quiet, tracker=tracker, plots=plots, **fixed)
+    click.echo(leaderboard.to_text(result.table))
+    click.echo(f"table: {result.paths.table}")
+    if result.plot:
+        click.echo(f"plot: {result.plot}")
