@@ -277,7 +277,8 @@ def sweep(competition: str, name: str | None, workdir: Path, data_dir: Path | No
     comptk sweep digits --name lr --lr 1e-3,3e-3 --img-size 16,28
     """
     from . import leaderboard
-    from .sweep import parse_values, sweep as run_sweep
+    from .sweep import parse_values
+    from .sweep import sweep as run_sweep
 
     given = {key: parse_values(key, text) for key, text in options.items() if text is not None}
     grid = {key: values for key, values in given.items() if len(values) > 1}

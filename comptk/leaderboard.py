@@ -186,8 +186,8 @@ def _condition(frame: pd.DataFrame, text: str) -> pd.Series:
     else:
         if op in (">", ">=", "<", "<="):
             raise ComptkError(f"--where '{text}': '{key}' values are not numbers; use = or !=")
-        left, value = column.map(lambda v: "" if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
-                                 else str(v).lower() if isinstance(v, bool) else str(v)), value
+        left = column.map(lambda v: "" if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+                          else str(v).lower() if isinstance(v, bool) else str(v))
         number = value.lower() if value.lower() in ("true", "false") else value
     ops = {"=": left.eq, "==": left.eq, "!=": left.ne, ">": left.gt, ">=": left.ge, "<": left.lt, "<=": left.le}
     return ops[op](number).fillna(False).astype(bool)

@@ -18,7 +18,7 @@ from comptk.submission import score_submission
 
 from conftest import assert_real_png
 
-COMMON = dict(progress=False, n_folds=2, epochs=1, img_size=16)
+COMMON = {"progress": False, "n_folds": 2, "epochs": 1, "img_size": 16}
 
 
 def invoke(*args):
@@ -32,8 +32,8 @@ def board(tmp_path_factory):
     prepare("digits", work)
     a = run_cv("digits", workdir=work, name="r_a", **COMMON)
     b = run_cv("digits", workdir=work, name="r_b", lr=0.01, **COMMON)
-    p = run_cv("digits", workdir=work, name="r_p", lr=0.01, epochs=2, folds_subset=[1],
-               **{k: v for k, v in COMMON.items() if k != "epochs"})
+    run_cv("digits", workdir=work, name="r_p", lr=0.01, epochs=2, folds_subset=[1],
+           **{k: v for k, v in COMMON.items() if k != "epochs"})
     blend([a.paths.oof, b.paths.oof], out=work / "submissions" / "mix.csv", workdir=work, method="mean",
           compare=False)
     return work
@@ -68,7 +68,7 @@ def test_sort_filter_and_top(board):
     assert set(leaderboard.select(table, where=["model!=small_resnet"])["name"]) == {"mix"}
     by_time = leaderboard.select(table, where=["kind=run"], sort="train_s")
     assert list(by_time["train_s"]) == sorted(by_time["train_s"])
-    assert list(leaderboard.select(table, sort="train_s", reverse=True)["name"])[0] == by_time["name"].iloc[-1]
+    assert leaderboard.select(table, sort="train_s", reverse=True)["name"].iloc[0] == by_time["name"].iloc[-1]
     top = leaderboard.select(table, top=1)
     assert len(top) == 1 and top["cv"].iloc[0] == table["cv"].max()
     for bad, message in ((["lrr=1"], "no column 'lrr' (did you mean 'lr'?)"), (["model>3"], "not numbers"),
@@ -136,7 +136,7 @@ def test_partial_run_trains_its_other_folds_later(board, tmp_path):
     work = tmp_path / "w"
     shutil.copytree(board, work)
     paths = runs.RunPaths(work, "r_p")
-    again = dict(COMMON, epochs=2, lr=0.01)
+    again = {**COMMON, "epochs": 2, "lr": 0.01}
     with pytest.raises(ComptkError, match="already trained folds 1 of 2"):
         run_cv("digits", workdir=work, name="r_p", folds_subset=[1], **again)
     for bad, message in (([2], "fold 2 does not exist; folds are 0..1"), ([0, 0], "given twice"),

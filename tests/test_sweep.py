@@ -16,7 +16,7 @@ from comptk.trackers import Tracker, open_tracker
 
 from conftest import assert_real_png
 
-FIXED = dict(n_folds=2, epochs=1, img_size=16, batch_size=128)
+FIXED = {"n_folds": 2, "epochs": 1, "img_size": 16, "batch_size": 128}
 GRID = {"model": ["small_resnet", "test_resnet"]}
 
 
