@@ -105,7 +105,7 @@ def prepare(name: str, workdir: Path, train_n: int | None, seed: int, force: boo
 @click.option("--folds-subset", help="Train only these folds (0-based, e.g. 0 or 0,1): a partial run; "
               "the same command without it later trains the others.")
 @click.option("--tracker", type=click.Choice(["none", "mlflow", "wandb"]), default="none", show_default=True,
-              help="Also log to MLflow (WORKDIR/mlruns) or W&B (offline); needs the package installed.")
+              help="Also log to MLflow (WORKDIR/mlflow.db) or W&B (offline); needs the package installed.")
 @click.option("--plots/--no-plots", default=True, show_default=True,
               help="Write runs/RUN/*.png (learning curves, confusion matrix, per-class F1).")
 def train(competition: str, workdir: Path, data_dir: Path | None, name: str | None, quiet: bool,

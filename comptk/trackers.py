@@ -4,7 +4,7 @@ The run's local files stay the record; a tracker only mirrors them. A tracker as
 installed is a one-line error before training; a tracker that fails during a run is a warning
 and is switched off, never a lost run.
 
-    tracker = open_tracker("mlflow", workdir)   # mlflow: WORKDIR/mlruns unless MLFLOW_TRACKING_URI is set
+    tracker = open_tracker("mlflow", workdir)   # WORKDIR/mlflow.db unless MLFLOW_TRACKING_URI is set
     tracker.start(run_name, competition, params); tracker.log_epoch(fold, record)
     tracker.finish(sidecar, artifact_paths)      # or tracker.fail()
 """
@@ -92,10 +92,16 @@ class MlflowTracker(Tracker):
     def __init__(self, workdir: Path) -> None:
         super().__init__()
         self.mlflow = importlib.import_module("mlflow")
-        self.uri = os.environ.get("MLFLOW_TRACKING_URI") or (Path(workdir).resolve() / "mlruns").as_uri()
+        # A local SQLite store (MLflow 3 retired the plain file store) with artifacts beside it, both in
+        # the work directory; MLFLOW_TRACKING_URI (e.g. a server) takes precedence.
+        workdir = Path(workdir).resolve()
+        self.uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workdir / 'mlflow.db'}"
+        self.artifacts = None if os.environ.get("MLFLOW_TRACKING_URI") else (workdir / "mlartifacts").as_uri()
 
     def _start(self, run_name: str, competition: str, params: dict) -> None:
         self.mlflow.set_tracking_uri(self.uri)
+        if self.mlflow.get_experiment_by_name(competition) is None:
+            self.mlflow.create_experiment(competition, artifact_location=self.artifacts)
         self.mlflow.set_experiment(competition)
         self.mlflow.start_run(run_name=run_name)
         self.mlflow.log_params({k: str(v)[:250] for k, v in params.items()})

@@ -27,6 +27,13 @@ def swept(tmp_path_factory):
     return work, sweep("digits", GRID, name="sw", workdir=work, folds_subset=[0], progress=False, **FIXED)
 
 
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory):
+    work = tmp_path_factory.mktemp("bare")
+    prepare("digits", work)
+    return work
+
+
 def test_sweep_runs_each_setting_as_a_partial_run_and_writes_table_and_plot(swept):
     work, result = swept
     assert result.run_names == ("sw-small_resnet", "sw-test_resnet")
@@ -69,11 +76,10 @@ def test_a_sweep_name_reused_with_another_grid_or_settings_is_refused(swept):
     ({"model": []}, {}, "non-empty list"),
     ({"lr": [0.1, 0.2]}, {"lr": 0.3}, "both as a list and as a fixed setting"),
 ])
-def test_bad_sweeps_fail_before_anything_trains(tmp_path, grid, fixed, message):
-    prepare("digits", tmp_path)
+def test_bad_sweeps_fail_before_anything_trains(bare, grid, fixed, message):
     with pytest.raises(ComptkError, match=message):
-        sweep("digits", grid, name="bad", workdir=tmp_path, **{**FIXED, **fixed})
-    assert not (tmp_path / "runs").exists() and not (tmp_path / "sweeps").exists()
+        sweep("digits", grid, name="bad", workdir=bare, **{**FIXED, **fixed})
+    assert not (bare / "runs").exists() and not (bare / "sweeps").exists() and not (bare / "folds").exists()
 
 
 def test_grid_values_are_typed_and_names_derived():
@@ -148,3 +154,20 @@ def test_tracker_not_installed_is_one_line_before_training(tiny, monkeypatch, ki
     assert not (tiny / "runs").exists() and not (tiny / "oof").exists()
     with pytest.raises(ComptkError, match="must be one of none, mlflow, wandb"):
         open_tracker("mlfow")
+
+
+def test_mlflow_gets_params_metrics_per_epoch_and_files_in_the_workdir(tiny, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = run_cv(tiny, workdir=tiny, name="ml", progress=False, n_folds=2, epochs=2, tracker="mlflow")
+    mlflow.set_tracking_uri(f"sqlite:///{tiny / 'mlflow.db'}")
+    found = mlflow.search_runs(experiment_names=["tiny"])
+    assert list(found["tags.mlflow.runName"]) == ["ml"] and list(found["status"]) == ["FINISHED"]
+    assert found["params.lr"][0] == str(result.sidecar["config"]["lr"])
+    assert found["metrics.cv"][0] == pytest.approx(result.cv)
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(found["run_id"][0], "fold1_train_loss")
+    assert len(history) == 2  # one point per epoch
+    files = {a.path for a in client.list_artifacts(found["run_id"][0])}
+    assert {"ml.json", "ml.csv", "confusion_matrix.png"} <= files
+    assert (tiny / "mlartifacts").is_dir()
