@@ -47,6 +47,8 @@ def main() -> None:
     comptk prepare fashion --train-n 12000   build the local Fashion-MNIST competition
     comptk train fashion --folds 5           K-fold training: OOF + test probabilities, CV, submission
     comptk score submissions/RUN.csv --answers data/fashion/answers.csv
+    comptk runs fashion --sort cv --top 10    the local leaderboard of runs and blends
+    comptk sweep fashion --models resnet18,small_resnet --folds-subset 0
     """
     log = logging.getLogger("comptk")
     if not any(isinstance(h, _Stderr) for h in log.handlers):
