@@ -47,6 +47,8 @@ def main() -> None:
     comptk prepare fashion --train-n 12000   build the local Fashion-MNIST competition
     comptk train fashion --folds 5           K-fold training: OOF + test probabilities, CV, submission
     comptk score submissions/RUN.csv --answers data/fashion/answers.csv
+    comptk runs fashion --sort cv --top 10    the local leaderboard of runs and blends
+    comptk sweep fashion --models resnet18,small_resnet --folds-subset 0
     """
     log = logging.getLogger("comptk")
     if not any(isinstance(h, _Stderr) for h in log.handlers):
@@ -112,9 +114,16 @@ def prepare(name: str, workdir: Path, train_n: int | None, test_n: int | None, s
 @click.option("--from-study", help="Use the best trial's settings of this tuning study; flags override them.")
 @click.option("--storage", help="Storage of --from-study (default: WORKDIR/tune/studies.db).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--folds-subset", help="Train only these folds (0-based, e.g. 0 or 0,1): a partial run; "
+              "the same command without it later trains the others.")
+@click.option("--tracker", type=click.Choice(["none", "mlflow", "wandb"]), default="none", show_default=True,
+              help="Also log to MLflow (WORKDIR/mlflow.db) or W&B (offline); needs the package installed.")
+@click.option("--plots/--no-plots", default=True, show_default=True,
+              help="Write runs/RUN/*.png (learning curves, confusion matrix, per-class F1).")
 def train(competition: str, workdir: Path, data_dir: Path | None, name: str | None, quiet: bool,
-          settings_file: Path | None, from_study: str | None, storage: str | None, **options) -> None:
-    """Train K-fold models; write OOF/test probabilities, CV and a submission."""
+          settings_file: Path | None, from_study: str | None, storage: str | None,
+          folds_subset: str | None, tracker: str, plots: bool, **options) -> None:
+    """Train K-fold models; write OOF/test probabilities, CV, a submission and plots."""
     from .config import read_settings
     from .crossval import run_cv
 
@@ -126,13 +135,27 @@ def train(competition: str, workdir: Path, data_dir: Path | None, name: str | No
 
         base.update(best_settings(from_study, storage=storage, workdir=workdir))
     options = {**base, **{k: v for k, v in options.items() if v is not None}}
-    result = run_cv(competition, workdir=workdir, data_dir=data_dir, name=name, progress=not quiet, **options)
+    result = run_cv(competition, workdir=workdir, data_dir=data_dir, name=name, progress=not quiet,
+                    folds_subset=_fold_list(folds_subset), tracker=tracker, plots=plots, **options)
     cv = result.sidecar["cv"]
+    partial = ""
+    if result.partial:
+        partial = (f" [partial: folds {', '.join(map(str, result.sidecar['folds_trained']))} of "
+                   f"{result.sidecar['n_folds']}]")
     click.echo(
         f"run {result.name}: CV {result.sidecar['metric']} {cv['oof']:.4f} (pooled OOF), "
-        f"{cv['mean_of_folds']:.4f} +- {cv['std_of_folds']:.4f} (mean of folds)\n"
+        f"{cv['mean_of_folds']:.4f} +- {cv['std_of_folds']:.4f} (mean of folds){partial}\n"
         f"submission: {result.paths.submission}"
     )
+
+
+def _fold_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ComptkError(f"--folds-subset '{text}': expected fold indices like 0 or 0,2") from None
 
 
 @main.command()
@@ -195,63 +218,26 @@ def ensemble(members: tuple[Path, ...], out: Path, meta_params: str | None, **op
                f"(cross-validated, pooled OOF)\nsubmission: {result.submission}\nreport: {result.report_md}")
 
 
-@main.command()
-@click.argument("competition")
-@workdir_option
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Data folder (overrides the declaration's).")
-@click.option("--study", help="Study name (default: the competition's name).")
-@click.option("--storage", help="Optuna storage: sqlite:///FILE.db (default WORKDIR/tune/studies.db), "
-                                "postgresql://USER:PASS@HOST/DB to share a study between machines, or journal:FILE.")
-@click.option("--trials", "n_trials", type=int, default=20, show_default=True,
-              help="Total trials the study should hold; re-running resumes up to it, workers share it.")
-@click.option("--timeout", type=float, help="Stop starting trials after this many seconds.")
-@click.option("--folds-per-trial", type=int, default=1, show_default=True,
-              help="Train this many of the saved folds per trial; the value is their mean.")
-@click.option("--pruner", type=click.Choice(["median", "hyperband", "wilcoxon", "none"]),
-              help="Default: median (per epoch) with one fold per trial, wilcoxon (per fold) with more.")
-@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="Pin a training setting for every trial (repeatable), e.g. --set epochs=3.")
-@click.option("--seed", type=int, help="Seed of the sampler (default: the training seed).")
-@click.option("--show", is_flag=True, help="Print the study's trials and best settings; run nothing.")
-@click.option("--export", "export_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the best settings to this TOML file (for `comptk train --settings`); run nothing.")
-@click.option("--progress/--no-progress", default=False, show_default=True, help="A progress bar per trial.")
-def tune(competition: str, workdir: Path, data_dir: Path | None, study: str | None, storage: str | None,
-         n_trials: int, timeout: float | None, folds_per_trial: int, pruner: str | None,
-         assignments: tuple[str, ...], seed: int | None, show: bool, export_file: Path | None,
-         progress: bool) -> None:
-    """Search training settings with Optuna on the saved folds (pruning, resumable, shared studies).
+@click.option("--folds-subset", help="Train only these folds (0-based, e.g. 0 or 0,1): a partial run; "
+              "the same command without it later trains the others.")
+@click.option("--tracker", type=click.Choice(["none", "mlflow", "wandb"]), default="none", show_default=True,
+              help="Also log to MLflow (WORKDIR/mlflow.db) or W&B (offline); needs the package installed.")
+@click.option("--plots/--no-plots", default=True, show_default=True,
+              help="Write runs/RUN/*.png (learning curves, confusion matrix, per-class F1).")
+def train(competition: str, workdir: Path, data_dir: Path | None, name: str | None, quiet: bool,
+          settings_file: Path | None, from_study: str | None, storage: str | None,
+          folds_subset: str | None, tracker: str, plots: bool, **options) -> None:
+    """Train K-fold models; write OOF/test probabilities, CV, a submission and plots."""
+    from .config import read_settings
+    from .crossval import run_cv
 
-    \b
-    comptk tune fashion --trials 40 --timeout 3600
-    comptk tune fashion --show
-    comptk train fashion --folds 5 --from-study fashion
-    """
-    from . import tune as tuning
-    from .config import parse_assignment
+    if storage and not from_study:
+        raise ComptkError("--storage is only used with --from-study")
+    base: dict = read_settings(settings_file) if settings_file else {}
+    if from_study:
+        from .tune import best_settings
 
-    if show or export_file:
-        name = study or _competition_name(competition, workdir)
-        if show:
-            click.echo(tuning.show(name, storage=storage, workdir=workdir))
-        if export_file:
-            path = tuning.export_settings(name, export_file, storage=storage, workdir=workdir)
-            click.echo(f"wrote {path}")
-        return
-    pins = dict(parse_assignment(a) for a in assignments)
-    result = tuning.tune(competition, workdir=workdir, data_dir=data_dir, study=study, storage=storage,
-                         n_trials=n_trials, timeout=timeout, folds_per_trial=folds_per_trial, pruner=pruner,
-                         pins=pins, seed=seed, progress=progress, echo=click.echo)
-    if result.best_value is not None:
-        click.echo(f"study '{result.study}': {result.n_counted} trials, best {result.best_value:.4f} with "
-                   + ", ".join(f"{k}={v!r}" for k, v in result.best_params.items()))
-        click.echo(f"next: comptk train {competition} --from-study {result.study}"
-                   + (f" --storage {storage}" if storage else ""))
-    if result.interrupted:
-        sys.exit(130)
-
-
-def _competition_name(competition: str, workdir: Path) -> str:
-    from .competition import load_competition
-
-    return load_competition(competition, workdir).name
+        base.update(best_settings(from_study, storage=storage, workdir=workdir))
+    options = {**base, **{k: v for k, v in options.items() if v is not None}}
+    result = run_cv(competition, workdir=workdir, data_dir=data_dir, name=name, progress=not quiet,
+                    folds_subset=_fold_list(folds_subset), tracker=tracker, plots=plots, **options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from .folds import folds_digest, load_or_make_folds
 from .metrics import get_metric
 from .models import Classifier, create_model
 from .submission import make_submission
+from .trackers import Tracker, open_tracker
 from .tta import with_tta
 
 log = logging.getLogger("comptk")
@@ -40,6 +41,39 @@ class RunResult:
     @property
     def cv(self) -> float:
         return self.sidecar["cv"]["oof"]
+
+    @property
+    def partial(self) -> bool:
+        return runs.is_partial(self.sidecar)
+
+
+def check_folds_subset(folds_subset: Sequence[int] | None, n_folds: int) -> list[int]:
+    """The folds to train: all of them, or a subset given by index (0-based)."""
+    if folds_subset is None:
+        return list(range(n_folds))
+    wanted = [int(k) for k in folds_subset]
+    if not wanted:
+        raise ComptkError("--folds-subset: give at least one fold index")
+    bad = [k for k in wanted if not 0 <= k < n_folds]
+    if bad:
+        raise ComptkError(f"--folds-subset: fold {bad[0]} does not exist; folds are 0..{n_folds - 1} "
+                          f"(n_folds = {n_folds})")
+    if len(set(wanted)) != len(wanted):
+        raise ComptkError(f"--folds-subset {','.join(map(str, wanted))}: a fold is given twice")
+    return sorted(wanted)
+
+
+def _check_not_finished(paths: runs.RunPaths, wanted: list[int]) -> None:
+    """A finished run is never retrained; a partial run may go on with folds it has not trained."""
+    if not paths.is_finished():
+        return
+    sidecar = runs.load_json(paths.sidecar)
+    done = runs.folds_trained(sidecar)
+    if not runs.is_partial(sidecar):
+        raise ComptkError(f"run '{paths.name}' is already finished ({paths.sidecar}); choose another --name")
+    if set(wanted) <= set(done):
+        raise ComptkError(f"run '{paths.name}' has already trained folds {', '.join(map(str, done))} of "
+                          f"{sidecar['n_folds']} ({paths.sidecar}); drop --folds-subset to train the others")
 
 
 def _check_same_run(paths: runs.RunPaths, record: dict[str, Any]) -> None:
@@ -106,7 +140,7 @@ def fit_fold(
 
 def _train_fold(
     k: int, data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, train_images: np.ndarray,
-    test_images: np.ndarray, paths: runs.RunPaths, device: torch.device, progress: bool,
+    test_images: np.ndarray, paths: runs.RunPaths, device: torch.device, progress: bool, tracker: Tracker,
 ) -> dict:
     metric = get_metric(data.competition.metric)
     train_idx, valid_idx = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
@@ -115,6 +149,7 @@ def _train_fold(
     def on_epoch(record: dict) -> None:
         history.append({"fold": k, **record})
         runs.save_csv(paths.fold_metrics(k), pd.DataFrame(history))
+        tracker.log_epoch(k, record)
         log.debug("fold %d epoch %d: %s", k, record["epoch"],
                  ", ".join(f"{key}={val:.4g}" for key, val in record.items() if key != "epoch"))
 
@@ -157,12 +192,19 @@ def run_cv(
     data_dir: str | Path | None = None,
     name: str | None = None,
     progress: bool = True,
+    folds_subset: Sequence[int] | None = None,
+    tracker: str = "none",
+    plots: bool = True,
     **overrides: Any,
 ) -> RunResult:
-    """Train K folds; write OOF and test probabilities, the sidecar and a submission.
+    """Train K folds; write OOF and test probabilities, the sidecar, a submission and plots.
 
     ``cfg`` defaults to code defaults < the competition's [train] table < ``overrides``.
     Re-running an interrupted run (same name, same settings) skips finished folds.
+    ``folds_subset`` (fold indices) trains only those folds: a *partial* run whose sidecar lists
+    ``folds_trained``, whose CV covers those folds' rows only and whose other OOF rows are NaN;
+    the same call without it later trains the remaining folds. ``tracker``: none, mlflow or wandb
+    (also logged there; the local files stay the record). ``plots``: write runs/RUN/*.png.
     """
     started = time.perf_counter()
     workdir = Path(workdir)
@@ -173,8 +215,9 @@ def run_cv(
         cfg = testtime.apply_defaults(comp, cfg, chosen)  # crop-to-test when test images are crops
     name = runs.check_run_name(name) if name else runs.new_run_name(comp.name, cfg.model)
     paths = runs.RunPaths(workdir, name)
-    if paths.is_finished():
-        raise ComptkError(f"run '{name}' is already finished ({paths.sidecar}); choose another --name")
+    wanted = check_folds_subset(folds_subset, cfg.n_folds)
+    _check_not_finished(paths, wanted)
+    logger = open_tracker(tracker, workdir)  # a tracker asked for but not installed fails here
 
     data = read_data(comp, comp.data_path(workdir, data_dir))
     # Fail on a bad device, model, weights file or preset name before anything is written.
@@ -207,14 +250,22 @@ def run_cv(
     try:
         log.info("run %s: %s, %d train / %d test images, %d classes, %d folds, device %s",
                  name, comp.name, len(data.train.ids), len(data.test.ids), data.n_classes, cfg.n_folds, device)
+        logger.start(name, comp.name, {**cfg.to_dict(), "competition": comp.name, "run": name})
         results = []
         for k in range(cfg.n_folds):
             if paths.fold_result(k).exists():
                 log.info("fold %d: finished earlier, kept", k)
                 results.append(runs.load_json(paths.fold_result(k)))
-            else:
-                results.append(_train_fold(k, data, cfg, fold, train_images, test_images, paths, device, progress))
-        return _finish(data, cfg, fold, folds_file, paths, results, record, decode_seconds, started)
+            elif k in wanted:
+                results.append(_train_fold(k, data, cfg, fold, train_images, test_images, paths, device, progress,
+                                           logger))
+        result = _finish(data, cfg, fold, folds_file, paths, results, record, decode_seconds, started)
+        written = _write_plots(result, data) if plots else []
+        logger.finish(result.sidecar, [paths.sidecar, paths.submission, paths.metrics, *written])
+        return result
+    except BaseException:
+        logger.fail()
+        raise
     finally:
         log.setLevel(level)
         log.removeHandler(handler)
@@ -226,13 +277,20 @@ def _finish(
     results: list[dict], record: dict, decode_seconds: float, started: float,
 ) -> RunResult:
     metric = get_metric(data.competition.metric)
-    oof = np.zeros((len(data.train.ids), data.n_classes), dtype=np.float32)
+    trained = [r["fold"] for r in results]
+    # Rows of folds not trained (a partial run) stay NaN: never mistaken for predictions.
+    oof = np.full((len(data.train.ids), data.n_classes), np.nan, dtype=np.float32)
     test = np.zeros((len(data.test.ids), data.n_classes), dtype=np.float64)
-    for k in range(cfg.n_folds):
+    for k in trained:
         oof[fold == k] = np.load(paths.fold_oof(k))
         test += np.load(paths.fold_test(k))
-    test = (test / cfg.n_folds).astype(np.float32)
+    test = (test / len(trained)).astype(np.float32)
+    rows = np.isin(fold, trained)
     per_fold = [r["score"] for r in results]
+    partial = len(trained) < cfg.n_folds
+    if partial:
+        log.info("run %s: partial, folds %s of %d trained; CV covers their rows only", paths.name,
+                 ", ".join(map(str, trained)), cfg.n_folds)
     sidecar = {
         "name": paths.name,
         **{k: v for k, v in record.items() if k != "config"},
@@ -240,15 +298,19 @@ def _finish(
         "n_train": len(data.train.ids),
         "n_test": len(data.test.ids),
         "n_folds": cfg.n_folds,
+        "folds_trained": trained,
+        "partial": partial,
         "folds_file": str(Path(folds_file).resolve()),  # absolute: an ensemble may run from elsewhere
         "data_dir": str(data.data_dir.resolve()),
         "cv": {
-            "oof": metric.score_proba(data.train.labels, oof),
+            "oof": metric.score_proba(data.train.labels[rows], oof[rows]),
+            "n_rows": int(rows.sum()),
             "mean_of_folds": float(np.mean(per_fold)),
             "std_of_folds": float(np.std(per_fold)),
             "per_fold": per_fold,
             "note": "'oof' is the metric of the pooled out-of-fold predictions (the one to select on); "
-                    "'mean_of_folds' averages the per-fold scores (differs for macro F1)",
+                    "'mean_of_folds' averages the per-fold scores (differs for macro F1)"
+                    + ("; a partial run: both cover the trained folds' rows only" if partial else ""),
         },
         "folds": results,
         "config": cfg.to_dict(),
@@ -273,8 +335,20 @@ def _finish(
     runs.save_npy(paths.oof, oof)
     runs.save_npy(paths.preds, test)
     runs.save_csv(paths.submission, make_submission(data, test))
-    runs.save_csv(paths.metrics, pd.concat([pd.read_csv(paths.fold_metrics(k)) for k in range(cfg.n_folds)]))
+    runs.save_csv(paths.metrics, pd.concat([pd.read_csv(paths.fold_metrics(k)) for k in trained]))
     runs.save_json(paths.sidecar, sidecar)  # last: marks the run finished
     log.debug("run %s: CV %s %.4f (pooled OOF), %.4f +- %.4f (mean of folds)", paths.name, metric.name,
              sidecar["cv"]["oof"], sidecar["cv"]["mean_of_folds"], sidecar["cv"]["std_of_folds"])
     return RunResult(paths.name, paths, sidecar)
+
+
+def _write_plots(result: RunResult, data: CompetitionData) -> list[Path]:
+    """Plots never cost a finished run: a failure is a warning."""
+    try:
+        from .plots import write_run_plots
+
+        return write_run_plots(result.paths, result.sidecar, data.train.labels)
+    except Exception as exc:  # noqa: BLE001 - the run is already safely on disk
+        log.warning("run %s: plots not written (%s: %s); `comptk plots %s` retries", result.name,
+                    type(exc).__name__, exc, result.name)
+        return []

@@ -6,7 +6,9 @@ Layout under the work directory:
     oof/RUN.json        sidecar: classes, digests, CV, config, versions, timings
     preds/RUN.npy       N_test x C float32 test probabilities (fold mean), test-CSV row order
     submissions/RUN.csv the sample submission's format
-    runs/RUN/           config.json, log.txt, fold<k>/{model.safetensors, metrics.csv, oof.npy, test.npy, result.json}
+    runs/RUN/           config.json, log.txt, metrics.csv, fold<k>/{model.safetensors, metrics.csv, oof.npy, test.npy,
+                        result.json}, plots: learning_curves.png, confusion_matrix.png, per_class_f1.png
+    sweeps/NAME.json    a sweep's grid and run names; sweeps/NAME.csv its table, sweeps/NAME.png CV vs training time
     folds/NAME-k<K>-seed<S>-<digest>.csv   fold of each train row, shared by all runs
 
 Every file is written to a temporary name in its folder and renamed into place,
@@ -156,6 +158,18 @@ class RunPaths:
     def metrics(self) -> Path:
         return self.run_dir / "metrics.csv"
 
+    @property
+    def plot_learning_curves(self) -> Path:
+        return self.run_dir / "learning_curves.png"
+
+    @property
+    def plot_confusion(self) -> Path:
+        return self.run_dir / "confusion_matrix.png"
+
+    @property
+    def plot_per_class_f1(self) -> Path:
+        return self.run_dir / "per_class_f1.png"
+
     def fold_dir(self, fold: int) -> Path:
         return self.run_dir / f"fold{fold}"
 
@@ -177,6 +191,39 @@ class RunPaths:
 
     def is_finished(self) -> bool:
         return self.sidecar.exists()
+
+
+def run_names(workdir: Path) -> list[str]:
+    """Names of the finished runs and blends under ``workdir`` (their oof/NAME.json sidecars), sorted."""
+    return sorted(p.stem for p in (Path(workdir) / "oof").glob("*.json") if not p.name.startswith("."))
+
+
+def folds_trained(sidecar: dict) -> list[int]:
+    """The folds a run trained; sidecars written before partial runs existed trained all of them."""
+    return list(sidecar.get("folds_trained", range(int(sidecar.get("n_folds", 0)))))
+
+
+def is_partial(sidecar: dict) -> bool:
+    """True for a run trained on some folds only (``--folds-subset``): its other OOF rows are NaN."""
+    return len(folds_trained(sidecar)) < int(sidecar.get("n_folds", 0))
+
+
+@dataclass(frozen=True)
+class SweepPaths:
+    workdir: Path
+    name: str
+
+    @property
+    def spec(self) -> Path:
+        return Path(self.workdir) / "sweeps" / f"{self.name}.json"
+
+    @property
+    def table(self) -> Path:
+        return Path(self.workdir) / "sweeps" / f"{self.name}.csv"
+
+    @property
+    def plot(self) -> Path:
+        return Path(self.workdir) / "sweeps" / f"{self.name}.png"
 
 
 def sidecar_of_submission(submission: Path) -> Path:

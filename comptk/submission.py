@@ -42,7 +42,13 @@ def make_submission(data: CompetitionData, proba: np.ndarray) -> pd.DataFrame:
 
 def score_submission(submission: Path, answers: Path, metric: str, id_column: str | None = None) -> float:
     """The metric of a label submission against an answers CSV (id, label)."""
-    sub, ans = read_csv(Path(submission)), read_csv(Path(answers))
+    return score_frames(read_csv(Path(submission)), read_csv(Path(answers)), metric, id_column,
+                        submission=submission, answers=answers)
+
+
+def score_frames(sub: pd.DataFrame, ans: pd.DataFrame, metric: str, id_column: str | None = None, *,
+                 submission: Path | str = "submission", answers: Path | str = "answers") -> float:
+    """score_submission on tables already read (``submission``/``answers`` name them in errors)."""
     id_col = id_column or ans.columns[0]
     for frame, path in ((sub, submission), (ans, answers)):
         if id_col not in frame.columns or len(frame.columns) < 2:

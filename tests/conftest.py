@@ -75,3 +75,11 @@ def digits_workdir(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("digits")
     prepare("digits", workdir)
     return workdir
+
+
+def assert_real_png(path, min_side=200):
+    assert path.is_file() and path.stat().st_size > 1000
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) >= min_side
+        pixels = np.asarray(image.convert("RGB"))
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10  # not one flat colour

@@ -79,6 +79,11 @@ def load_members(oof_paths: list[str | Path] | tuple[str | Path, ...]) -> Member
         missing = [k for k in REQUIRED_KEYS if k not in run.sidecar]
         if missing:
             raise ComptkError(f"{runs.sidecar_for(path)}: no '{missing[0]}' key; is it a finished comptk run?")
+        if runs.is_partial(run.sidecar):
+            done, k = runs.folds_trained(run.sidecar), run.sidecar["n_folds"]
+            raise ComptkError(f"{path}: run '{run.name}' is partial (folds {', '.join(map(str, done))} of {k} "
+                              f"trained, the other OOF rows are NaN); train its other folds first (the same "
+                              f"`comptk train ... --name {run.name}` without --folds-subset)")
         loaded.append(run)
     first, first_path = loaded[0].sidecar, paths[0]
     classes = tuple(first["classes"])

@@ -1,0 +1,204 @@
+"""Sweeps: a cartesian grid of training settings, each a normal K-fold run with a derived name.
+
+    result = sweep("fashion", {"model": ["resnet18", "small_resnet"], "lr": [1e-3, 3e-3]},
+                   name="bb", workdir="work", folds_subset=[0], epochs=5)
+    result.table        # the sweep's runs (leaderboard columns), also in sweeps/NAME.csv
+    result.plot         # sweeps/NAME.png: CV against training time
+
+Every setting is checked (config values, model names) before the first run trains. The sweep's
+spec is saved in sweeps/NAME.json; running the same sweep again keeps its finished runs, resumes
+an interrupted one (its finished folds are kept) and, without ``folds_subset``, trains the folds a
+partial run skipped. The same name with another grid or other fixed settings is refused.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import leaderboard, runs
+from .competition import Competition, load_competition
+from .config import FIELD_TYPES, TrainConfig, check_keys, resolve
+from .errors import ComptkError
+
+log = logging.getLogger("comptk")
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    name: str
+    paths: runs.SweepPaths
+    run_names: tuple[str, ...]
+    table: pd.DataFrame  # leaderboard rows of the sweep's runs, best CV first
+    plot: Path | None  # None when plotting failed (a warning says why)
+
+
+def parse_values(key: str, text: str) -> list[Any]:
+    """'1e-3,3e-3' -> [0.001, 0.003], typed as the TrainConfig field ``key``."""
+    check_keys({key: None}, "sweep")
+    want = FIELD_TYPES[key]
+    values = []
+    for item in (part.strip() for part in str(text).split(",")):
+        if not item:
+            raise ComptkError(f"--{key.replace('_', '-')} '{text}': an empty value in the list")
+        try:
+            if want is bool:
+                if item.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(item)
+                values.append(item.lower() in ("true", "1", "yes"))
+            else:
+                values.append(want(item))
+        except ValueError:
+            raise ComptkError(f"--{key.replace('_', '-')} '{text}': '{item}' is not a {want.__name__}") from None
+    if len(set(values)) != len(values):
+        raise ComptkError(f"--{key.replace('_', '-')} '{text}': a value is given twice")
+    return values
+
+
+def settings(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """The cartesian product of the grid, in the order given (first key varies slowest)."""
+    check_keys(grid, "sweep grid")
+    for key, values in grid.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise ComptkError(f"sweep grid: '{key}' needs a non-empty list of values, got {values!r}")
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def run_name(sweep_name: str, setting: Mapping[str, Any], varying: Sequence[str], model: str) -> str:
+    """NAME-MODEL, then KEYVALUE for each other key the grid varies: bb-resnet18-lr0.001."""
+    parts = [sweep_name, model] + [f"{k}{_text(setting[k])}" for k in varying if k != "model"]
+    return runs.check_run_name(re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts)))
+
+
+def _plan(comp: Competition, grid: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any], name: str,
+          ) -> list[tuple[str, TrainConfig]]:
+    overlap = sorted(set(grid) & {k for k, v in fixed.items() if v is not None})
+    if overlap:
+        raise ComptkError(f"sweep: '{overlap[0]}' is given both as a list and as a fixed setting")
+    varying = [k for k, v in grid.items() if len(v) > 1]
+    plan, seen = [], {}
+    for setting in settings(grid):
+        cfg = resolve(comp.train_defaults(), {**fixed, **setting}, where=f"{comp.source} [train]")
+        run = run_name(name, setting, varying, cfg.model)
+        if run in seen:
+            raise ComptkError(f"sweep: settings {seen[run]} and {setting} both give run name '{run}'")
+        seen[run] = setting
+        plan.append((run, cfg))
+    return plan
+
+
+def _check_models(comp: Competition, plan: list[tuple[str, TrainConfig]], workdir: Path,
+                  data_dir: str | Path | None) -> None:
+    """Unknown models, missing weights and preset names fail before the first run trains."""
+    from .augment import AUGMENTS
+    from .data import read_data
+    from .models import create_model
+    from .tta import TTA
+
+    n_classes = len(read_data(comp, comp.data_path(workdir, data_dir)).classes)
+    checked = set()
+    for _, cfg in plan:
+        AUGMENTS.get(cfg.augment)
+        TTA.get(cfg.tta)
+        key = (cfg.model, cfg.pretrained, cfg.weights)
+        if key not in checked:
+            create_model(cfg, n_classes)
+            checked.add(key)
+
+
+def _save_spec(paths: runs.SweepPaths, spec: dict) -> None:
+    if paths.spec.is_file():
+        saved = runs.load_json(paths.spec)
+        for key in ("competition", "grid", "fixed"):
+            if saved.get(key) != spec[key]:
+                raise ComptkError(f"sweep '{spec['name']}' exists ({paths.spec}) with another {key}: "
+                                  f"{saved.get(key)} -> {spec[key]}; use another --name")
+    runs.save_json(paths.spec, spec)
+
+
+def _needs_training(paths: runs.RunPaths, cfg: TrainConfig, wanted: list[int]) -> bool:
+    if not paths.sidecar.is_file():
+        return True
+    sidecar = runs.load_json(paths.sidecar)
+    saved = sidecar.get("config", {})
+    diffs = [f"{k} ({saved.get(k)!r} -> {v!r})" for k, v in cfg.to_dict().items() if saved.get(k) != v]
+    if diffs:
+        raise ComptkError(f"run '{paths.name}' exists ({paths.sidecar}) with other settings: {', '.join(diffs)}; "
+                          f"use another sweep --name")
+    return not set(wanted) <= set(runs.folds_trained(sidecar))
+
+
+def sweep(
+    competition: Competition | str | Path,
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    name: str | None = None,
+    workdir: str | Path = ".",
+    data_dir: str | Path | None = None,
+    folds_subset: Sequence[int] | None = None,
+    progress: bool = True,
+    tracker: str = "none",
+    plots: bool = True,
+    **fixed: Any,
+) -> SweepResult:
+    """Run every setting of ``grid`` (TrainConfig key -> list of values) with the ``fixed`` overrides.
+
+    Each run is ``run_cv(..., name=NAME-MODEL[-KEYVALUE...], folds_subset=folds_subset)``.
+    """
+    from .crossval import check_folds_subset, run_cv
+    from .trackers import open_tracker
+
+    workdir = Path(workdir)
+    comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
+    name = runs.check_run_name(name or comp.name)
+    grid = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in grid.items()}
+    if not grid:
+        raise ComptkError("sweep: give at least one setting as a list, e.g. --models resnet18,small_resnet")
+    check_keys(fixed, "sweep")
+    fixed = {k: v for k, v in fixed.items() if v is not None}
+    plan = _plan(comp, grid, fixed, name)
+    wanted = {run: check_folds_subset(folds_subset, cfg.n_folds) for run, cfg in plan}
+    open_tracker(tracker, workdir)  # not installed: fails before anything trains
+    todo = [(run, cfg) for run, cfg in plan if _needs_training(runs.RunPaths(workdir, run), cfg, wanted[run])]
+    if todo:
+        _check_models(comp, todo, workdir, data_dir)
+    paths = runs.SweepPaths(workdir, name)
+    _save_spec(paths, {"name": name, "competition": comp.name, "grid": grid, "fixed": fixed,
+                       "folds_subset": list(folds_subset) if folds_subset is not None else None,
+                       "runs": [run for run, _ in plan]})
+    to_train = {run for run, _ in todo}
+    level = log.level
+    log.setLevel(logging.DEBUG if log.getEffectiveLevel() > logging.INFO else level)  # as run_cv does
+    try:
+        for i, (run, cfg) in enumerate(plan, 1):
+            if run not in to_train:
+                log.info("sweep %s: run %d/%d %s finished earlier, kept", name, i, len(plan), run)
+                continue
+            log.info("sweep %s: run %d/%d %s", name, i, len(plan), run)
+            run_cv(comp, cfg, workdir=workdir, data_dir=data_dir, name=run, progress=progress,
+                   folds_subset=folds_subset, tracker=tracker, plots=plots)
+    finally:
+        log.setLevel(level)
+    names = tuple(run for run, _ in plan)
+    table = leaderboard.collect(workdir, names=names)
+    runs.save_csv(paths.table, table)
+    plot = None
+    try:
+        from .plots import sweep_scatter
+
+        plot = sweep_scatter(table, f"sweep {name}: CV against training time", paths.plot)
+    except Exception as exc:  # noqa: BLE001 - the runs are on disk; the plot can be remade
+        log.warning("sweep %s: plot not written (%s: %s)", name, type(exc).__name__, exc)
+    return SweepResult(name, paths, names, table, plot)
