@@ -47,6 +47,7 @@ class Competition:
     description: str = ""
     classes: tuple[str, ...] | None = None  # column order of every probability array
     test_crop: float | None = None  # test images show about this fraction of each side
+    pretrained_allowed: bool = True  # false: the rules forbid pretrained weights (pretrained / weights are errors)
     train: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     source: Path | None = None  # the declaration file
 
@@ -70,6 +71,7 @@ _TOP = {
     "columns": (dict, False),
     "test_time": (dict, False),
     "train": (dict, False),
+    "pretrained_allowed": (bool, False),
 }
 _FILES = {"train": (str, True), "test": (str, True), "sample_submission": (str, False)}
 _COLUMNS = {"id": (str, False), "image": (str, False), "label": (str, False), "group": (str, False)}
@@ -140,7 +142,10 @@ def load_competition(name_or_path: str | Path, workdir: str | Path = ".") -> Com
     if crop is not None and not 0 < crop <= 1:
         raise ComptkError(f"{path} [test_time]: 'crop' must be in (0, 1], got {crop}")
     # Check the [train] defaults now, so a bad value fails before any data is read.
-    config.resolve(raw.get("train", {}), where=f"{path} [train]")
+    defaults = config.resolve(raw.get("train", {}), where=f"{path} [train]")
+    pretrained_allowed = raw.get("pretrained_allowed", True)
+    if not pretrained_allowed:
+        check_pretrained_allowed(raw["name"], path, defaults)
     return Competition(
         name=raw["name"],
         metric=raw["metric"],
@@ -151,6 +156,17 @@ def load_competition(name_or_path: str | Path, workdir: str | Path = ".") -> Com
         description=raw.get("description", ""),
         classes=classes,
         test_crop=float(crop) if crop is not None else None,
+        pretrained_allowed=pretrained_allowed,
         train=MappingProxyType(dict(raw.get("train", {}))),
         source=path,
     )
+
+
+def check_pretrained_allowed(name: str, source: Path | None, cfg: config.TrainConfig) -> None:
+    """A competition that forbids pretrained weights refuses ``pretrained`` and ``weights``."""
+    used = "pretrained = true" if cfg.pretrained else f"weights = '{cfg.weights}'" if cfg.weights else ""
+    if used:
+        raise ComptkError(
+            f"competition '{name}' forbids pretrained weights (pretrained_allowed = false in {source}), "
+            f"but the run sets {used}; train from scratch (--no-pretrained, no --weights)"
+        )

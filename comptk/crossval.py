@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from . import runs
 from .augment import AUGMENTS, train_transform
-from .competition import Competition, load_competition
+from .competition import Competition, check_pretrained_allowed, load_competition
 from .config import TrainConfig, resolve
 from .data import CompetitionData, ImageArrayDataset, load_images, read_data
 from .engine import predict_proba, resolve_device, train_one_fold
@@ -24,6 +24,7 @@ from .errors import ComptkError
 from .folds import folds_digest, load_or_make_folds
 from .metrics import get_metric
 from .models import Classifier, create_model
+from .pseudo import PseudoLabels, select_pseudo_labels
 from .submission import make_submission
 from .tta import TTA
 
@@ -48,10 +49,11 @@ def _check_same_run(paths: runs.RunPaths, record: dict[str, Any]) -> None:
         return
     saved = runs.load_json(paths.config)
     diffs = [k for k in record if k != "config" and saved.get(k) != record[k]]
+    defaults = TrainConfig().to_dict()  # a setting added since the run started counts as its default
     diffs += [
-        f"{k} ({saved.get('config', {}).get(k)!r} -> {v!r})"
+        f"{k} ({saved.get('config', {}).get(k, defaults.get(k))!r} -> {v!r})"
         for k, v in record["config"].items()
-        if saved.get("config", {}).get(k) != v
+        if saved.get("config", {}).get(k, defaults.get(k)) != v
     ]
     if diffs:
         raise ComptkError(
@@ -63,6 +65,7 @@ def _check_same_run(paths: runs.RunPaths, record: dict[str, Any]) -> None:
 def _train_fold(
     k: int, data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, train_images: np.ndarray,
     test_images: np.ndarray, paths: runs.RunPaths, device: torch.device, progress: bool,
+    pseudo: PseudoLabels | None = None,
 ) -> dict:
     metric = get_metric(data.competition.metric)
     train_idx, valid_idx = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
@@ -70,9 +73,11 @@ def _train_fold(
     torch.manual_seed(seed)
     np.random.seed(seed)
     model = Classifier(create_model(cfg, data.n_classes))
-    train_set = ImageArrayDataset(
-        train_images[train_idx], data.train.labels[train_idx], train_transform(cfg.augment, cfg.img_size, seed)
-    )
+    fit_images, fit_labels = train_images[train_idx], data.train.labels[train_idx]
+    if pseudo is not None:  # pseudo-labelled test rows join the training rows only
+        fit_images = np.concatenate([fit_images, test_images[pseudo.rows]])
+        fit_labels = np.concatenate([fit_labels, pseudo.labels])
+    train_set = ImageArrayDataset(fit_images, fit_labels, train_transform(cfg.augment, cfg.img_size, seed))
     history: list[dict] = []
 
     def on_epoch(record: dict) -> None:
@@ -83,7 +88,7 @@ def _train_fold(
 
     outcome = train_one_fold(
         model, train_set, train_images[valid_idx], data.train.labels[valid_idx], cfg, metric,
-        device=device, seed=seed, on_epoch=on_epoch, desc=f"fold {k + 1}/{cfg.n_folds}", progress=progress,
+        device=device, seed=seed, n_classes=data.n_classes, on_epoch=on_epoch, desc=f"fold {k + 1}/{cfg.n_folds}", progress=progress,
     )
     with runs.atomic_path(paths.checkpoint(k)) as tmp:
         save_file({key: v.contiguous() for key, v in outcome.state_dict.items()}, str(tmp))
@@ -97,6 +102,7 @@ def _train_fold(
     result = {
         "fold": k,
         "n_train": int(len(train_idx)),
+        "n_pseudo": int(len(pseudo.rows)) if pseudo is not None else 0,
         "n_valid": int(len(valid_idx)),
         "score": metric.score_proba(data.train.labels[valid_idx], oof),
         "best_epoch": outcome.best_epoch,
@@ -132,6 +138,8 @@ def run_cv(
     workdir = Path(workdir)
     comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
     cfg = cfg or resolve(comp.train_defaults(), overrides, where=f"{comp.source} [train]")
+    if not comp.pretrained_allowed:
+        check_pretrained_allowed(comp.name, comp.source, cfg)
     name = runs.check_run_name(name) if name else runs.new_run_name(comp.name, cfg.model)
     paths = runs.RunPaths(workdir, name)
     if paths.is_finished():
@@ -143,6 +151,7 @@ def run_cv(
     create_model(cfg, data.n_classes)
     AUGMENTS.get(cfg.augment)
     TTA.get(cfg.tta)
+    pseudo = select_pseudo_labels(workdir, cfg.pseudo_run, cfg.pseudo_threshold, data) if cfg.pseudo_run else None
     fold, folds_file = load_or_make_folds(workdir, comp.name, data.train, cfg.n_folds, cfg.seed, data.classes)
     record = {
         "competition": comp.name,
@@ -153,6 +162,8 @@ def run_cv(
         "folds_digest": folds_digest(data.train.ids, fold),
         "config": cfg.to_dict(),
     }
+    if pseudo is not None:
+        record["pseudo_labels"] = pseudo.summary(data.classes, len(data.test.ids))
     t0 = time.perf_counter()
     train_images = load_images(data.train.paths, cfg.img_size)  # a bad image fails here, before any file is written
     test_images = load_images(data.test.paths, cfg.img_size)
@@ -173,7 +184,9 @@ def run_cv(
                 log.info("fold %d: finished earlier, kept", k)
                 results.append(runs.load_json(paths.fold_result(k)))
             else:
-                results.append(_train_fold(k, data, cfg, fold, train_images, test_images, paths, device, progress))
+                results.append(
+                    _train_fold(k, data, cfg, fold, train_images, test_images, paths, device, progress, pseudo)
+                )
         return _finish(data, cfg, fold, folds_file, paths, results, record, decode_seconds, started)
     finally:
         log.setLevel(level)
