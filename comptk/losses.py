@@ -102,7 +102,9 @@ class Criterion:
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
-        weight = None if self.class_weights is None else self.class_weights.to(logits.device)
+        weight = self.class_weights
+        if weight is not None and weight.device != logits.device:
+            weight = self.class_weights = weight.to(logits.device)  # moved once, not every step
         if target.ndim == 1 and weight is None and [name for _, name, _ in self.terms] == ["ce"]:
             # torch's own (fused) loss for the plain case: exactly comptk's behaviour before losses existed
             return self.terms[0][0] * F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)

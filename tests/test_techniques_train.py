@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from comptk import run_cv
+from comptk import ComptkError, run_cv
 from comptk.cli import main
 from comptk.config import resolve
 from comptk.data import ImageArrayDataset
@@ -92,8 +92,6 @@ def test_drop_rates_reach_the_model_or_fail_clearly():
     assert sum(type(m).__name__ == "DropPath" for m in model.modules()) == 2
     plain = create_model(resolve(None, {}), 3)
     assert set(plain.state_dict()) == set(model.state_dict())  # no new weights: old checkpoints still load
-    from comptk import ComptkError
-
     with pytest.raises(ComptkError, match="model 'ghostnet_050' does not take drop_path_rate"):
         create_model(resolve(None, {"model": "ghostnet_050", "drop_path_rate": 0.1}), 3)
 
@@ -213,3 +211,19 @@ def test_pseudo_label_errors(source_run, case, flags, message):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.output
     assert not RunPaths(root, "p").run_dir.exists()
+
+
+def test_a_run_started_before_a_setting_existed_resumes(tiny):
+    """config.json of an interrupted run lacks settings added since: they count as their defaults."""
+    first = run_cv(tiny, workdir=tiny, name="old", **FAST)
+    paths = first.paths
+    saved = json.loads(paths.config.read_text())
+    for key in ("loss", "sampler", "ema_decay", "pseudo_run"):
+        del saved["config"][key]
+    save_json(paths.config, saved)
+    paths.sidecar.unlink()
+    result = run_cv(tiny, workdir=tiny, name="old", **FAST)
+    assert np.allclose(np.load(result.paths.oof), np.load(paths.oof))
+    with pytest.raises(ComptkError, match="other settings: loss"):
+        paths.sidecar.unlink()
+        run_cv(tiny, workdir=tiny, name="old", loss="focal", **FAST)
