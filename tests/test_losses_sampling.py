@@ -30,7 +30,7 @@ def test_soft_f1_is_lower_for_a_better_prediction_and_differentiable():
     good = 6 * F.one_hot(LABELS, 3).float()  # confident and right
     bad = 6 * F.one_hot((LABELS + 1) % 3, 3).float()  # confident and wrong
     target = F.one_hot(LABELS, 3).float()
-    assert soft_f1(good, target) < 0.05 < 0.95 < soft_f1(bad, target)
+    assert soft_f1(good, target) < 0.05 and soft_f1(bad, target) > 0.95
     assert soft_f1(good, target) < soft_f1(LOGITS, target) < soft_f1(bad, target)
     logits = LOGITS.clone().requires_grad_(True)
     Criterion("f1")(logits, LABELS).backward()

@@ -154,7 +154,7 @@ def source_run(tiny):
 
 def test_pseudo_labels_join_training_rows_only(source_run, monkeypatch):
     root, source, threshold = source_run
-    import comptk.crossval as crossval
+    from comptk import crossval
 
     seen = []
     original = crossval.train_one_fold
