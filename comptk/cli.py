@@ -113,7 +113,8 @@ def prepare(name: str, workdir: Path, train_n: int | None, seed: int, force: boo
 @click.option("--cutmix-alpha", type=float, help="CutMix Beta(alpha, alpha); 0 = off.")
 @click.option("--mix-prob", type=float, help="Probability a batch is mixed.")
 @click.option("--mix-switch-prob", type=float, help="Probability of CutMix rather than mixup when both are on.")
-@click.option("--ema-decay", type=float, help="EMA of the weights (e.g. 0.999), used for validation and prediction; 0 = off.")
+@click.option("--ema-decay", type=float,
+              help="EMA of the weights (e.g. 0.999), used for validation and prediction; 0 = off.")
 @click.option("--clip-grad-norm", type=float, help="Clip the gradient norm to this (0 = off).")
 @click.option("--accum-steps", type=int, help="Batches per optimizer step (gradient accumulation).")
 @click.option("--drop-rate", type=float, help="Dropout before the classifier (0 = the model's default).")

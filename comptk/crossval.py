@@ -88,7 +88,8 @@ def _train_fold(
 
     outcome = train_one_fold(
         model, train_set, train_images[valid_idx], data.train.labels[valid_idx], cfg, metric,
-        device=device, seed=seed, n_classes=data.n_classes, on_epoch=on_epoch, desc=f"fold {k + 1}/{cfg.n_folds}", progress=progress,
+        device=device, seed=seed, n_classes=data.n_classes, on_epoch=on_epoch, desc=f"fold {k + 1}/{cfg.n_folds}",
+        progress=progress,
     )
     with runs.atomic_path(paths.checkpoint(k)) as tmp:
         save_file({key: v.contiguous() for key, v in outcome.state_dict.items()}, str(tmp))

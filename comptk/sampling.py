@@ -33,7 +33,9 @@ def inverse_frequency_weights(labels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(1.0 / counts[labels])
 
 
-def make_sampler(labels: np.ndarray, sampler: str, class_cap: int, generator: torch.Generator) -> torch.utils.data.Sampler:
+def make_sampler(
+    labels: np.ndarray, sampler: str, class_cap: int, generator: torch.Generator
+) -> torch.utils.data.Sampler:
     """The epoch's row sampler for training rows with these labels."""
     if class_cap:
         return ClassCapSampler(labels, class_cap, generator)

@@ -118,7 +118,10 @@ def train_cli(root, *args):
     return CliRunner().invoke(main, ["train", str(root), "--workdir", str(root), "--quiet", *map(str, args)])
 
 
-@pytest.mark.parametrize("flags, says", [(["--pretrained"], "pretrained = true"), (["--weights", "w.pth"], "weights = ")])
+@pytest.mark.parametrize("flags, says", [
+    (["--pretrained"], "pretrained = true"),
+    (["--weights", "w.pth"], "weights = "),
+])
 def test_pretrained_forbidden_by_the_competition(tiny, flags, says):
     toml_with(tiny, "pretrained_allowed = false")
     (tiny / "w.pth").write_bytes(b"")
