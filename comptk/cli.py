@@ -105,6 +105,28 @@ def prepare(name: str, workdir: Path, train_n: int | None, test_n: int | None, s
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--num-workers", type=int, help="DataLoader worker processes.")
 @click.option("--seed", type=int, help="Seed of folds, sampling and initialisation.")
+# training techniques (README "Techniques")
+@click.option("--sampler", type=click.Choice(["random", "weighted"]),
+              help="weighted: draw classes equally often (inverse class frequency).")
+@click.option("--class-cap", type=int, help="At most N rows of each class per epoch, re-drawn every epoch (0 = off).")
+@click.option("--class-weights", type=click.Choice(["none", "inverse", "sqrt-inverse"]),
+              help="Loss weight of each class from its training-row count.")
+@click.option("--loss", help="ce, focal, f1 (soft macro F1) or a weighted sum such as 'ce+0.5*f1'.")
+@click.option("--focal-gamma", type=float, help="Focusing parameter of the focal loss.")
+@click.option("--mixup-alpha", type=float, help="Mixup Beta(alpha, alpha); 0 = off.")
+@click.option("--cutmix-alpha", type=float, help="CutMix Beta(alpha, alpha); 0 = off.")
+@click.option("--mix-prob", type=float, help="Probability a batch is mixed.")
+@click.option("--mix-switch-prob", type=float, help="Probability of CutMix rather than mixup when both are on.")
+@click.option("--ema-decay", type=float,
+              help="EMA of the weights (e.g. 0.999), used for validation and prediction; 0 = off.")
+@click.option("--clip-grad-norm", type=float, help="Clip the gradient norm to this (0 = off).")
+@click.option("--accum-steps", type=int, help="Batches per optimizer step (gradient accumulation).")
+@click.option("--drop-rate", type=float, help="Dropout before the classifier (0 = the model's default).")
+@click.option("--drop-path-rate", type=float, help="Stochastic depth (0 = the model's default).")
+@click.option("--freeze-epochs", type=int, help="Train only the classifier head for the first N epochs.")
+@click.option("--pseudo", "pseudo_run", help="Finished run (name or oof/RUN.npy) whose confident test predictions "
+              "become extra training rows.")
+@click.option("--pseudo-threshold", type=float, help="Top probability a test row needs to be pseudo-labelled.")
 @click.option("--tta-merge", type=click.Choice(["mean", "gmean"]),
               help="Merge TTA views' probabilities by mean or geometric mean (renormalised).")
 @click.option("--valid-crop", type=click.Choice(["five", "center", "whole"]),

@@ -48,6 +48,7 @@ class Competition:
     description: str = ""
     classes: tuple[str, ...] | None = None  # column order of every probability array
     test_crop: float | None = None  # test images show about this fraction of each side
+    pretrained_allowed: bool = True  # false: the rules forbid pretrained weights (pretrained / weights are errors)
     train: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     tune: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # search space (comptk tune)
     augments: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # [augment.NAME] pipelines
@@ -75,6 +76,7 @@ _TOP = {
     "train": (dict, False),
     "tune": (dict, False),
     "augment": (dict, False),
+    "pretrained_allowed": (bool, False),
 }
 _FILES = {"train": (str, True), "test": (str, True), "sample_submission": (str, False)}
 _COLUMNS = {"id": (str, False), "image": (str, False), "label": (str, False), "group": (str, False)}
@@ -165,6 +167,9 @@ def load_competition(name_or_path: str | Path, workdir: str | Path = ".") -> Com
     defaults = config.resolve(raw.get("train", {}), where=f"{path} [train]")
     augments = _check_augments(raw.get("augment", {}), defaults.img_size, path)
     check_tune_table(raw.get("tune", {}), str(path))
+    pretrained_allowed = raw.get("pretrained_allowed", True)
+    if not pretrained_allowed:
+        check_pretrained_allowed(raw["name"], path, defaults)
     return Competition(
         name=raw["name"],
         metric=raw["metric"],
@@ -175,8 +180,19 @@ def load_competition(name_or_path: str | Path, workdir: str | Path = ".") -> Com
         description=raw.get("description", ""),
         classes=classes,
         test_crop=float(crop) if crop is not None else None,
+        pretrained_allowed=pretrained_allowed,
         train=MappingProxyType(dict(raw.get("train", {}))),
         tune=MappingProxyType(dict(raw.get("tune", {}))),
         augments=MappingProxyType(augments),
         source=path,
     )
+
+
+def check_pretrained_allowed(name: str, source: Path | None, cfg: config.TrainConfig) -> None:
+    """A competition that forbids pretrained weights refuses ``pretrained`` and ``weights``."""
+    used = "pretrained = true" if cfg.pretrained else f"weights = '{cfg.weights}'" if cfg.weights else ""
+    if used:
+        raise ComptkError(
+            f"competition '{name}' forbids pretrained weights (pretrained_allowed = false in {source}), "
+            f"but the run sets {used}; train from scratch (--no-pretrained, no --weights)"
+        )

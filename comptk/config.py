@@ -21,6 +21,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "tta_merge": ("mean", "gmean"),
     "valid_crop": ("five", "center", "whole"),
+    "sampler": ("random", "weighted"),
+    "class_weights": ("none", "inverse", "sqrt-inverse"),
 }
 
 
@@ -49,6 +51,24 @@ class TrainConfig:
     # Test-time crops and TTA merging (issue #5, items 4-5)
     tta_merge: str = "mean"  # how TTA views' probabilities are merged: mean | gmean (renormalised)
     valid_crop: str = "five"  # competitions with a [test_time] crop: validation rows as five crops | center | whole
+    # Training techniques (issue #5: imbalance, losses, mixup/cutmix, extras, pseudo-labels)
+    sampler: str = "random"  # random | weighted (inverse class frequency, with replacement)
+    class_cap: int = 0  # at most this many rows of each class per epoch, re-drawn each epoch; 0 = off
+    class_weights: str = "none"  # loss weight per class from the training rows: none | inverse | sqrt-inverse
+    loss: str = "ce"  # comptk.losses: ce | focal | f1, or a weighted sum such as "ce+0.5*f1"
+    focal_gamma: float = 2.0  # focusing parameter of the focal loss
+    mixup_alpha: float = 0.0  # Beta(alpha, alpha) of mixup; 0 = off
+    cutmix_alpha: float = 0.0  # Beta(alpha, alpha) of CutMix; 0 = off
+    mix_prob: float = 1.0  # probability a batch is mixed (when mixup or CutMix is on)
+    mix_switch_prob: float = 0.5  # probability of CutMix instead of mixup when both are on
+    ema_decay: float = 0.0  # EMA of the weights (timm ModelEmaV3, warmed up); 0 = off
+    clip_grad_norm: float = 0.0  # clip the gradient norm to this; 0 = off
+    accum_steps: int = 1  # batches per optimizer step (gradient accumulation)
+    drop_rate: float = 0.0  # dropout before the classifier (timm drop_rate); 0 = the model's default
+    drop_path_rate: float = 0.0  # stochastic depth (timm drop_path_rate); 0 = the model's default
+    freeze_epochs: int = 0  # train only the classifier head for the first N epochs, then all
+    pseudo_run: str = ""  # a finished run whose confident test predictions become extra training rows
+    pseudo_threshold: float = 0.9  # max probability a test row needs to be pseudo-labelled
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -96,7 +116,37 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ComptkError(f"setting '{key}' must be >= 0, got {getattr(cfg, key)}")
     if not 0 <= cfg.label_smoothing < 1:
         raise ComptkError(f"setting 'label_smoothing' must be in [0, 1), got {cfg.label_smoothing}")
+    _validate_techniques(cfg)
     return cfg
+
+
+def _validate_techniques(cfg: TrainConfig) -> None:
+    from .losses import parse_loss  # late import: losses imports torch
+
+    parse_loss(cfg.loss)
+    for key in ("class_cap", "focal_gamma", "mixup_alpha", "cutmix_alpha", "clip_grad_norm", "freeze_epochs"):
+        if getattr(cfg, key) < 0:
+            raise ComptkError(f"setting '{key}' must be >= 0, got {getattr(cfg, key)}")
+    if cfg.accum_steps < 1:
+        raise ComptkError(f"setting 'accum_steps' must be at least 1, got {cfg.accum_steps}")
+    for key in ("mix_prob", "mix_switch_prob"):
+        if not 0 <= getattr(cfg, key) <= 1:
+            raise ComptkError(f"setting '{key}' must be in [0, 1], got {getattr(cfg, key)}")
+    for key in ("drop_rate", "drop_path_rate", "ema_decay"):
+        if not 0 <= getattr(cfg, key) < 1:
+            raise ComptkError(f"setting '{key}' must be in [0, 1), got {getattr(cfg, key)}")
+    if not 0 < cfg.pseudo_threshold <= 1:
+        raise ComptkError(f"setting 'pseudo_threshold' must be in (0, 1], got {cfg.pseudo_threshold}")
+    if cfg.class_cap and cfg.sampler == "weighted":
+        raise ComptkError(
+            "settings 'class_cap' and sampler = 'weighted' both rebalance classes; choose one "
+            f"(class_cap = {cfg.class_cap} undersamples, 'weighted' oversamples)"
+        )
+    if cfg.freeze_epochs > cfg.epochs:
+        raise ComptkError(
+            f"setting 'freeze_epochs' ({cfg.freeze_epochs}) must be at most 'epochs' ({cfg.epochs}); "
+            "freeze_epochs = epochs trains the head only (a linear probe)"
+        )
 
 
 def resolve(

@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from . import runs, testtime
 from .augment import train_transform
-from .competition import Competition, load_competition
+from .competition import Competition, check_pretrained_allowed, load_competition
 from .config import TrainConfig, resolve
 from .data import CompetitionData, ImageArrayDataset, load_images, read_data
 from .engine import FoldOutcome, predict_proba, resolve_device, train_one_fold
@@ -25,6 +25,7 @@ from .errors import ComptkError
 from .folds import folds_digest, load_or_make_folds
 from .metrics import get_metric
 from .models import Classifier, create_model
+from .pseudo import PseudoLabels, select_pseudo_labels
 from .submission import make_submission
 from .trackers import Tracker, open_tracker
 from .tta import with_tta
@@ -83,10 +84,11 @@ def _check_same_run(paths: runs.RunPaths, record: dict[str, Any]) -> None:
         return
     saved = runs.load_json(paths.config)
     diffs = [k for k in record if k != "config" and saved.get(k) != record[k]]
+    defaults = TrainConfig().to_dict()  # a setting added since the run started counts as its default
     diffs += [
-        f"{k} ({saved.get('config', {}).get(k)!r} -> {v!r})"
+        f"{k} ({saved.get('config', {}).get(k, defaults.get(k))!r} -> {v!r})"
         for k, v in record["config"].items()
-        if saved.get("config", {}).get(k) != v
+        if saved.get("config", {}).get(k, defaults.get(k)) != v
     ]
     if diffs:
         raise ComptkError(
@@ -118,22 +120,26 @@ def _check_tta(model: torch.nn.Module, cfg: TrainConfig) -> None:
 def fit_fold(
     k: int, data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, train_images: np.ndarray,
     device: torch.device, *, on_epoch: Callable[[dict], None] | None = None, progress: bool = True,
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[Classifier, FoldOutcome]:
     """Train fold k (its validation rows are ``fold == k``); the model comes back with the
-    best epoch's weights. Shared by run_cv and the tuner, so a trial trains exactly as a run."""
+    best epoch's weights. ``extra`` (images, labels) join the training rows only (pseudo-labels).
+    Shared by run_cv and the tuner, so a trial trains exactly as a run."""
     metric = get_metric(data.competition.metric)
     train_idx, valid_idx = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
     seed = cfg.seed + k
     torch.manual_seed(seed)
     np.random.seed(seed)
     model = Classifier(create_model(cfg, data.n_classes))
-    train_set = ImageArrayDataset(
-        train_images[train_idx], data.train.labels[train_idx], _transform(data.competition, cfg, seed)
-    )
+    fit_images, fit_labels = train_images[train_idx], data.train.labels[train_idx]
+    if extra is not None:  # pseudo-labelled test rows join the training rows only
+        fit_images = np.concatenate([fit_images, extra[0]])
+        fit_labels = np.concatenate([fit_labels, extra[1]])
+    train_set = ImageArrayDataset(fit_images, fit_labels, _transform(data.competition, cfg, seed))
     outcome = train_one_fold(
         model, train_set, train_images[valid_idx], data.train.labels[valid_idx], cfg, metric,
-        device=device, seed=seed, on_epoch=on_epoch, desc=f"fold {k + 1}/{cfg.n_folds}", progress=progress,
-        valid_crop=testtime.valid_crop(data.competition, cfg),
+        device=device, seed=seed, n_classes=data.n_classes, on_epoch=on_epoch,
+        desc=f"fold {k + 1}/{cfg.n_folds}", progress=progress, valid_crop=testtime.valid_crop(data.competition, cfg),
     )
     return model, outcome
 
@@ -141,6 +147,7 @@ def fit_fold(
 def _train_fold(
     k: int, data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, train_images: np.ndarray,
     test_images: np.ndarray, paths: runs.RunPaths, device: torch.device, progress: bool, tracker: Tracker,
+    pseudo: PseudoLabels | None = None,
 ) -> dict:
     metric = get_metric(data.competition.metric)
     train_idx, valid_idx = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
@@ -153,7 +160,9 @@ def _train_fold(
         log.debug("fold %d epoch %d: %s", k, record["epoch"],
                  ", ".join(f"{key}={val:.4g}" for key, val in record.items() if key != "epoch"))
 
-    model, outcome = fit_fold(k, data, cfg, fold, train_images, device, on_epoch=on_epoch, progress=progress)
+    extra = (test_images[pseudo.rows], pseudo.labels) if pseudo is not None else None
+    model, outcome = fit_fold(k, data, cfg, fold, train_images, device, on_epoch=on_epoch, progress=progress,
+                              extra=extra)
     with runs.atomic_path(paths.checkpoint(k)) as tmp:
         save_file({key: v.contiguous() for key, v in outcome.state_dict.items()}, str(tmp))
 
@@ -168,6 +177,7 @@ def _train_fold(
     result = {
         "fold": k,
         "n_train": int(len(train_idx)),
+        "n_pseudo": int(len(pseudo.rows)) if pseudo is not None else 0,
         "n_valid": int(len(valid_idx)),
         "score": metric.score_proba(data.train.labels[valid_idx], oof),
         "best_epoch": outcome.best_epoch,
@@ -213,6 +223,8 @@ def run_cv(
         cfg = resolve(comp.train_defaults(), overrides, where=f"{comp.source} [train]")
         chosen = [*comp.train_defaults(), *(k for k, v in overrides.items() if v is not None)]
         cfg = testtime.apply_defaults(comp, cfg, chosen)  # crop-to-test when test images are crops
+    if not comp.pretrained_allowed:
+        check_pretrained_allowed(comp.name, comp.source, cfg)
     name = runs.check_run_name(name) if name else runs.new_run_name(comp.name, cfg.model)
     paths = runs.RunPaths(workdir, name)
     wanted = check_folds_subset(folds_subset, cfg.n_folds)
@@ -224,6 +236,7 @@ def run_cv(
     device = resolve_device(cfg.device)
     _check_tta(create_model(cfg, data.n_classes), cfg)
     _transform(comp, cfg, cfg.seed)  # unknown preset, a pipeline that fails on an img_size image
+    pseudo = select_pseudo_labels(workdir, cfg.pseudo_run, cfg.pseudo_threshold, data) if cfg.pseudo_run else None
     fold, folds_file = load_or_make_folds(workdir, comp.name, data.train, cfg.n_folds, cfg.seed, data.classes)
     record = {
         "competition": comp.name,
@@ -236,6 +249,8 @@ def run_cv(
         "augment_pipeline": [dict(t) for t in comp.augments[cfg.augment]] if cfg.augment in comp.augments else None,
         "config": cfg.to_dict(),
     }
+    if pseudo is not None:
+        record["pseudo_labels"] = pseudo.summary(data.classes, len(data.test.ids))
     t0 = time.perf_counter()
     train_images = load_images(data.train.paths, cfg.img_size)  # a bad image fails here, before any file is written
     test_images = load_images(data.test.paths, cfg.img_size)
@@ -258,7 +273,7 @@ def run_cv(
                 results.append(runs.load_json(paths.fold_result(k)))
             elif k in wanted:
                 results.append(_train_fold(k, data, cfg, fold, train_images, test_images, paths, device, progress,
-                                           logger))
+                                           logger, pseudo))
         result = _finish(data, cfg, fold, folds_file, paths, results, record, decode_seconds, started)
         written = _write_plots(result, data) if plots else []
         logger.finish(result.sidecar, [paths.sidecar, paths.submission, paths.metrics, *written])

@@ -11,13 +11,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from timm.utils import ModelEmaV3
 from torch import nn
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .data import ImageArrayDataset, keep_batch
 from .errors import ComptkError
+from .losses import Criterion, class_weights
 from .metrics import Metric
+from .mixing import make_mixer
+from .models import set_backbone_frozen
+from .sampling import make_sampler
 from .tta import with_tta
 
 
@@ -144,18 +149,22 @@ def train_one_fold(
     *,
     device: torch.device,
     seed: int,
+    n_classes: int | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     desc: str = "",
     progress: bool = True,
     valid_crop: float | None = None,
 ) -> FoldOutcome:
     """Train for cfg.epochs (or until early stopping) and keep the weights of the best
-    epoch by the competition metric on the validation rows (predicted as crops of
-    ``valid_crop`` of each side when the competition's test images are crops)."""
+    epoch by the competition metric on the validation rows (the EMA weights when
+    ``cfg.ema_decay`` is set; predicted as crops of ``valid_crop`` of each side when the
+    competition's test images are crops)."""
     model.to(device).to(memory_format=torch.channels_last)
+    labels_seen = train_set.labels
+    n_classes = n_classes or int(max(labels_seen.max(), valid_labels.max())) + 1
     generator = torch.Generator().manual_seed(seed)
-    sampler = torch.utils.data.RandomSampler(train_set, generator=generator)
-    batch_sampler = torch.utils.data.BatchSampler(sampler, cfg.batch_size, drop_last=len(train_set) > cfg.batch_size)
+    sampler = make_sampler(labels_seen, cfg.sampler, cfg.class_cap, generator)
+    batch_sampler = torch.utils.data.BatchSampler(sampler, cfg.batch_size, drop_last=len(sampler) > cfg.batch_size)
     loader = torch.utils.data.DataLoader(
         train_set,
         batch_sampler=batch_sampler,
@@ -164,32 +173,43 @@ def train_one_fold(
         pin_memory=device.type == "cuda",
         persistent_workers=cfg.num_workers > 0,
     )
-    steps = len(loader)
+    batches, accum = len(loader), cfg.accum_steps
     optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, steps)
+    scheduler = make_scheduler(optimizer, cfg, math.ceil(batches / accum))  # stepped once per optimizer step
     dtype = autocast_dtype(device, cfg.precision)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    criterion = Criterion(cfg.loss, label_smoothing=cfg.label_smoothing, focal_gamma=cfg.focal_gamma,
+                          class_weights=class_weights(labels_seen, n_classes, cfg.class_weights))
+    mixer = make_mixer(cfg, n_classes)
+    ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True) if cfg.ema_decay else None
+    evaluated = ema.module if ema is not None else model
     sign = 1.0 if metric.greater_is_better else -1.0
     outcome = FoldOutcome(state_dict={}, best_epoch=-1, best_score=math.nan)
-    bar = tqdm(total=cfg.epochs * steps, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    bar = tqdm(total=cfg.epochs * batches, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    updates = 0
     for epoch in range(cfg.epochs):
         model.train()
+        if cfg.freeze_epochs:
+            set_backbone_frozen(model, epoch < cfg.freeze_epochs)
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
-        for images, labels in loader:
+        for i, (images, labels) in enumerate(loader):
             x = to_input(images, device)
             y = labels.to(device, non_blocking=True)
+            target = y
+            if mixer is not None:
+                x, target = mixer(x, y)
             with autocast_context(device, dtype):
-                loss = criterion(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            scheduler.step()
+                loss = criterion(model(x), target)
+            if i % accum == 0:
+                optimizer.zero_grad(set_to_none=True)
+            scaled = loss / accum if accum > 1 else loss
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            if (i + 1) % accum == 0 or i + 1 == batches:
+                _optimizer_step(model, optimizer, scaler, cfg.clip_grad_norm)
+                scheduler.step()
+                updates += 1
+                if ema is not None:
+                    ema.update(model, step=updates)
             value = loss.item()  # one device sync per step
             if not math.isfinite(value):
                 raise ComptkError(f"{desc}: training loss became {value} in epoch {epoch + 1}; lower --lr")
@@ -201,7 +221,7 @@ def train_one_fold(
         outcome.train_seconds += seconds
         outcome.train_images += seen
 
-        proba = predict_proba(model, valid_images, device=device, precision=cfg.precision,
+        proba = predict_proba(evaluated, valid_images, device=device, precision=cfg.precision,
                               crop=valid_crop, crop_which=cfg.valid_crop)
         score = metric.score_proba(valid_labels, proba)
         valid_loss = float(-np.log(np.clip(proba[np.arange(len(valid_labels)), valid_labels], 1e-12, None)).mean())
@@ -221,9 +241,25 @@ def train_one_fold(
             on_epoch(record)
         if outcome.best_epoch < 0 or sign * score > sign * outcome.best_score:
             outcome.best_score, outcome.best_epoch = score, epoch + 1
-            outcome.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            outcome.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in evaluated.state_dict().items()}
         elif cfg.patience and epoch + 1 - outcome.best_epoch >= cfg.patience:
             break
     bar.close()
+    if cfg.freeze_epochs:
+        set_backbone_frozen(model, False)
     model.load_state_dict(outcome.state_dict)
     return outcome
+
+
+def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler, clip_grad_norm: float) -> None:
+    """One optimizer step over the accumulated gradients, clipped to a norm when asked."""
+    if scaler is not None:
+        if clip_grad_norm:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        if clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+        optimizer.step()

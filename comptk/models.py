@@ -11,6 +11,7 @@ from pathlib import Path
 
 import timm
 import torch
+from timm.layers import DropPath
 from timm.models import register_model
 from torch import nn
 
@@ -25,18 +26,20 @@ def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class _Residual(nn.Module):
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, drop_path: float = 0.0) -> None:
         super().__init__()
         self.body = nn.Sequential(_conv_bn(channels, channels), _conv_bn(channels, channels))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()  # stochastic depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        return x + self.drop_path(self.body(x))
 
 
 class SmallResNet(nn.Module):
     """stem at full resolution, then stages of (conv, pool, residual block); ResNet-9 in spirit."""
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 3, widths=(16, 32, 64), drop_rate: float = 0.0, **_):
+    def __init__(self, num_classes: int = 10, in_chans: int = 3, widths=(16, 32, 64), drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0, **_):
         super().__init__()
         self.num_classes = num_classes
         self.num_features = widths[-1]
@@ -45,7 +48,7 @@ class SmallResNet(nn.Module):
         self.stem = _conv_bn(in_chans, widths[0])
         stages, c_in = [], widths[0]
         for width in widths[1:]:
-            stages += [nn.MaxPool2d(2), _conv_bn(c_in, width), _Residual(width)]
+            stages += [nn.MaxPool2d(2), _conv_bn(c_in, width), _Residual(width, drop_path_rate)]
             c_in = width
         self.stages = nn.Sequential(*stages)
         self.head = nn.Linear(self.num_features, num_classes)
@@ -129,11 +132,19 @@ def create_model(cfg: TrainConfig, n_classes: int) -> nn.Module:
     overlay = {"file": str(Path(cfg.weights).resolve())} if cfg.weights else None
     if cfg.weights and not Path(cfg.weights).is_file():
         raise ComptkError(f"weights file not found: {cfg.weights}")
+    # only when set: 0 keeps the model's own default
+    regularise = {key: getattr(cfg, key) for key in ("drop_rate", "drop_path_rate") if getattr(cfg, key) > 0}
     try:
         return timm.create_model(
-            cfg.model, pretrained=pretrained, num_classes=n_classes, pretrained_cfg_overlay=overlay
+            cfg.model, pretrained=pretrained, num_classes=n_classes, pretrained_cfg_overlay=overlay, **regularise
         )
     except ComptkError:
+        raise
+    except TypeError as exc:
+        if regularise and any(key in str(exc) for key in regularise):
+            raise ComptkError(
+                f"model '{cfg.model}' does not take {' / '.join(regularise)}: {exc}; leave them at 0 for it"
+            ) from None
         raise
     except Exception as exc:
         if not pretrained:
@@ -149,6 +160,24 @@ def normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...
     """Mean and std the model's weights expect (its pretrained config, else ImageNet's)."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     return tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+
+
+def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
+    """Freeze (or unfreeze) every parameter except the classifier head's (timm's
+    ``get_classifier()``); a frozen backbone also keeps its BatchNorm statistics (eval mode)."""
+    inner = model.model if isinstance(model, Classifier) else model
+    head = inner.get_classifier()
+    head_params = {id(p) for p in head.parameters()}
+    if not head_params:
+        raise ComptkError(f"model {type(inner).__name__} has no classifier head to train alone; use freeze_epochs = 0")
+    for param in inner.parameters():
+        if id(param) not in head_params:
+            param.requires_grad_(not frozen)
+    if frozen:
+        head_modules = set(head.modules())
+        for module in inner.modules():
+            if module not in head_modules:
+                module.eval()
 
 
 class Classifier(nn.Module):

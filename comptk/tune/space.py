@@ -95,6 +95,8 @@ def default_space(base: TrainConfig, *, test_crop: bool = False) -> dict[str, Pa
         "augment": Param("augment", choices=("none", "flip", "basic", "geometric")
                          + (("crop-to-test",) if test_crop else ())),
         "label_smoothing": Param("label_smoothing", low=0.0, high=0.2),
+        "sampler": Param("sampler", choices=("random", "weighted")),
+        "loss": Param("loss", choices=("ce", "focal", "ce+f1")),
         "epochs": Param("epochs", low=max(1, math.ceil(base.epochs / 2)), high=max(2, base.epochs * 3 // 2)),
     }
     return space
@@ -180,8 +182,11 @@ def build_space(
             raise ComptkError(f"--set {name}: unknown setting{did_you_mean(name, FIELD_TYPES)}")
         params.pop(name, None)
         pinned[name] = value
-    if "n_folds" in params:
-        raise ComptkError(f"{where} [tune.space]: 'n_folds' cannot be searched: trials share the saved folds")
+    for fixed in ("n_folds", "pseudo_run", "seed"):
+        if fixed in params:
+            raise ComptkError(f"{where} [tune.space]: '{fixed}' cannot be searched")
+    if pinned.get("pseudo_run"):
+        raise ComptkError("pseudo-labelling is not tuned: tune without it, then `comptk train --pseudo RUN`")
     if not params:
         raise ComptkError(f"{where}: the search space is empty: every setting is pinned")
     return Space(tuple(params[k] for k in sorted(params)), dict(sorted(pinned.items())))

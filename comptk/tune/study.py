@@ -19,7 +19,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from .. import runs, testtime
-from ..competition import Competition, load_competition
+from ..competition import Competition, check_pretrained_allowed, load_competition
 from ..config import FIELD_TYPES, resolve
 from ..crossval import fit_fold
 from ..data import read_data
@@ -126,6 +126,8 @@ def tune(
     where = str(comp.source)
     base = resolve(comp.train_defaults(), pins, where=f"{where} [train]")
     space = build_space(base, comp.tune, pins, where=where, test_crop=testtime.has_test_crop(comp))
+    if not comp.pretrained_allowed:
+        check_pretrained_allowed(comp.name, comp.source, base)
     if n_trials < 1:
         raise ComptkError(f"--trials must be at least 1, got {n_trials}")
     if not 1 <= folds_per_trial <= base.n_folds:
