@@ -240,26 +240,160 @@ def ensemble(members: tuple[Path, ...], out: Path, meta_params: str | None, **op
                f"(cross-validated, pooled OOF)\nsubmission: {result.submission}\nreport: {result.report_md}")
 
 
-@click.option("--folds-subset", help="Train only these folds (0-based, e.g. 0 or 0,1): a partial run; "
-              "the same command without it later trains the others.")
-@click.option("--tracker", type=click.Choice(["none", "mlflow", "wandb"]), default="none", show_default=True,
-              help="Also log to MLflow (WORKDIR/mlflow.db) or W&B (offline); needs the package installed.")
-@click.option("--plots/--no-plots", default=True, show_default=True,
-              help="Write runs/RUN/*.png (learning curves, confusion matrix, per-class F1).")
-def train(competition: str, workdir: Path, data_dir: Path | None, name: str | None, quiet: bool,
-          settings_file: Path | None, from_study: str | None, storage: str | None,
-          folds_subset: str | None, tracker: str, plots: bool, **options) -> None:
-    """Train K-fold models; write OOF/test probabilities, CV, a submission and plots."""
-    from .config import read_settings
-    from .crossval import run_cv
+@main.command()
+@click.argument("competition")
+@workdir_option
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Data folder (overrides the declaration's).")
+@click.option("--study", help="Study name (default: the competition's name).")
+@click.option("--storage", help="Optuna storage: sqlite:///FILE.db (default WORKDIR/tune/studies.db), "
+                                "postgresql://USER:PASS@HOST/DB to share a study between machines, or journal:FILE.")
+@click.option("--trials", "n_trials", type=int, default=20, show_default=True,
+              help="Total trials the study should hold; re-running resumes up to it, workers share it.")
+@click.option("--timeout", type=float, help="Stop starting trials after this many seconds.")
+@click.option("--folds-per-trial", type=int, default=1, show_default=True,
+              help="Train this many of the saved folds per trial; the value is their mean.")
+@click.option("--pruner", type=click.Choice(["median", "hyperband", "wilcoxon", "none"]),
+              help="Default: median (per epoch) with one fold per trial, wilcoxon (per fold) with more.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Pin a training setting for every trial (repeatable), e.g. --set epochs=3.")
+@click.option("--seed", type=int, help="Seed of the sampler (default: the training seed).")
+@click.option("--show", is_flag=True, help="Print the study's trials and best settings; run nothing.")
+@click.option("--export", "export_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the best settings to this TOML file (for `comptk train --settings`); run nothing.")
+@click.option("--progress/--no-progress", default=False, show_default=True, help="A progress bar per trial.")
+def tune(competition: str, workdir: Path, data_dir: Path | None, study: str | None, storage: str | None,
+         n_trials: int, timeout: float | None, folds_per_trial: int, pruner: str | None,
+         assignments: tuple[str, ...], seed: int | None, show: bool, export_file: Path | None,
+         progress: bool) -> None:
+    """Search training settings with Optuna on the saved folds (pruning, resumable, shared studies).
 
-    if storage and not from_study:
-        raise ComptkError("--storage is only used with --from-study")
-    base: dict = read_settings(settings_file) if settings_file else {}
-    if from_study:
-        from .tune import best_settings
+    \b
+    comptk tune fashion --trials 40 --timeout 3600
+    comptk tune fashion --show
+    comptk train fashion --folds 5 --from-study fashion
+    """
+    from . import tune as tuning
+    from .config import parse_assignment
 
-        base.update(best_settings(from_study, storage=storage, workdir=workdir))
-    options = {**base, **{k: v for k, v in options.items() if v is not None}}
-    result = run_cv(competition, workdir=workdir, data_dir=data_dir, name=name, progress=not quiet,
-                    folds_subset=_fold_list(folds_subset), tracker=tracker, plots=plots, **options)
+    if show or export_file:
+        name = study or _competition_name(competition, workdir)
+        if show:
+            click.echo(tuning.show(name, storage=storage, workdir=workdir))
+        if export_file:
+            path = tuning.export_settings(name, export_file, storage=storage, workdir=workdir)
+            click.echo(f"wrote {path}")
+        return
+    pins = dict(parse_assignment(a) for a in assignments)
+    result = tuning.tune(competition, workdir=workdir, data_dir=data_dir, study=study, storage=storage,
+                         n_trials=n_trials, timeout=timeout, folds_per_trial=folds_per_trial, pruner=pruner,
+                         pins=pins, seed=seed, progress=progress, echo=click.echo)
+    if result.best_value is not None:
+        click.echo(f"study '{result.study}': {result.n_counted} trials, best {result.best_value:.4f} with "
+                   + ", ".join(f"{k}={v!r}" for k, v in result.best_params.items()))
+        click.echo(f"next: comptk train {competition} --from-study {result.study}"
+                   + (f" --storage {storage}" if storage else ""))
+    if result.interrupted:
+        sys.exit(130)
+
+
+def _competition_name(competition: str, workdir: Path) -> str:
+    from .competition import load_competition
+
+    return load_competition(competition, workdir).name
+
+
+@main.command("runs")
+@click.argument("competition", required=False)
+@workdir_option
+@click.option("--sort", help="Column to sort by (default cv; scores, images/s and dates best first).")
+@click.option("--reverse", is_flag=True, help="Reverse the sort order.")
+@click.option("--where", multiple=True, help="Keep rows where KEY=VALUE (also !=, >, >=, <, <=); repeatable. "
+              "KEY: any column or config key, e.g. model=resnet18, lr<0.01, kind=blend, partial=false.")
+@click.option("--top", type=int, help="Show the first N rows.")
+@click.option("--columns", help="Comma-separated columns to show instead of the default ones.")
+@click.option("--answers", type=click.Path(path_type=Path),
+              help="Answers CSV for the test column (default: answers.csv in each run's data folder).")
+@click.option("--diff", nargs=2, metavar="A B", help="Show the settings in which runs A and B differ.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the table, every column, to this CSV.")
+def runs_command(competition: str | None, workdir: Path, sort: str | None, reverse: bool, where: tuple[str, ...],
+                 top: int | None, columns: str | None, answers: Path | None, diff: tuple[str, str] | None,
+                 csv_path: Path | None) -> None:
+    """The local leaderboard: finished runs and blends (CV pooled and per fold, test score, time, blends).
+
+    \b
+    comptk runs digits --where model=small_resnet --sort train_s --top 5
+    comptk runs --diff RUN_A RUN_B
+    """
+    from . import leaderboard, runs
+
+    if diff:
+        click.echo(leaderboard.diff_text(leaderboard.diff(workdir, *diff), *diff))
+        return
+    table = leaderboard.collect(workdir, competition=competition, answers=answers)
+    table = leaderboard.select(table, where=where, sort=sort, reverse=reverse, top=top)
+    shown = [c.strip() for c in columns.split(",")] if columns else leaderboard.COLUMNS
+    click.echo(leaderboard.to_text(table, shown))
+    if csv_path:
+        runs.save_csv(csv_path, table)
+        click.echo(f"wrote {csv_path}")
+
+
+@main.command()
+@click.argument("run")
+@workdir_option
+def plots(run: str, workdir: Path) -> None:
+    """(Re)make a run's plots: runs/RUN/learning_curves.png, confusion_matrix.png, per_class_f1.png."""
+    from .plots import plot_run
+
+    for path in plot_run(run, workdir):
+        click.echo(f"wrote {path}")
+
+
+def _grid_options(command):
+    """One comma-list option per TrainConfig field, so every train setting can be swept."""
+    from .config import FIELD_TYPES
+
+    aliases = {"model": ["--models"], "n_folds": ["--folds"]}
+    for key in reversed(list(FIELD_TYPES)):
+        flag = f"--{key.replace('_', '-')}"
+        command = click.option(flag, *aliases.get(key, []), key, default=None, metavar="V1,V2,...",
+                               help=f"{FIELD_TYPES[key].__name__} value(s), comma-separated.")(command)
+    return command
+
+
+@main.command()
+@click.argument("competition")
+@click.option("--name", help="Sweep name (default: the competition's); runs are NAME-MODEL[-KEYVALUE...].")
+@workdir_option
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Data folder (overrides the declaration's).")
+@click.option("--folds-subset", help="Train only these folds of each run (e.g. 0): fast, partial runs.")
+@click.option("--tracker", type=click.Choice(["none", "mlflow", "wandb"]), default="none", show_default=True)
+@click.option("--plots/--no-plots", default=True, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_grid_options
+def sweep(competition: str, name: str | None, workdir: Path, data_dir: Path | None, folds_subset: str | None,
+          tracker: str, plots: bool, quiet: bool, **options) -> None:
+    """Train every combination of the listed settings (a grid) as normal K-fold runs; table and plot.
+
+    Any train setting takes a comma-separated list; one value fixes it for all runs.
+
+    \b
+    comptk sweep fashion --models resnet18,efficientnet_b0,convnext_nano --folds-subset 0 --epochs 5
+    comptk sweep digits --name lr --lr 1e-3,3e-3 --img-size 16,28
+    """
+    from . import leaderboard
+    from .sweep import parse_values
+    from .sweep import sweep as run_sweep
+
+    given = {key: parse_values(key, text) for key, text in options.items() if text is not None}
+    grid = {key: values for key, values in given.items() if len(values) > 1}
+    fixed = {key: values[0] for key, values in given.items() if len(values) == 1}
+    if not grid and "model" in fixed:
+        grid["model"] = [fixed.pop("model")]
+    result = run_sweep(competition, grid, name=name, workdir=workdir, data_dir=data_dir,
+                       folds_subset=_fold_list(folds_subset), progress=not quiet, tracker=tracker, plots=plots, **fixed)
+    click.echo(leaderboard.to_text(result.table))
+    click.echo(f"table: {result.paths.table}")
+    if result.plot:
+        click.echo(f"plot: {result.plot}")
