@@ -102,11 +102,15 @@ def prepare(name: str, workdir: Path, train_n: int | None, seed: int, force: boo
 @click.option("--num-workers", type=int, help="DataLoader worker processes.")
 @click.option("--seed", type=int, help="Seed of folds, sampling and initialisation.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(competition: str, workdir: Path, data_dir: Path | None, name: str | None, quiet: bool, **options) -> None:
+@click.option("--cache/--no-cache", default=True, show_default=True,
+              help="Keep decoded images in WORKDIR/cache/images and reuse them (never changes results).")
+def train(competition: str, workdir: Path, data_dir: Path | None, name: str | None, quiet: bool, cache: bool,
+          **options) -> None:
     """Train K-fold models; write OOF/test probabilities, CV and a submission."""
     from .crossval import run_cv
 
-    result = run_cv(competition, workdir=workdir, data_dir=data_dir, name=name, progress=not quiet, **options)
+    result = run_cv(competition, workdir=workdir, data_dir=data_dir, name=name, progress=not quiet, cache=cache,
+                    **options)
     cv = result.sidecar["cv"]
     click.echo(
         f"run {result.name}: CV {result.sidecar['metric']} {cv['oof']:.4f} (pooled OOF), "

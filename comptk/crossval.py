@@ -19,10 +19,11 @@ from . import runs
 from .augment import AUGMENTS, train_transform
 from .competition import Competition, load_competition
 from .config import TrainConfig, resolve
-from .data import CompetitionData, ImageArrayDataset, load_images, read_data
+from .data import CompetitionData, ImageArrayDataset, read_data
 from .engine import FoldOutcome, predict_proba, resolve_device, train_one_fold
 from .errors import ComptkError
 from .folds import folds_digest, load_or_make_folds
+from .image_cache import CompetitionImages, load_competition_images
 from .metrics import get_metric
 from .models import Classifier, create_model
 from .submission import make_submission
@@ -134,12 +135,15 @@ def run_cv(
     data_dir: str | Path | None = None,
     name: str | None = None,
     progress: bool = True,
+    cache: bool = True,
     **overrides: Any,
 ) -> RunResult:
     """Train K folds; write OOF and test probabilities, the sidecar and a submission.
 
     ``cfg`` defaults to code defaults < the competition's [train] table < ``overrides``.
     Re-running an interrupted run (same name, same settings) skips finished folds.
+    ``cache``: read/write decoded images under WORKDIR/cache (image_cache.py); it never
+    changes results, so it is not a training setting.
     """
     started = time.perf_counter()
     workdir = Path(workdir)
@@ -166,10 +170,9 @@ def run_cv(
         "folds_digest": folds_digest(data.train.ids, fold),
         "config": cfg.to_dict(),
     }
-    t0 = time.perf_counter()
-    train_images = load_images(data.train.paths, cfg.img_size)  # a bad image fails here, before any file is written
-    test_images = load_images(data.test.paths, cfg.img_size)
-    decode_seconds = time.perf_counter() - t0
+    # A bad image fails here, before any run file is written.
+    images = load_competition_images(data, cfg.img_size, workdir=workdir, cache=cache)
+    train_images, test_images = images.train, images.test
     _check_same_run(paths, record)
     handler = logging.FileHandler(paths.log, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
@@ -180,6 +183,7 @@ def run_cv(
     try:
         log.info("run %s: %s, %d train / %d test images, %d classes, %d folds, device %s",
                  name, comp.name, len(data.train.ids), len(data.test.ids), data.n_classes, cfg.n_folds, device)
+        log.info("%s", images.describe())
         results = []
         for k in range(cfg.n_folds):
             if paths.fold_result(k).exists():
@@ -187,7 +191,7 @@ def run_cv(
                 results.append(runs.load_json(paths.fold_result(k)))
             else:
                 results.append(_train_fold(k, data, cfg, fold, train_images, test_images, paths, device, progress))
-        return _finish(data, cfg, fold, folds_file, paths, results, record, decode_seconds, started)
+        return _finish(data, cfg, fold, folds_file, paths, results, record, images, started)
     finally:
         log.setLevel(level)
         log.removeHandler(handler)
@@ -196,7 +200,7 @@ def run_cv(
 
 def _finish(
     data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, folds_file: Path, paths: runs.RunPaths,
-    results: list[dict], record: dict, decode_seconds: float, started: float,
+    results: list[dict], record: dict, images: CompetitionImages, started: float,
 ) -> RunResult:
     metric = get_metric(data.competition.metric)
     oof = np.zeros((len(data.train.ids), data.n_classes), dtype=np.float32)
@@ -228,7 +232,8 @@ def _finish(
         "seed": cfg.seed,
         "versions": runs.library_versions(),
         "timings": {
-            "decode_seconds": decode_seconds,
+            "decode_seconds": images.seconds,  # this session's; near 0 when read from the image cache
+            "image_cache": images.cache,
             "train_seconds": sum(r["train_seconds"] for r in results),
             "predict_seconds": sum(r["predict_seconds"] for r in results),
             "wall_seconds_this_session": time.perf_counter() - started,

@@ -8,6 +8,7 @@ Layout under the work directory:
     submissions/RUN.csv the sample submission's format
     runs/RUN/           config.json, log.txt, fold<k>/{model.safetensors, metrics.csv, oof.npy, test.npy, result.json}
     folds/NAME-k<K>-seed<S>-<digest>.csv   fold of each train row, shared by all runs
+    cache/images/NAME-SPLIT-<size>px-<key>.npy  decoded uint8 images (N, size, size, 3); see image_cache.py
 
 Every file is written to a temporary name in its folder and renamed into place,
 so a killed process never leaves a half-written artifact.
@@ -99,6 +100,26 @@ def library_versions() -> dict[str, str]:
 
 def folds_path(workdir: Path, competition: str, n_folds: int, seed: int, train_digest: str) -> Path:
     return Path(workdir) / "folds" / f"{competition}-k{n_folds}-seed{seed}-{train_digest[:12]}.csv"
+
+
+def image_cache_path(workdir: Path, label: str, size: int, key: str) -> Path:
+    """label: the competition and split, e.g. 'fashion-train'; key: image_cache.cache_key()."""
+    return image_cache_dir(workdir) / f"{_safe(label)}-{size}px-{key[:16]}.npy"
+
+
+def image_cache_files(workdir: Path, label: str, size: int) -> list[Path]:
+    """The cache files of one label and size, whatever their key."""
+    pattern = re.compile(re.escape(f"{_safe(label)}-{size}px-") + r"[0-9a-f]{16}\.npy$")
+    folder = image_cache_dir(workdir)
+    return sorted(p for p in folder.iterdir() if pattern.match(p.name)) if folder.is_dir() else []
+
+
+def image_cache_dir(workdir: Path) -> Path:
+    return Path(workdir) / "cache" / "images"
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
 def check_run_name(name: str) -> str:
