@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +37,9 @@ def cache_key(paths: tuple[Path, ...] | list[Path], size: int) -> str:
     """sha256 of what the decoded array depends on (see the module docstring)."""
     h = hashlib.sha256(f"comptk-images v{DECODE_VERSION} {RESIZE_METHOD} {size}px PIL {PIL.__version__}\n".encode())
     for path in paths:
-        path = Path(path).resolve()
+        path = os.path.abspath(path)  # not Path.resolve(): 20x slower, and stat() follows links anyway
         try:
-            stat = path.stat()
+            stat = os.stat(path)
         except OSError as exc:
             raise ComptkError(f"cannot read image {path}: {exc.strerror}") from None
         h.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
