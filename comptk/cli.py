@@ -101,6 +101,8 @@ def prepare(name: str, workdir: Path, train_n: int | None, seed: int, force: boo
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--num-workers", type=int, help="DataLoader worker processes.")
 @click.option("--seed", type=int, help="Seed of folds, sampling and initialisation.")
+@click.option("--compile/--no-compile", default=None,
+              help="torch.compile the model (slow first steps, then faster; needs a C++ compiler on CPU).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--cache/--no-cache", default=True, show_default=True,
               help="Keep decoded images in WORKDIR/cache/images and reuse them (never changes results).")

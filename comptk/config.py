@@ -43,6 +43,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     num_workers: int = 0  # DataLoader workers; images are decoded once, so 0 suits a CPU
     seed: int = 42
+    # speed (issue #9): torch.compile the model for training and prediction
+    compile: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -20,7 +20,7 @@ from .augment import AUGMENTS, train_transform
 from .competition import Competition, load_competition
 from .config import TrainConfig, resolve
 from .data import CompetitionData, ImageArrayDataset, read_data
-from .engine import FoldOutcome, predict_proba, resolve_device, train_one_fold
+from .engine import FoldOutcome, check_compile, predict_proba, resolve_device, train_one_fold
 from .errors import ComptkError
 from .folds import folds_digest, load_or_make_folds
 from .image_cache import CompetitionImages, load_competition_images
@@ -160,6 +160,8 @@ def run_cv(
     create_model(cfg, data.n_classes)
     AUGMENTS.get(cfg.augment)
     TTA.get(cfg.tta)
+    if cfg.compile:
+        check_compile(device)
     fold, folds_file = load_or_make_folds(workdir, comp.name, data.train, cfg.n_folds, cfg.seed, data.classes)
     record = {
         "competition": comp.name,

@@ -37,6 +37,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def check_compile(device: torch.device) -> None:
+    """Fail early, with one line, where torch.compile cannot work (e.g. no C++ compiler for a CPU)."""
+    try:
+        compiled = torch.compile(lambda x: torch.relu(x) * 2)
+        compiled(torch.ones(4, device=device))
+    except Exception as exc:  # noqa: BLE001 - inductor raises many kinds; any means no --compile here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ComptkError(
+            f"--compile: torch.compile does not work on {device} here ({type(exc).__name__}: {first[:200]}); "
+            f"train without --compile"
+        ) from None
+
+
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """None means full fp32. 'auto' is fp16/bf16 AMP on CUDA, fp32 elsewhere."""
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
@@ -142,8 +155,14 @@ def train_one_fold(
     progress: bool = True,
 ) -> FoldOutcome:
     """Train for cfg.epochs (or until early stopping) and keep the weights of the best
-    epoch by the competition metric on the validation rows."""
+    epoch by the competition metric on the validation rows.
+
+    With ``cfg.compile`` the model is compiled in place (``nn.Module.compile``): it stays
+    compiled for the predictions that follow, and its state dict keeps the plain names.
+    """
     model.to(device).to(memory_format=torch.channels_last)
+    if cfg.compile:
+        model.compile()
     generator = torch.Generator().manual_seed(seed)
     sampler = torch.utils.data.RandomSampler(train_set, generator=generator)
     batch_sampler = torch.utils.data.BatchSampler(sampler, cfg.batch_size, drop_last=len(train_set) > cfg.batch_size)
