@@ -257,6 +257,11 @@ class ImageArrayDataset(torch.utils.data.Dataset):
         labels = None if self.labels is None else torch.from_numpy(self.labels[index])
         return batch, labels
 
+    def without_batch_transform(self) -> ImageArrayDataset:
+        """The same images and labels with no batch-level augmentation (the engine then
+        applies it itself, on the device, after the copy)."""
+        return ImageArrayDataset(self.images, self.labels, None if self.batched else self.transform)
+
     def __getitem__(self, index: int):
         images, labels = self.__getitems__([index])
         return images[0], None if labels is None else labels[0]

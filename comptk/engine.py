@@ -67,10 +67,16 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def to_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (N, H, W, C) -> float (N, C, H, W) in [0, 1], channels_last in memory (no copy of layout)."""
-    batch = batch.to(device, non_blocking=True).permute(0, 3, 1, 2)
-    return batch.float().div_(255.0)
+def to_input(batch: torch.Tensor, device: torch.device, augment: Callable | None = None) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float (N, C, H, W) in [0, 1], channels_last in memory (no copy of layout).
+
+    ``augment``: a batch-level augmentation applied on the device, after the copy
+    (non-blocking from the DataLoader's pinned memory on CUDA) and before the conversion.
+    """
+    batch = batch.to(device, non_blocking=True)
+    if augment is not None:
+        batch = augment(batch)
+    return batch.permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -153,16 +159,24 @@ def train_one_fold(
     on_epoch: Callable[[dict], None] | None = None,
     desc: str = "",
     progress: bool = True,
+    augment_on_device: bool | None = None,
 ) -> FoldOutcome:
     """Train for cfg.epochs (or until early stopping) and keep the weights of the best
     epoch by the competition metric on the validation rows.
 
     With ``cfg.compile`` the model is compiled in place (``nn.Module.compile``): it stays
     compiled for the predictions that follow, and its state dict keeps the plain names.
+    A batch-level augmentation runs on the device after the copy when ``augment_on_device``
+    (default: on CUDA); its random draws are the same either way.
     """
     model.to(device).to(memory_format=torch.channels_last)
     if cfg.compile:
         model.compile()
+    if augment_on_device is None:
+        augment_on_device = device.type == "cuda"
+    augment = train_set.transform if augment_on_device and train_set.batched else None
+    if augment is not None:
+        train_set = train_set.without_batch_transform()
     generator = torch.Generator().manual_seed(seed)
     sampler = torch.utils.data.RandomSampler(train_set, generator=generator)
     batch_sampler = torch.utils.data.BatchSampler(sampler, cfg.batch_size, drop_last=len(train_set) > cfg.batch_size)
@@ -187,7 +201,7 @@ def train_one_fold(
         model.train()
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
         for images, labels in loader:
-            x = to_input(images, device)
+            x = to_input(images, device, augment)
             y = labels.to(device, non_blocking=True)
             with autocast_context(device, dtype):
                 loss = criterion(model(x), y)

@@ -1,4 +1,5 @@
-"""The compile option: torch.compile for training and prediction, plain checkpoints."""
+"""Speed options: torch.compile (plain checkpoints, one-line failure) and batch augmentation
+on the device after the copy (the CUDA path, run here on the CPU)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from comptk import ComptkError, TrainConfig, run_cv
+from comptk.augment import train_transform
 from comptk.cli import main
 from comptk.data import ImageArrayDataset
 from comptk.engine import predict_proba, train_one_fold
@@ -19,12 +21,26 @@ from comptk.models import Classifier, create_model
 CPU = torch.device("cpu")
 
 
-def _train(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray):
+def _train(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, **kwargs):
     torch.manual_seed(0)
     model = Classifier(create_model(cfg, 2))
-    outcome = train_one_fold(model, ImageArrayDataset(images, labels), images[:16], labels[:16], cfg,
-                             get_metric("accuracy"), device=CPU, seed=0, progress=False)
+    dataset = ImageArrayDataset(images, labels, train_transform(cfg.augment, cfg.img_size, 0))
+    outcome = train_one_fold(model, dataset, images[:16], labels[:16], cfg,
+                             get_metric("accuracy"), device=CPU, seed=0, progress=False, **kwargs)
     return model, outcome
+
+
+def test_batch_augment_after_the_copy_trains_the_same_model():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (48, 12, 12, 3), dtype=np.uint8)
+    labels = np.arange(48) % 2
+    cfg = TrainConfig(img_size=12, epochs=2, batch_size=16, augment="basic")
+    _, in_loader = _train(cfg, images, labels, augment_on_device=False)
+    _, on_device = _train(cfg, images, labels, augment_on_device=True)
+    _, unaugmented = _train(TrainConfig(**{**cfg.to_dict(), "augment": "none"}), images, labels)
+    for key, value in in_loader.state_dict.items():
+        assert torch.equal(value, on_device.state_dict[key]), key
+    assert not all(torch.equal(v, unaugmented.state_dict[k]) for k, v in in_loader.state_dict.items())
 
 
 @pytest.mark.slow  # inductor compiles C++: ~30 s with its on-disk cache warm, ~90 s cold, on 2 cores
