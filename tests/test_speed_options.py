@@ -75,3 +75,11 @@ def test_compile_failure_is_one_line_before_anything_is_written(tiny, monkeypatc
     assert not (tiny / "runs").exists() and not (tiny / "folds").exists()
     with pytest.raises(ComptkError, match="--compile"):
         run_cv(tiny, workdir=tiny, compile=True, progress=False)
+
+
+def test_a_diverging_loss_stops_training_with_one_line():
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (32, 12, 12, 3), dtype=np.uint8)
+    cfg = TrainConfig(img_size=12, epochs=2, batch_size=8, augment="none", lr=1e12, optimizer="sgd")
+    with pytest.raises(ComptkError, match=r"training loss became (nan|inf) in epoch 1; lower --lr"):
+        _train(cfg, images, np.arange(32) % 2)
