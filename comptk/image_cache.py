@@ -49,7 +49,7 @@ def cache_key(paths: tuple[Path, ...] | list[Path], size: int) -> str:
 @dataclass(frozen=True)
 class CachedImages:
     images: np.ndarray  # (N, size, size, 3) uint8; a copy-on-write memory map when read from the cache
-    status: str  # "hit" (read from the cache), "written" (decoded, then cached) or "off" (decoded, not cached)
+    status: str  # "hit" (read from the cache), "written" (decoded, then cached), "off" or "unwritable" (decoded)
     path: Path | None  # the cache file, when the cache is on
 
 
@@ -86,7 +86,11 @@ def load_images_cached(
     if array is not None:
         return CachedImages(array, "hit", path)
     images = load_images(paths, size)
-    runs.save_npy(path, images)
+    try:
+        runs.save_npy(path, images)
+    except OSError as exc:  # a full disk or a read-only work directory costs speed, not the run
+        log.warning("image cache not written (%s: %s); the images were decoded in memory", path, exc.strerror or exc)
+        return CachedImages(images, "unwritable", None)
     for stale in runs.image_cache_files(workdir, label, size):
         if stale != path:
             try:
@@ -104,7 +108,8 @@ class CompetitionImages:
     cache: dict[str, str]  # split -> hit | written | off
 
     def describe(self) -> str:
-        how = {"hit": "read from the image cache", "written": "decoded and cached", "off": "decoded (no cache)"}
+        how = {"hit": "read from the image cache", "written": "decoded and cached", "off": "decoded (no cache)",
+               "unwritable": "decoded (cache not writable)"}
         parts = [f"{split} {how[state]}" for split, state in self.cache.items()]
         return f"images: {', '.join(parts)} ({self.seconds:.1f} s)"
 

@@ -111,3 +111,13 @@ def test_cli_no_cache_writes_no_cache(tiny):
     assert "decoded (no cache)" in result.output and not image_cache_dir(work).exists()
     result = CliRunner().invoke(main, [*args, "--name", "y"], catch_exceptions=False)
     assert "train decoded and cached" in result.output and len(list(image_cache_dir(work).iterdir())) == 2
+
+
+def test_an_unwritable_cache_only_costs_speed(tiny, monkeypatch, caplog):
+    def full_disk(path, array):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ic.runs, "save_npy", full_disk)
+    result = ic.load_images_cached(_paths(tiny), 12, workdir=tiny / "work", label="tiny-train")
+    assert result.status == "unwritable" and np.array_equal(result.images, load_images(_paths(tiny), 12))
+    assert "image cache not written" in caplog.text and "No space left on device" in caplog.text
