@@ -16,6 +16,7 @@ bytes; the last rename wins while a reader of the older file keeps its mapping.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -91,12 +92,11 @@ def load_images_cached(
     except OSError as exc:  # a full disk or a read-only work directory costs speed, not the run
         log.warning("image cache not written (%s: %s); the images were decoded in memory", path, exc.strerror or exc)
         return CachedImages(images, "unwritable", None)
-    for stale in runs.image_cache_files(workdir, label, size):
-        if stale != path:
-            try:
-                stale.unlink()  # a run still reading it keeps its mapping (POSIX)
-            except OSError:
-                pass
+    old = [p for p in runs.image_cache_files(workdir, label, size) if p != path]
+    old += runs.stale_temporary_files(runs.image_cache_dir(workdir), older_than_s=3600)  # from killed writes
+    for stale in old:
+        with contextlib.suppress(OSError):
+            stale.unlink()  # a run still reading it keeps its mapping (POSIX)
     return CachedImages(images, "written", path)
 
 

@@ -118,6 +118,19 @@ def image_cache_dir(workdir: Path) -> Path:
     return Path(workdir) / "cache" / "images"
 
 
+def stale_temporary_files(folder: Path, older_than_s: float) -> list[Path]:
+    """atomic_path's temporary files in folder left by killed processes (older than older_than_s)."""
+    if not Path(folder).is_dir():
+        return []
+    now = time.time()
+    found = []
+    for path in Path(folder).glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime > older_than_s:
+                found.append(path)
+    return found
+
+
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 

@@ -66,6 +66,18 @@ def test_replaced_image_invalidates_and_the_stale_file_goes(tiny):
     assert not old.path.exists() and new.path.exists()
 
 
+def test_temporary_files_of_killed_writes_are_removed_when_old(tiny):
+    paths, work = _paths(tiny), tiny / "work"
+    folder = image_cache_dir(work)
+    folder.mkdir(parents=True)
+    old, fresh = folder / ".tiny-train-12px-x.npy.abc.tmp", folder / ".tiny-train-12px-x.npy.def.tmp"
+    for path in (old, fresh):
+        path.write_bytes(b"half")
+    os.utime(old, (old.stat().st_atime, old.stat().st_mtime - 7200))
+    ic.load_images_cached(paths, 12, workdir=work, label="tiny-train")
+    assert not old.exists() and fresh.exists()  # a fresh one may be another run's write in progress
+
+
 def test_corrupt_or_foreign_cache_file_is_decoded_again(tiny, caplog):
     paths, work = _paths(tiny), tiny / "work"
     written = ic.load_images_cached(paths, 12, workdir=work, label="tiny-train")
