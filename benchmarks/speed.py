@@ -2,12 +2,19 @@
 
     python benchmarks/speed.py --workdir bench/fashion [--model small_resnet] [--img-size 28] [--batch-size 128]
     python benchmarks/speed.py --workdir bench/fashion --jpeg-size 128 --train-n 2000   # JPEG set made from Fashion
+    python benchmarks/speed.py --workdir bench/fashion --jpeg-size 224 --device cuda --model resnet50 \
+        --batch-size 128 --epochs 2 --predict-batch-size 512                             # on a GPU
+
+The data comes from ``comptk prepare fashion`` (needs /usr/share/datasets/fashion-mnist; on a
+machine without it, prepare WORKDIR/data/fashion elsewhere and copy it over).
 
 (a) compute limit: train steps (forward, backward, AdamW) and TTA predictions of the model on
     random tensors already in memory, in the layout and precision comptk uses;
 (b) comptk: one epoch of ``engine.train_one_fold`` on fold 0 of the real competition (the same
-    code path as ``comptk train``: uint8 cache, augment preset, batching) and ``predict_proba``
-    with the TTA preset on the test images; image decoding is reported separately;
+    code path as ``comptk train``: uint8 images, augment preset, batching, the GPU path) and
+    ``predict_proba`` with the TTA preset on the test images; image decoding (or reading the
+    image cache, WORKDIR/cache) is reported separately. With --epochs 2 or more the train
+    figure is the last epoch's (warmed up: cuDNN, torch.compile), and the mean is shown too;
 (c) their ratio.
 """
 
@@ -25,9 +32,17 @@ from PIL import Image
 
 from comptk import load_competition, prepare, resolve
 from comptk.augment import train_transform
-from comptk.data import ImageArrayDataset, load_images, read_data
-from comptk.engine import autocast_context, autocast_dtype, predict_proba, resolve_device, train_one_fold
+from comptk.data import ImageArrayDataset, read_data
+from comptk.engine import (
+    autocast_context,
+    autocast_dtype,
+    check_compile,
+    predict_proba,
+    resolve_device,
+    train_one_fold,
+)
 from comptk.folds import make_folds
+from comptk.image_cache import load_competition_images
 from comptk.metrics import get_metric
 from comptk.models import Classifier, create_model
 from comptk.tta import with_tta
@@ -73,9 +88,17 @@ def make_jpeg_competition(workdir: Path, size: int, train_n: int) -> Path:
     return folder
 
 
-def compute_limit(cfg, n_classes: int, device: torch.device, steps: int) -> tuple[float, float]:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def compute_limit(cfg, n_classes: int, device: torch.device, steps: int, predict_batch: int) -> tuple[float, float]:
+    """Train and TTA-predict images/s on random tensors already on the device."""
     torch.manual_seed(0)
     model = Classifier(create_model(cfg, n_classes)).to(device).to(memory_format=torch.channels_last)
+    if cfg.compile:
+        model.compile()
     x = torch.rand(cfg.batch_size, 3, cfg.img_size, cfg.img_size, device=device).contiguous(
         memory_format=torch.channels_last)
     y = torch.randint(0, n_classes, (cfg.batch_size,), device=device)
@@ -89,26 +112,26 @@ def compute_limit(cfg, n_classes: int, device: torch.device, steps: int) -> tupl
         loss.backward()
         opt.step()
 
-    for _ in range(3):
+    for _ in range(3):  # warm-up: the first calls pick kernels (and compile)
         step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    _sync(device)
     started = time.perf_counter()
     for _ in range(steps):
         step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    _sync(device)
     train = steps * cfg.batch_size / (time.perf_counter() - started)
     model.eval()
     predictor = with_tta(model, cfg.tta)
-    xb = torch.rand(256, 3, cfg.img_size, cfg.img_size, device=device).contiguous(memory_format=torch.channels_last)
+    xb = torch.rand(predict_batch, 3, cfg.img_size, cfg.img_size, device=device).contiguous(
+        memory_format=torch.channels_last)
     with torch.no_grad(), autocast_context(device, dtype):
-        for _ in range(3):  # warm-up: the first calls pick kernels
+        for _ in range(3):
             predictor(xb)
+        _sync(device)
         started = time.perf_counter()
-        for _ in range(steps):
-            predictor(xb).float().cpu()
-    predict = steps * 256 / (time.perf_counter() - started)
+        out = [predictor(xb).float() for _ in range(steps)]
+        torch.cat(out).cpu()
+    predict = steps * predict_batch / (time.perf_counter() - started)
     return train, predict
 
 
@@ -120,7 +143,14 @@ def main() -> None:
     parser.add_argument("--model")
     parser.add_argument("--img-size", type=int)
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--num-workers", type=int)
+    parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    parser.add_argument("--epochs", type=int, default=1, help="comptk epochs on fold 0; the last one is reported")
+    parser.add_argument("--predict-batch-size", type=int, default=256)
+    parser.add_argument("--no-cache", action="store_true", help="decode the images, not reading the image cache")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps of the compute limit")
     args = parser.parse_args()
     workdir = Path(args.workdir)
     if not (workdir / "data" / "fashion").exists():
@@ -129,18 +159,19 @@ def main() -> None:
     if args.jpeg_size:
         competition = make_jpeg_competition(workdir, args.jpeg_size, args.train_n)
     comp = load_competition(competition, workdir)
-    overrides = {k: getattr(args, k) for k in ("model", "img_size", "batch_size")}
-    cfg = resolve(comp.train_defaults(), overrides)
-    cfg = replace(cfg, epochs=1)
+    keys = ("model", "img_size", "batch_size", "device", "precision", "num_workers", "compile")
+    cfg = resolve(comp.train_defaults(), {k: getattr(args, k) for k in keys})
+    cfg = replace(cfg, epochs=args.epochs)
     device = resolve_device(cfg.device)
+    if cfg.compile:
+        check_compile(device)
     data = read_data(comp, comp.data_path(workdir))
 
-    started = time.perf_counter()
-    train_images = load_images(data.train.paths, cfg.img_size)
-    test_images = load_images(data.test.paths, cfg.img_size)
-    decode = (len(train_images) + len(test_images)) / (time.perf_counter() - started)
+    images = load_competition_images(data, cfg.img_size, workdir=workdir, cache=not args.no_cache)
+    train_images, test_images = images.train, images.test
+    decode = (len(train_images) + len(test_images)) / images.seconds
 
-    limit_train, limit_predict = compute_limit(cfg, data.n_classes, device, args.steps)
+    limit_train, limit_predict = compute_limit(cfg, data.n_classes, device, args.steps, args.predict_batch_size)
 
     fold = make_folds(data.train.labels, cfg.n_folds, cfg.seed)
     tr, va = np.flatnonzero(fold != 0), np.flatnonzero(fold == 0)
@@ -150,16 +181,21 @@ def main() -> None:
     outcome = train_one_fold(model, dataset, train_images[va], data.train.labels[va], cfg, get_metric(comp.metric),
                              device=device, seed=0, progress=False)
     started = time.perf_counter()
-    predict_proba(model, test_images, device=device, precision=cfg.precision, tta=cfg.tta)
+    predict_proba(model, test_images, device=device, precision=cfg.precision, tta=cfg.tta,
+                  batch_size=args.predict_batch_size)
     comptk_predict = len(test_images) / (time.perf_counter() - started)
+    comptk_train = outcome.history[-1]["train_images_per_s"]
 
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"torch threads {torch.get_num_threads()}"
     print(f"{comp.name}: {cfg.model} {cfg.img_size}px, batch {cfg.batch_size}, augment {cfg.augment}, "
-          f"tta {cfg.tta}, device {device}, torch threads {torch.get_num_threads()}")
-    print(f"decode + resize (once per run):  {decode:8.0f} images/s")
-    print(f"train   compute limit {limit_train:8.0f} images/s | comptk {outcome.train_images_per_s:8.0f} images/s "
-          f"| ratio {outcome.train_images_per_s / limit_train:.2f}")
+          f"tta {cfg.tta}, device {device} ({where}), precision {cfg.precision}, compile {cfg.compile}, "
+          f"workers {cfg.num_workers}, {len(tr)} train images")
+    print(f"{images.describe()}: {decode:8.0f} images/s")
+    epochs = f" (last of {len(outcome.history)} epochs; mean {outcome.train_images_per_s:.0f})" if args.epochs > 1 else ""
+    print(f"train   compute limit {limit_train:8.0f} images/s | comptk {comptk_train:8.0f} images/s "
+          f"| ratio {comptk_train / limit_train:.2f}{epochs}")
     print(f"predict compute limit {limit_predict:8.0f} images/s | comptk {comptk_predict:8.0f} images/s "
-          f"| ratio {comptk_predict / limit_predict:.2f}  (with TTA)")
+          f"| ratio {comptk_predict / limit_predict:.2f}  (with TTA, batch {args.predict_batch_size})")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,9 @@ def _worker_seed(seed: int) -> tuple[int | None, int]:
 
 class BatchAugment:
     """Random horizontal flip and random affine (shift / scale / rotation, zero fill) of a
-    uint8 (N, H, W, C) batch, done with torch on the whole batch at once."""
+    uint8 (N, H, W, C) batch, done with torch on the whole batch at once, on the batch's
+    device (the engine applies it on the GPU after the copy). The random draws come from a
+    CPU generator, so a seed gives the same augmentations on any device."""
 
     batched = True  # ImageArrayDataset calls it once per batch
 
@@ -72,15 +74,17 @@ class BatchAugment:
             theta[:, :, 2] = torch.stack([self._uniform(n, 2 * self.shift), self._uniform(n, 2 * self.shift)], 1)
             chosen = torch.nonzero(torch.rand(n, generator=self.generator) < self.p).flatten()
             if len(chosen):  # warp only the images drawn for it
+                chosen = chosen.to(batch.device)
                 x = batch[chosen].permute(0, 3, 1, 2).float()
-                grid = torch.nn.functional.affine_grid(theta[chosen], list(x.shape), align_corners=False)
+                grid = torch.nn.functional.affine_grid(theta.to(batch.device)[chosen], list(x.shape),
+                                                       align_corners=False)
                 x = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
                                                     align_corners=False)
                 batch = batch.clone()
                 batch[chosen] = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         if self.flip:
             mask = torch.rand(n, generator=self.generator) < 0.5
-            batch = torch.where(mask.view(n, 1, 1, 1), batch.flip(2), batch)
+            batch = torch.where(mask.view(n, 1, 1, 1).to(batch.device), batch.flip(2), batch)
         return batch.contiguous()
 
 

@@ -135,7 +135,11 @@ def prepare(name: str, workdir: Path, train_n: int | None, test_n: int | None, s
               help="TOML file with a [train] table (e.g. from `comptk tune --export`); flags override it.")
 @click.option("--from-study", help="Use the best trial's settings of this tuning study; flags override them.")
 @click.option("--storage", help="Storage of --from-study (default: WORKDIR/tune/studies.db).")
+@click.option("--compile/--no-compile", default=None,
+              help="torch.compile the model (slow first steps, then faster; needs a C++ compiler on CPU).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--cache/--no-cache", default=True, show_default=True,
+              help="Keep decoded images in WORKDIR/cache/images and reuse them (never changes results).")
 @click.option("--folds-subset", help="Train only these folds (0-based, e.g. 0 or 0,1): a partial run; "
               "the same command without it later trains the others.")
 @click.option("--tracker", type=click.Choice(["none", "mlflow", "wandb"]), default="none", show_default=True,
@@ -144,7 +148,7 @@ def prepare(name: str, workdir: Path, train_n: int | None, test_n: int | None, s
               help="Write runs/RUN/*.png (learning curves, confusion matrix, per-class F1).")
 def train(competition: str, workdir: Path, data_dir: Path | None, name: str | None, quiet: bool,
           settings_file: Path | None, from_study: str | None, storage: str | None,
-          folds_subset: str | None, tracker: str, plots: bool, **options) -> None:
+          folds_subset: str | None, tracker: str, plots: bool, cache: bool, **options) -> None:
     """Train K-fold models; write OOF/test probabilities, CV, a submission and plots."""
     from .config import read_settings
     from .crossval import run_cv
@@ -158,7 +162,8 @@ def train(competition: str, workdir: Path, data_dir: Path | None, name: str | No
         base.update(best_settings(from_study, storage=storage, workdir=workdir))
     options = {**base, **{k: v for k, v in options.items() if v is not None}}
     result = run_cv(competition, workdir=workdir, data_dir=data_dir, name=name, progress=not quiet,
-                    folds_subset=_fold_list(folds_subset), tracker=tracker, plots=plots, **options)
+                    folds_subset=_fold_list(folds_subset), tracker=tracker, plots=plots, cache=cache,
+                    **options)
     cv = result.sidecar["cv"]
     partial = ""
     if result.partial:

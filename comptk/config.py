@@ -69,6 +69,8 @@ class TrainConfig:
     freeze_epochs: int = 0  # train only the classifier head for the first N epochs, then all
     pseudo_run: str = ""  # a finished run whose confident test predictions become extra training rows
     pseudo_threshold: float = 0.9  # max probability a test row needs to be pseudo-labelled
+    # speed (issue #9): torch.compile the model for training and prediction
+    compile: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

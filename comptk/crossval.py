@@ -19,10 +19,11 @@ from . import runs, testtime
 from .augment import train_transform
 from .competition import Competition, check_pretrained_allowed, load_competition
 from .config import TrainConfig, resolve
-from .data import CompetitionData, ImageArrayDataset, load_images, read_data
-from .engine import FoldOutcome, predict_proba, resolve_device, train_one_fold
+from .data import CompetitionData, ImageArrayDataset, read_data
+from .engine import FoldOutcome, check_compile, predict_proba, resolve_device, train_one_fold
 from .errors import ComptkError
 from .folds import folds_digest, load_or_make_folds
+from .image_cache import CompetitionImages, load_competition_images
 from .metrics import get_metric
 from .models import Classifier, create_model
 from .pseudo import PseudoLabels, select_pseudo_labels
@@ -205,6 +206,7 @@ def run_cv(
     folds_subset: Sequence[int] | None = None,
     tracker: str = "none",
     plots: bool = True,
+    cache: bool = True,
     **overrides: Any,
 ) -> RunResult:
     """Train K folds; write OOF and test probabilities, the sidecar, a submission and plots.
@@ -215,6 +217,8 @@ def run_cv(
     ``folds_trained``, whose CV covers those folds' rows only and whose other OOF rows are NaN;
     the same call without it later trains the remaining folds. ``tracker``: none, mlflow or wandb
     (also logged there; the local files stay the record). ``plots``: write runs/RUN/*.png.
+    ``cache``: read/write decoded images under WORKDIR/cache (image_cache.py); it never
+    changes results, so it is not a training setting.
     """
     started = time.perf_counter()
     workdir = Path(workdir)
@@ -237,6 +241,8 @@ def run_cv(
     _check_tta(create_model(cfg, data.n_classes), cfg)
     _transform(comp, cfg, cfg.seed)  # unknown preset, a pipeline that fails on an img_size image
     pseudo = select_pseudo_labels(workdir, cfg.pseudo_run, cfg.pseudo_threshold, data) if cfg.pseudo_run else None
+    if cfg.compile:
+        check_compile(device)
     fold, folds_file = load_or_make_folds(workdir, comp.name, data.train, cfg.n_folds, cfg.seed, data.classes)
     record = {
         "competition": comp.name,
@@ -251,10 +257,9 @@ def run_cv(
     }
     if pseudo is not None:
         record["pseudo_labels"] = pseudo.summary(data.classes, len(data.test.ids))
-    t0 = time.perf_counter()
-    train_images = load_images(data.train.paths, cfg.img_size)  # a bad image fails here, before any file is written
-    test_images = load_images(data.test.paths, cfg.img_size)
-    decode_seconds = time.perf_counter() - t0
+    # A bad image fails here, before any run file is written.
+    images = load_competition_images(data, cfg.img_size, workdir=workdir, cache=cache)
+    train_images, test_images = images.train, images.test
     _check_same_run(paths, record)
     handler = logging.FileHandler(paths.log, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
@@ -266,6 +271,7 @@ def run_cv(
         log.info("run %s: %s, %d train / %d test images, %d classes, %d folds, device %s",
                  name, comp.name, len(data.train.ids), len(data.test.ids), data.n_classes, cfg.n_folds, device)
         logger.start(name, comp.name, {**cfg.to_dict(), "competition": comp.name, "run": name})
+        log.info("%s", images.describe())
         results = []
         for k in range(cfg.n_folds):
             if paths.fold_result(k).exists():
@@ -274,7 +280,7 @@ def run_cv(
             elif k in wanted:
                 results.append(_train_fold(k, data, cfg, fold, train_images, test_images, paths, device, progress,
                                            logger, pseudo))
-        result = _finish(data, cfg, fold, folds_file, paths, results, record, decode_seconds, started)
+        result = _finish(data, cfg, fold, folds_file, paths, results, record, images, started)
         written = _write_plots(result, data) if plots else []
         logger.finish(result.sidecar, [paths.sidecar, paths.submission, paths.metrics, *written])
         return result
@@ -289,7 +295,7 @@ def run_cv(
 
 def _finish(
     data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, folds_file: Path, paths: runs.RunPaths,
-    results: list[dict], record: dict, decode_seconds: float, started: float,
+    results: list[dict], record: dict, images: CompetitionImages, started: float,
 ) -> RunResult:
     metric = get_metric(data.competition.metric)
     trained = [r["fold"] for r in results]
@@ -332,7 +338,8 @@ def _finish(
         "seed": cfg.seed,
         "versions": runs.library_versions(),
         "timings": {
-            "decode_seconds": decode_seconds,
+            "decode_seconds": images.seconds,  # this session's; near 0 when read from the image cache
+            "image_cache": images.cache,
             "train_seconds": sum(r["train_seconds"] for r in results),
             "predict_seconds": sum(r["predict_seconds"] for r in results),
             "wall_seconds_this_session": time.perf_counter() - started,

@@ -19,6 +19,11 @@ from PIL import Image, UnidentifiedImageError
 from .competition import Competition
 from .errors import ComptkError
 
+# Bump DECODE_VERSION whenever decode_image or load_images change the pixels they give:
+# it is part of the image cache's key (image_cache.py), so old caches are not reused.
+DECODE_VERSION = 1
+RESIZE_METHOD = "bilinear"
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -217,7 +222,7 @@ def load_images(paths: tuple[Path, ...] | list[Path], size: int) -> np.ndarray:
     def load(i: int) -> None:
         img = decode_image(paths[i])
         if img.size != (size, size):
-            img = img.resize((size, size), Image.Resampling.BILINEAR)
+            img = img.resize((size, size), _RESAMPLE[RESIZE_METHOD])
         out[i] = np.asarray(img)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
@@ -251,6 +256,11 @@ class ImageArrayDataset(torch.utils.data.Dataset):
             batch = self.transform(batch)
         labels = None if self.labels is None else torch.from_numpy(self.labels[index])
         return batch, labels
+
+    def without_batch_transform(self) -> ImageArrayDataset:
+        """The same images and labels with no batch-level augmentation (the engine then
+        applies it itself, on the device, after the copy)."""
+        return ImageArrayDataset(self.images, self.labels, None if self.batched else self.transform)
 
     def __getitem__(self, index: int):
         images, labels = self.__getitems__([index])

@@ -42,6 +42,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def check_compile(device: torch.device) -> None:
+    """Fail early, with one line, where torch.compile cannot work (e.g. no C++ compiler for a CPU)."""
+    try:
+        compiled = torch.compile(lambda x: torch.relu(x) * 2)
+        compiled(torch.ones(4, device=device))
+    except Exception as exc:  # noqa: BLE001 - inductor raises many kinds; any means no --compile here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ComptkError(
+            f"--compile: torch.compile does not work on {device} here ({type(exc).__name__}: {first[:200]}); "
+            f"train without --compile"
+        ) from None
+
+
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """None means full fp32. 'auto' is fp16/bf16 AMP on CUDA, fp32 elsewhere."""
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
@@ -59,10 +72,16 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def to_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (N, H, W, C) -> float (N, C, H, W) in [0, 1], channels_last in memory (no copy of layout)."""
-    batch = batch.to(device, non_blocking=True).permute(0, 3, 1, 2)
-    return batch.float().div_(255.0)
+def to_input(batch: torch.Tensor, device: torch.device, augment: Callable | None = None) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float (N, C, H, W) in [0, 1], channels_last in memory (no copy of layout).
+
+    ``augment``: a batch-level augmentation applied on the device, after the copy
+    (non-blocking from the DataLoader's pinned memory on CUDA) and before the conversion.
+    """
+    batch = batch.to(device, non_blocking=True)
+    if augment is not None:
+        batch = augment(batch)
+    return batch.permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -119,10 +138,13 @@ def predict_proba(
     dtype = autocast_dtype(device, precision)
     out = []
     for start in range(0, len(images), batch_size):
-        x = to_input(torch.from_numpy(images[start : start + batch_size]), device)
+        batch = torch.from_numpy(images[start : start + batch_size])
+        if device.type == "cuda":
+            batch = batch.pin_memory()  # so the copy is asynchronous
+        x = to_input(batch, device)
         with autocast_context(device, dtype):
-            out.append(predictor(x).float().cpu())
-    return torch.cat(out).numpy().astype(np.float32)
+            out.append(predictor(x).float())  # kept on the device: no wait per batch
+    return torch.cat(out).cpu().numpy().astype(np.float32)
 
 
 @dataclass
@@ -154,14 +176,28 @@ def train_one_fold(
     desc: str = "",
     progress: bool = True,
     valid_crop: float | None = None,
+    augment_on_device: bool | None = None,
 ) -> FoldOutcome:
     """Train for cfg.epochs (or until early stopping) and keep the weights of the best
     epoch by the competition metric on the validation rows (the EMA weights when
     ``cfg.ema_decay`` is set; predicted as crops of ``valid_crop`` of each side when the
-    competition's test images are crops)."""
+    competition's test images are crops).
+
+    With ``cfg.compile`` the model is compiled in place (``nn.Module.compile``): it stays
+    compiled for the predictions that follow, and its state dict keeps the plain names.
+    A batch-level augmentation runs on the device after the copy when ``augment_on_device``
+    (default: on CUDA); its random draws are the same either way.
+    """
     model.to(device).to(memory_format=torch.channels_last)
+    if cfg.compile:
+        model.compile()
     labels_seen = train_set.labels
     n_classes = n_classes or int(max(labels_seen.max(), valid_labels.max())) + 1
+    if augment_on_device is None:
+        augment_on_device = device.type == "cuda"
+    augment = train_set.transform if augment_on_device and train_set.batched else None
+    if augment is not None:
+        train_set = train_set.without_batch_transform()
     generator = torch.Generator().manual_seed(seed)
     sampler = make_sampler(labels_seen, cfg.sampler, cfg.class_cap, generator)
     batch_sampler = torch.utils.data.BatchSampler(sampler, cfg.batch_size, drop_last=len(sampler) > cfg.batch_size)
@@ -187,13 +223,17 @@ def train_one_fold(
     outcome = FoldOutcome(state_dict={}, best_epoch=-1, best_score=math.nan)
     bar = tqdm(total=cfg.epochs * batches, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     updates = 0
+    # Reading the loss waits for the device: on a CPU that costs nothing, on a GPU it would stop
+    # the loader from preparing the next batch while the GPU computes, so read it every 50 steps.
+    sync_every = 1 if device.type == "cpu" else 50
     for epoch in range(cfg.epochs):
         model.train()
         if cfg.freeze_epochs:
             set_backbone_frozen(model, epoch < cfg.freeze_epochs)
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
+        running = torch.zeros((), dtype=torch.float64, device=device)  # sum of loss x batch size
         for i, (images, labels) in enumerate(loader):
-            x = to_input(images, device)
+            x = to_input(images, device, augment)
             y = labels.to(device, non_blocking=True)
             target = y
             if mixer is not None:
@@ -210,13 +250,14 @@ def train_one_fold(
                 updates += 1
                 if ema is not None:
                     ema.update(model, step=updates)
-            value = loss.item()  # one device sync per step
-            if not math.isfinite(value):
-                raise ComptkError(f"{desc}: training loss became {value} in epoch {epoch + 1}; lower --lr")
-            loss_sum += value * len(y)
+            running += loss.detach().double() * len(y)
             seen += len(y)
             bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.4f}", refresh=False)
+            if (i + 1) % sync_every == 0 or i + 1 == batches:
+                loss_sum = running.item()
+                if not math.isfinite(loss_sum):
+                    raise ComptkError(f"{desc}: training loss became {loss_sum} in epoch {epoch + 1}; lower --lr")
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.4f}", refresh=False)
         seconds = time.perf_counter() - started
         outcome.train_seconds += seconds
         outcome.train_images += seen

@@ -10,6 +10,7 @@ Layout under the work directory:
                         result.json}, plots: learning_curves.png, confusion_matrix.png, per_class_f1.png
     sweeps/NAME.json    a sweep's grid and run names; sweeps/NAME.csv its table, sweeps/NAME.png CV vs training time
     folds/NAME-k<K>-seed<S>-<digest>.csv   fold of each train row, shared by all runs
+    cache/images/NAME-SPLIT-<size>px-<key>.npy  decoded uint8 images (N, size, size, 3); see image_cache.py
 
 Every file is written to a temporary name in its folder and renamed into place,
 so a killed process never leaves a half-written artifact.
@@ -106,6 +107,37 @@ def folds_path(workdir: Path, competition: str, n_folds: int, seed: int, train_d
 def tune_storage_path(workdir: Path) -> Path:
     """The embedded SQLite file that holds a work directory's Optuna studies."""
     return Path(workdir) / "tune" / "studies.db"
+def image_cache_path(workdir: Path, label: str, size: int, key: str) -> Path:
+    """label: the competition and split, e.g. 'fashion-train'; key: image_cache.cache_key()."""
+    return image_cache_dir(workdir) / f"{_safe(label)}-{size}px-{key[:16]}.npy"
+
+
+def image_cache_files(workdir: Path, label: str, size: int) -> list[Path]:
+    """The cache files of one label and size, whatever their key."""
+    pattern = re.compile(re.escape(f"{_safe(label)}-{size}px-") + r"[0-9a-f]{16}\.npy$")
+    folder = image_cache_dir(workdir)
+    return sorted(p for p in folder.iterdir() if pattern.match(p.name)) if folder.is_dir() else []
+
+
+def image_cache_dir(workdir: Path) -> Path:
+    return Path(workdir) / "cache" / "images"
+
+
+def stale_temporary_files(folder: Path, older_than_s: float) -> list[Path]:
+    """atomic_path's temporary files in folder left by killed processes (older than older_than_s)."""
+    if not Path(folder).is_dir():
+        return []
+    now = time.time()
+    found = []
+    for path in Path(folder).glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime > older_than_s:
+                found.append(path)
+    return found
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
 def check_run_name(name: str) -> str:

@@ -4,6 +4,7 @@ report per-epoch (or per-fold) scores to the pruner, return the mean best-epoch 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,8 +14,9 @@ from .. import testtime
 from ..competition import Competition
 from ..config import TrainConfig, resolve
 from ..crossval import fit_fold
-from ..data import CompetitionData, load_images
+from ..data import CompetitionData
 from ..engine import resolve_device
+from ..image_cache import load_images_cached
 from .space import Space
 
 IMAGE_MEMORY_BYTES = 4 << 30  # decoded training images kept in memory across trials, all sizes together
@@ -27,9 +29,10 @@ class Objective:
 
     def __init__(
         self, comp: Competition, data: CompetitionData, fold: np.ndarray, space: Space, *,
-        folds_per_trial: int, per_fold: bool, progress: bool = False,
+        folds_per_trial: int, per_fold: bool, workdir: Path, progress: bool = False,
         fit: Callable[..., Any] = fit_fold,
     ) -> None:
+        self.workdir = Path(workdir)
         self.comp, self.data, self.fold, self.space = comp, data, fold, space
         self.folds_per_trial, self.per_fold, self.progress, self.fit = folds_per_trial, per_fold, progress, fit
         self.metric_key = f"valid_{comp.metric}"
@@ -45,7 +48,9 @@ class Objective:
         if img_size not in self._images:
             while self._images and sum(a.nbytes for a in self._images.values()) > IMAGE_MEMORY_BYTES:
                 self._images.pop(next(iter(self._images)))
-            self._images[img_size] = load_images(self.data.train.paths, img_size)
+            # through the image cache: later trials, later studies and `comptk train` reuse the decode
+            self._images[img_size] = load_images_cached(self.data.train.paths, img_size, workdir=self.workdir,
+                                                        label=f"{self.comp.name}-train").images
         return self._images[img_size]
 
     def __call__(self, trial: optuna.Trial) -> float:

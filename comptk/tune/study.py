@@ -165,7 +165,7 @@ def tune(
     study_obj = optuna.load_study(study_name=name, storage=storage_obj, sampler=sampler,
                                   pruner=_make_pruner(pruner, max_epochs=max_epochs, per_fold=per_fold))
     objective = Objective(comp, data, fold, space, folds_per_trial=folds_per_trial, per_fold=per_fold,
-                          progress=progress, fit=fit)
+                          workdir=workdir, progress=progress, fit=fit)
     echo(f"study '{name}' on {spec.url}: {comp.name}, {metric.name} ({direction}), "
          f"{folds_per_trial} of {base.n_folds} folds per trial, pruner {pruner}; "
          f"searching {', '.join(p.name for p in space.params)}")
