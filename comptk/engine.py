@@ -15,6 +15,7 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from tqdm.auto import tqdm
 
+from .augment import BatchAugment
 from .config import TrainConfig
 from .data import ImageArrayDataset, keep_batch
 from .errors import ComptkError
@@ -147,6 +148,12 @@ def predict_proba(
     return torch.cat(out).cpu().numpy().astype(np.float32)
 
 
+def device_augment(transform, on_device: bool) -> BatchAugment | None:
+    """The transform to run on the device after the copy: only torch batch augmentations
+    (albumentations pipelines work on numpy batches, so they stay in the loader)."""
+    return transform if on_device and isinstance(transform, BatchAugment) else None
+
+
 @dataclass
 class FoldOutcome:
     state_dict: dict
@@ -195,7 +202,7 @@ def train_one_fold(
     n_classes = n_classes or int(max(labels_seen.max(), valid_labels.max())) + 1
     if augment_on_device is None:
         augment_on_device = device.type == "cuda"
-    augment = train_set.transform if augment_on_device and train_set.batched else None
+    augment = device_augment(train_set.transform, augment_on_device)
     if augment is not None:
         train_set = train_set.without_batch_transform()
     generator = torch.Generator().manual_seed(seed)
@@ -226,12 +233,13 @@ def train_one_fold(
     # Reading the loss waits for the device: on a CPU that costs nothing, on a GPU it would stop
     # the loader from preparing the next batch while the GPU computes, so read it every 50 steps.
     sync_every = 1 if device.type == "cpu" else 50
+    loss_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
     for epoch in range(cfg.epochs):
         model.train()
         if cfg.freeze_epochs:
             set_backbone_frozen(model, epoch < cfg.freeze_epochs)
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
-        running = torch.zeros((), dtype=torch.float64, device=device)  # sum of loss x batch size
+        running = torch.zeros((), dtype=loss_dtype, device=device)  # sum of loss x batch size
         for i, (images, labels) in enumerate(loader):
             x = to_input(images, device, augment)
             y = labels.to(device, non_blocking=True)
@@ -250,7 +258,7 @@ def train_one_fold(
                 updates += 1
                 if ema is not None:
                     ema.update(model, step=updates)
-            running += loss.detach().double() * len(y)
+            running += loss.detach().to(loss_dtype) * len(y)
             seen += len(y)
             bar.update(1)
             if (i + 1) % sync_every == 0 or i + 1 == batches:

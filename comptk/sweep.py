@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import leaderboard, runs
+from . import leaderboard, runs, testtime
 from .competition import Competition, load_competition
 from .config import FIELD_TYPES, TrainConfig, check_keys, resolve
 from .errors import ComptkError
@@ -91,6 +91,8 @@ def _plan(comp: Competition, grid: Mapping[str, Sequence[Any]], fixed: Mapping[s
     plan, seen = [], {}
     for setting in settings(grid):
         cfg = resolve(comp.train_defaults(), {**fixed, **setting}, where=f"{comp.source} [train]")
+        chosen = [*comp.train_defaults(), *(k for k, v in fixed.items() if v is not None), *setting]
+        cfg = testtime.apply_defaults(comp, cfg, chosen)  # as `comptk train` does: crop-to-test for test crops
         run = run_name(name, setting, varying, cfg.model)
         if run in seen:
             raise ComptkError(f"sweep: settings {seen[run]} and {setting} both give run name '{run}'")
@@ -102,7 +104,7 @@ def _plan(comp: Competition, grid: Mapping[str, Sequence[Any]], fixed: Mapping[s
 def _check_models(comp: Competition, plan: list[tuple[str, TrainConfig]], workdir: Path,
                   data_dir: str | Path | None) -> None:
     """Unknown models, missing weights and preset names fail before the first run trains."""
-    from .augment import AUGMENTS
+    from .augment import train_transform
     from .data import read_data
     from .models import create_model
     from .tta import TTA
@@ -110,7 +112,8 @@ def _check_models(comp: Competition, plan: list[tuple[str, TrainConfig]], workdi
     n_classes = len(read_data(comp, comp.data_path(workdir, data_dir)).classes)
     checked = set()
     for _, cfg in plan:
-        AUGMENTS.get(cfg.augment)
+        train_transform(cfg.augment, cfg.img_size, cfg.seed, test_crop=comp.test_crop, custom=comp.augments,
+                        where=str(comp.source))  # built-in presets and the declaration's pipelines
         TTA.get(cfg.tta)
         key = (cfg.model, cfg.pretrained, cfg.weights)
         if key not in checked:

@@ -83,3 +83,13 @@ def test_a_diverging_loss_stops_training_with_one_line():
     cfg = TrainConfig(img_size=12, epochs=2, batch_size=8, augment="none", lr=1e12, optimizer="sgd")
     with pytest.raises(ComptkError, match=r"training loss became (nan|inf) in epoch 1; lower --lr"):
         _train(cfg, images, np.arange(32) % 2)
+
+
+def test_only_torch_batch_augmentations_move_to_the_device():
+    from comptk.augment import BatchAugment, train_transform
+    from comptk.engine import device_augment
+
+    batch = BatchAugment(0)
+    assert device_augment(batch, True) is batch and device_augment(batch, False) is None
+    for name in ("geometric", "albu-basic"):  # albumentations pipelines need numpy batches: never on a GPU
+        assert device_augment(train_transform(name, 16, 0), True) is None

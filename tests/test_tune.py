@@ -250,6 +250,16 @@ def test_crashing_trials_are_recorded_with_their_reason_and_the_study_goes_on(ti
     assert "CUDA out of memory" in shown.output
 
 
+def test_a_nan_score_is_a_failed_trial_that_counts(tiny):
+    with_space(tiny, LR_ONLY)
+    result = run_tune(tiny, fake_fit(lambda cfg: float("nan") if cfg.lr > 1e-2 else lr_quality(cfg)), n_trials=6,
+                      study="nan")
+    study = load_study("nan", workdir=tiny)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert result.n_counted == 6 and len(study.trials) == 6  # no endless loop of uncounted trials
+    assert failed and all("accuracy is nan" in t.user_attrs["fail_reason"] for t in failed)
+
+
 def test_ctrl_c_keeps_finished_trials_and_a_rerun_completes(tiny):
     with_space(tiny, LR_ONLY)
     result = run_tune(tiny, fake_fit(lr_quality, interrupt_at=3), n_trials=5, study="stop")

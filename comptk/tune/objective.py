@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 
 from .. import testtime
-from ..competition import Competition
+from ..competition import Competition, check_pretrained_allowed
 from ..config import TrainConfig, resolve
 from ..crossval import fit_fold
 from ..data import CompetitionData
@@ -42,6 +42,8 @@ class Objective:
         """The trial's settings, resolved as ``comptk train`` would resolve them."""
         chosen = {**self.space.pinned, **params}
         cfg = resolve(self.comp.train_defaults(), chosen, where=f"{self.comp.source} [train]")
+        if not self.comp.pretrained_allowed:  # a space that offers pretrained weights fails the trial
+            check_pretrained_allowed(self.comp.name, self.comp.source, cfg)
         return testtime.apply_defaults(self.comp, cfg, [*self.comp.train_defaults(), *chosen])
 
     def images(self, img_size: int) -> np.ndarray:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +128,13 @@ def tune(
     space = build_space(base, comp.tune, pins, where=where, test_crop=testtime.has_test_crop(comp))
     if not comp.pretrained_allowed:
         check_pretrained_allowed(comp.name, comp.source, base)
+    if base.pseudo_run:
+        raise ComptkError(f"{where} [train] sets pseudo_run: pseudo-labelling is not tuned; tune without it, "
+                          f"then `comptk train --pseudo RUN`")
+    if base.compile:
+        from ..engine import check_compile, resolve_device
+
+        check_compile(resolve_device(base.device))
     if n_trials < 1:
         raise ComptkError(f"--trials must be at least 1, got {n_trials}")
     if not 1 <= folds_per_trial <= base.n_folds:
@@ -156,13 +163,9 @@ def tune(
     per_fold = pruner == "wilcoxon"
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # comptk prints its own trial lines
     storage_obj = spec.open()
-    probe = _open_study(name, storage_obj, direction, record, None, None)
-    existing = probe.get_trials(deepcopy=False)
-    sampler_seed = (base.seed if seed is None else seed) + len(existing)
-    if any(t.state == TrialState.RUNNING for t in existing):
-        sampler_seed += os.getpid()  # another worker is active: don't propose the same start-up settings
-    sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=5)
-    study_obj = optuna.load_study(study_name=name, storage=storage_obj, sampler=sampler,
+    _open_study(name, storage_obj, direction, record, None, None)
+    sampler_seed = base.seed if seed is None else seed
+    study_obj = optuna.load_study(study_name=name, storage=storage_obj, sampler=None,
                                   pruner=_make_pruner(pruner, max_epochs=max_epochs, per_fold=per_fold))
     objective = Objective(comp, data, fold, space, folds_per_trial=folds_per_trial, per_fold=per_fold,
                           workdir=workdir, progress=progress, fit=fit)
@@ -197,6 +200,11 @@ def tune(
             log.debug("trial %d failed", trial.number, exc_info=True)
             _free_memory()
             raise
+        if not np.isfinite(value):
+            reason = f"ValueError: the trial's {metric.name} is {value}"
+            trial.set_user_attr("fail_reason", reason)
+            state["outcome"] = f"failed ({reason})"
+            raise ValueError(reason)
         state["outcome"] = f"{metric.name} {value:.4f}"
         return value
 
@@ -207,8 +215,15 @@ def tune(
         lock = spec.start_lock()
         lock.acquire()
         try:
-            if sum(_counts(t) for t in study_obj.get_trials(deepcopy=False)) >= n_trials:
+            with warnings.catch_warnings():  # experimental in optuna; a dead worker's trial: failed, not counted
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study_obj)
+            trials = study_obj.get_trials(deepcopy=False)
+            if sum(_counts(t) for t in trials) >= n_trials:
                 break
+            # reseeded per trial under the lock: reproducible alone, and workers that start together
+            # see different trial counts, so they don't propose the same start-up settings
+            study_obj.sampler = optuna.samplers.TPESampler(seed=sampler_seed + len(trials), n_startup_trials=5)
             t0 = time.perf_counter()
             try:
                 # optimize() for one trial: it keeps the storage heartbeat, so a trial whose process
