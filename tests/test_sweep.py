@@ -171,3 +171,16 @@ def test_mlflow_gets_params_metrics_per_epoch_and_files_in_the_workdir(tiny, mon
     files = {a.path for a in client.list_artifacts(found["run_id"][0])}
     assert {"ml.json", "ml.csv", "confusion_matrix.png"} <= files
     assert (tiny / "mlartifacts").is_dir()
+
+
+def test_wandb_logs_offline_into_the_workdir(tiny, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # the tracker's default: offline, no server, no account
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_cv(tiny, workdir=tiny, name="wb", progress=False, n_folds=2, epochs=2, tracker="wandb")
+    runs_dirs = list((tiny / "wandb").glob("offline-run-*"))
+    assert len(runs_dirs) == 1
+    # offline wandb keeps the run in one binary log (synced later by `wandb sync`): look for what we logged
+    logged = b"".join(p.read_bytes() for p in runs_dirs[0].glob("run-*.wandb"))
+    for key in (b"fold0/train_loss", b"fold1/valid_accuracy", b"cv_fold1", b"cv_mean_of_folds", b"wb-files"):
+        assert key in logged, key
