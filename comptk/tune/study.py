@@ -54,7 +54,7 @@ def _counts(trial: optuna.trial.FrozenTrial) -> bool:
     return True
 
 
-def _make_pruner(name: str, *, max_epochs: int, per_fold: bool) -> optuna.pruners.BasePruner:
+def _make_pruner(name: str, *, max_epochs: int) -> optuna.pruners.BasePruner:
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
     if name == "hyperband":
@@ -166,7 +166,7 @@ def tune(
     _open_study(name, storage_obj, direction, record, None, None)
     sampler_seed = base.seed if seed is None else seed
     study_obj = optuna.load_study(study_name=name, storage=storage_obj, sampler=None,
-                                  pruner=_make_pruner(pruner, max_epochs=max_epochs, per_fold=per_fold))
+                                  pruner=_make_pruner(pruner, max_epochs=max_epochs))
     objective = Objective(comp, data, fold, space, folds_per_trial=folds_per_trial, per_fold=per_fold,
                           workdir=workdir, progress=progress, fit=fit)
     echo(f"study '{name}' on {spec.url}: {comp.name}, {metric.name} ({direction}), "
