@@ -44,7 +44,7 @@ class TrainConfig:
     tta: str = "hflip"  # TTA preset name (comptk.tta); "none" turns it off
     patience: int = 0  # early stopping after this many epochs without gain; 0 = off
     label_smoothing: float = 0.0
-    precision: str = "auto"  # auto: fp16 AMP on CUDA, fp32 on CPU
+    precision: str = "auto"  # auto: AMP on CUDA, bf16 on CPUs with native bf16, else fp32
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     num_workers: int = 0  # DataLoader workers; images are decoded once, so 0 suits a CPU
     seed: int = 42

@@ -20,7 +20,7 @@ from .augment import train_transform
 from .competition import Competition, check_pretrained_allowed, load_competition
 from .config import TrainConfig, resolve
 from .data import CompetitionData, ImageArrayDataset, read_data
-from .engine import FoldOutcome, check_compile, predict_proba, resolve_device, train_one_fold
+from .engine import FoldOutcome, autocast_dtype, check_compile, predict_proba, resolve_device, train_one_fold
 from .errors import ComptkError
 from .folds import folds_digest, load_or_make_folds
 from .image_cache import CompetitionImages, load_competition_images
@@ -184,6 +184,8 @@ def _train_fold(
         "best_epoch": outcome.best_epoch,
         "best_epoch_score_without_tta": outcome.best_score,
         "epochs_run": len(outcome.history),
+        "device": str(device),
+        "autocast": str(autocast_dtype(device, cfg.precision) or "none").replace("torch.", ""),
         "train_seconds": outcome.train_seconds,
         "train_images_per_s": outcome.train_images_per_s,
         "predict_seconds": predict_seconds,

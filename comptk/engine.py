@@ -56,8 +56,24 @@ def check_compile(device: torch.device) -> None:
         ) from None
 
 
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bf16 instructions (AVX-512 BF16 or AMX), where bf16 autocast is faster than
+    fp32; elsewhere oneDNN emulates bf16 and it is several times slower."""
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        check = getattr(torch.cpu, probe, None)  # private torch probes: absent on some builds
+        try:
+            if check is not None and check():
+                return True
+        except Exception:  # noqa: BLE001 - a failing probe means "not known to be there"
+            pass
+    return False
+
+
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """None means full fp32. 'auto' is fp16/bf16 AMP on CUDA, fp32 elsewhere."""
+    """None means full fp32. 'auto' is fp16/bf16 AMP on CUDA, bf16 on a CPU with native bf16
+    instructions (cpu_has_native_bf16), fp32 elsewhere."""
+    if precision == "auto" and device.type == "cpu":
+        return torch.bfloat16 if cpu_has_native_bf16() else None
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return None
     if precision == "bf16":

@@ -93,3 +93,21 @@ def test_only_torch_batch_augmentations_move_to_the_device():
     assert device_augment(batch, True) is batch and device_augment(batch, False) is None
     for name in ("geometric", "albu-basic"):  # albumentations pipelines need numpy batches: never on a GPU
         assert device_augment(train_transform(name, 16, 0), True) is None
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch, native):
+    """precision=auto is bf16 autocast only on a CPU with bf16 instructions (where it is faster);
+    explicit choices are kept whatever the CPU."""
+    from comptk import engine
+
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: native)
+    assert engine.autocast_dtype(CPU, "auto") == (torch.bfloat16 if native else None)
+    assert engine.autocast_dtype(CPU, "fp32") is None
+    assert engine.autocast_dtype(CPU, "bf16") == torch.bfloat16
+
+
+def test_fold_result_records_the_autocast_used(tiny):
+    result = run_cv(tiny, workdir=tiny, name="prec", progress=False, plots=False, n_folds=2, precision="bf16")
+    for fold in result.sidecar["folds"]:
+        assert fold["autocast"] == "bfloat16" and fold["device"] == "cpu"
