@@ -196,7 +196,18 @@ def _class_folder_rows(split_dir: Path, classes: tuple[str, ...], prefix: str) -
         paths += files
         labels += [index] * len(files)
     ids = [prefix + str(p.relative_to(split_dir).with_suffix("")) for p in paths]
+    _check_stems(ids, paths)
     return paths, labels, ids
+
+
+def _check_stems(ids: list[str], paths: list[Path]) -> None:
+    """Folder layouts name rows by path without extension: 'a.jpg' beside 'a.png' would share an id."""
+    seen: dict[str, Path] = {}
+    for id_, path in zip(ids, paths):
+        if id_ in seen:
+            raise ComptkError(f"{path.parent}: images '{seen[id_].name}' and '{path.name}' differ only in their "
+                              f"extension, so both would be id '{id_}'; rename or remove one")
+        seen[id_] = path
 
 
 def _read_folder_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table, tuple[str, ...]]:
@@ -217,10 +228,10 @@ def _read_folder_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table
     if not test_paths:
         raise ComptkError(f"{test_dir}: no test images")
     train_ids = np.array(ids, dtype=str)
-    _check_ids(train_ids, train_dir)
     label_names, fixes = _fixed_labels(comp, train_ids, [classes[i] for i in labels], train_dir)
-    test_ids = np.array([str(p.relative_to(test_dir).with_suffix("")) for p in test_paths], dtype=str)
-    _check_ids(test_ids, test_dir)
+    test_ids = [str(p.relative_to(test_dir).with_suffix("")) for p in test_paths]
+    _check_stems(test_ids, test_paths)
+    test_ids = np.array(test_ids, dtype=str)
     return (
         Table(ids=train_ids, paths=tuple(paths), labels=_encode_labels(label_names, classes, train_ids, train_dir),
               label_fixes=fixes),

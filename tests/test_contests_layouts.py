@@ -178,3 +178,10 @@ def test_artist_test_images_are_half_crops(tmp_path):
     test_sides = [max(Image.open(data / p).size) for p in pd.read_csv(data / "test.csv")["img_path"]]
     assert min(train_sides) >= 64 and max(test_sides) <= 64 and min(test_sides) >= 32
     assert {Image.open(data / p).mode for p in pd.read_csv(data / "train.csv")["img_path"]} <= {"RGB", "L"}
+
+
+def test_folder_images_that_differ_only_in_extension_are_an_error(tmp_path):
+    data = prepare("cifar10", tmp_path, train_n=40, test_n=5)
+    shutil.copyfile(data / "train/bird/0000.jpg", data / "train/bird/0000.png")
+    message = read_error(load_competition("cifar10"), data)
+    assert "'0000.jpg' and '0000.png' differ only in their extension" in message and "bird" in message
