@@ -135,6 +135,8 @@ def prepare(name: str, workdir: Path, train_n: int | None, test_n: int | None, s
 @click.option("--drop-rate", type=float, help="Dropout before the classifier (0 = the model's default).")
 @click.option("--drop-path-rate", type=float, help="Stochastic depth (0 = the model's default).")
 @click.option("--freeze-epochs", type=int, help="Train only the classifier head for the first N epochs.")
+@click.option("--heads", help="Factorised heads, e.g. 3x2x3 (mask x gender x age): one head per factor, combined "
+              "into their product's classes.")
 @click.option("--pseudo", "pseudo_run", help="Finished run (name or oof/RUN.npy) whose confident test predictions "
               "become extra training rows.")
 @click.option("--pseudo-threshold", type=float, help="Top probability a test row needs to be pseudo-labelled.")

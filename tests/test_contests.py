@@ -122,6 +122,14 @@ def test_mask_end_to_end_keeps_each_person_in_one_fold(tmp_path):
     assert (folds.groupby(person)["fold"].nunique() == 1).all()
     sub = check_submission(workdir, "mask", paths, sidecar)
     assert sub["ans"].astype(int).between(0, 17).all()
+    # three heads (mask, gender, age band) combined into the 18 classes, on the same person folds
+    result = invoke("train", "mask", "--workdir", workdir, "--name", "heads", *TINY, "--heads", "3x2x3")
+    assert result.exit_code == 0, result.output
+    heads = RunPaths(workdir, "heads")
+    meta = json.loads(heads.sidecar.read_text())
+    assert meta["config"]["heads"] == "3x2x3" and meta["folds_file"] == sidecar["folds_file"]
+    assert np.load(heads.oof).shape == (len(folds), 18)
+    check_submission(workdir, "mask", heads, meta)
 
 
 def test_cifar10_end_to_end_and_pretrained_weights_are_refused(tmp_path):

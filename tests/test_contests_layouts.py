@@ -185,3 +185,39 @@ def test_folder_images_that_differ_only_in_extension_are_an_error(tmp_path):
     shutil.copyfile(data / "train/bird/0000.jpg", data / "train/bird/0000.png")
     message = read_error(load_competition("cifar10"), data)
     assert "'0000.jpg' and '0000.png' differ only in their extension" in message and "bird" in message
+
+
+def test_factorised_heads_are_the_product_of_the_heads_softmaxes():
+    import torch
+
+    from comptk.config import resolve
+    from comptk.models import FactorizedHeads, create_model
+    from comptk.persons import mask_class
+
+    model = create_model(resolve(None, {"model": "small_resnet", "heads": "3x2x3"}), 18)
+    assert isinstance(model, FactorizedHeads) and model.model.num_classes == 8
+    x = torch.rand(4, 3, 16, 16)
+    logits, heads = model(x), model.model(x)
+    assert logits.shape == (4, 18)
+    mask, gender, age = (torch.softmax(h, 1) for h in torch.split(heads, [3, 2, 3], dim=1))
+    proba = torch.softmax(logits, 1)
+    for m in range(3):
+        for g in range(2):
+            for a, years in enumerate((20, 40, 60)):
+                torch.testing.assert_close(proba[:, mask_class(m, g, years)], mask[:, m] * gender[:, g] * age[:, a])
+    # cross-entropy on the 18 classes = the sum of the three heads' cross-entropies
+    target = torch.tensor([0, 7, 17, 10])
+    parts = torch.stack([target // 6, target // 3 % 2, target % 3], 1)
+    ce = torch.nn.functional.cross_entropy
+    expected = sum(ce(h, parts[:, i]) for i, h in enumerate(torch.split(heads, [3, 2, 3], dim=1)))
+    torch.testing.assert_close(ce(logits, target), expected)
+
+
+def test_heads_must_multiply_to_the_class_count():
+    from comptk.config import resolve
+    from comptk.models import create_model
+
+    with pytest.raises(ComptkError, match="makes 12 classes, but the competition has 18"):
+        create_model(resolve(None, {"model": "small_resnet", "heads": "3x2x2"}), 18)
+    with pytest.raises(ComptkError, match="like '3x2x3'"):
+        resolve(None, {"heads": "3-2-3"})
