@@ -264,6 +264,13 @@ def read_data(comp: Competition, data_dir: Path) -> CompetitionData:
     """Read and check the train table (with [label_fixes] applied), the test table and the sample submission."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
+        from .standins import STANDINS
+
+        if comp.name in STANDINS:
+            raise ComptkError(
+                f"data folder not found: {data_dir} (put the contest's data there or pass --data DIR; "
+                f"`comptk prepare {comp.name}` writes a small generated stand-in there)"
+            )
         raise ComptkError(
             f"data folder not found: {data_dir} (run `comptk prepare {comp.name}` "
             f"if comptk can build it, or pass --data DIR)"

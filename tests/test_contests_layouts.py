@@ -221,3 +221,9 @@ def test_heads_must_multiply_to_the_class_count():
         create_model(resolve(None, {"model": "small_resnet", "heads": "3x2x2"}), 18)
     with pytest.raises(ComptkError, match="like '3x2x3'"):
         resolve(None, {"heads": "3-2-3"})
+
+
+def test_missing_contest_data_says_where_it_goes(tmp_path):
+    result = CliRunner().invoke(main, ["train", "mask", "--workdir", str(tmp_path), "--no-pretrained"])
+    assert result.exit_code == 2
+    assert "put the contest's data there or pass --data DIR" in result.output and "comptk prepare mask" in result.output
