@@ -215,7 +215,8 @@ def _check_person_folders(raw: dict, path: Path) -> str:
     table = raw.get("person_folders")
     if raw["layout"] != "person-folders":
         if table is not None:
-            raise ComptkError(f"{path}: [person_folders] is for layout = \"person-folders\" (layout is '{raw['layout']}')")
+            raise ComptkError(f"{path}: [person_folders] is for layout = \"person-folders\" "
+                              f"(layout is '{raw['layout']}')")
         return ""
     if table is None:
         raise ComptkError(f"{path}: layout \"person-folders\" needs a [person_folders] table with 'labels'")

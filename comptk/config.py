@@ -160,7 +160,8 @@ def parse_heads(text: str) -> tuple[int, ...]:
     """'3x2x3' -> (3, 2, 3): the class counts of factorised heads."""
     parts = text.lower().split("x")
     if len(parts) < 2 or not all(p.isdigit() and int(p) >= 2 for p in parts):
-        raise ComptkError(f"setting 'heads' must be class counts of 2 or more joined by 'x', like '3x2x3'; got '{text}'")
+        raise ComptkError(f"setting 'heads' must be class counts of 2 or more joined by 'x', like '3x2x3'; "
+                          f"got '{text}'")
     return tuple(int(p) for p in parts)
 
 

@@ -185,7 +185,8 @@ def _images_in(folder: Path) -> list[Path]:
                   if p.suffix.lower() in IMAGE_EXTENSIONS and _is_visible(p) and p.is_file())
 
 
-def _class_folder_rows(split_dir: Path, classes: tuple[str, ...], prefix: str) -> tuple[list[Path], list[int], list[str]]:
+def _class_folder_rows(split_dir: Path, classes: tuple[str, ...],
+                       prefix: str) -> tuple[list[Path], list[int], list[str]]:
     found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and _is_visible(p))
     for name in found:
         if name not in classes:

@@ -126,6 +126,7 @@ def read_person_folders(comp: Competition, data_dir: Path) -> tuple[Table, tuple
             groups.append(name)
     train_ids = np.array(ids, dtype=str)
     names, fixes = _fixed_labels(comp, train_ids, labels, train_path)
-    table = Table(ids=train_ids, paths=tuple(paths), labels=_encode_labels(names, labeler.classes, train_ids, train_path),
+    table = Table(ids=train_ids, paths=tuple(paths),
+                  labels=_encode_labels(names, labeler.classes, train_ids, train_path),
                   groups=np.array(groups, dtype=str), label_fixes=fixes)
     return table, labeler.classes

@@ -61,8 +61,8 @@ def test_person_folders_expand_to_seven_rows_per_person(mask_data):
     assert len(data.train.ids) == 7 * len(people)
     first = people.iloc[0]
     rows = [i for i, g in enumerate(data.train.groups) if g == first["path"]]
-    assert [data.train.ids[i] for i in rows] == [f"{first['path']}/{s}" for s in
-                                                 ("mask1", "mask2", "mask3", "mask4", "mask5", "incorrect_mask", "normal")]
+    photos = ("mask1", "mask2", "mask3", "mask4", "mask5", "incorrect_mask", "normal")
+    assert [data.train.ids[i] for i in rows] == [f"{first['path']}/{s}" for s in photos]
     gender = ("male", "female").index(first["gender"])
     expected = [mask_class(0, gender, int(first["age"]))] * 5 + [mask_class(1, gender, int(first["age"])),
                                                                  mask_class(2, gender, int(first["age"]))]
@@ -109,12 +109,14 @@ def test_person_folder_declarations_are_checked(tmp_path):
     with pytest.raises(ComptkError, match=r"is for layout = \"person-folders\""):
         load_competition(declaration(tmp_path, "artist", append='\n[person_folders]\nlabels = "mask-gender-age"\n'))
     with pytest.raises(ComptkError, match="'extra_train' is for the folders layout only"):
-        load_competition(declaration(tmp_path, "artist", ('train = "train.csv"', 'train = "train.csv"\nextra_train = ["val"]')))
+        load_competition(declaration(tmp_path, "artist",
+                                     ('train = "train.csv"', 'train = "train.csv"\nextra_train = ["val"]')))
 
 
 def test_label_fixes_are_checked_against_the_data(tmp_path):
     data = prepare("artist", tmp_path, train_n=60, test_n=5)
-    comp = load_competition(declaration(tmp_path, "artist", ("[label_fixes]\n", '[label_fixes]\n"99999" = "Raphael"\n')))
+    unknown_id = ("[label_fixes]\n", '[label_fixes]\n"99999" = "Raphael"\n')
+    comp = load_competition(declaration(tmp_path, "artist", unknown_id))
     message = read_error(comp, data)
     assert "[label_fixes]: id '99999' is not a train id" in message and "train.csv" in message
     comp = load_competition(declaration(tmp_path, "artist", ("[label_fixes]\n", '[label_fixes]\n"3" = "Rafael"\n')))
@@ -123,7 +125,8 @@ def test_label_fixes_are_checked_against_the_data(tmp_path):
     with pytest.raises(ComptkError, match="must map to a label name"):
         load_competition(declaration(tmp_path, "artist", ("[label_fixes]\n", '[label_fixes]\n"3" = 7\n')))
     folder = declaration(tmp_path, "artist", ("[label_fixes]\n", '[label_fixes]\n"3" = "Rafael"\n'))
-    result = CliRunner().invoke(main, ["train", str(folder), "--workdir", str(tmp_path), "--data", str(data), "--quiet"])
+    result = CliRunner().invoke(main, ["train", str(folder), "--workdir", str(tmp_path), "--data", str(data),
+                                       "--quiet"])
     assert result.exit_code == 2 and result.output.startswith("error: ") and "'Rafael' is not a label" in result.output
     assert not (tmp_path / "oof").exists()
 

@@ -47,7 +47,8 @@ def _people(rng: np.random.Generator, n: int, first_id: int) -> list[dict]:
         age = int(rng.integers(AGES[band][0], AGES[band][1] + 1))
         id_ = f"{first_id + i:06d}"
         people.append({"id": id_, "gender": GENDERS[gender], "race": "Asian", "age": age,
-                       "path": f"{id_}_{GENDERS[gender]}_Asian_{age}", "skin": draw.hue_rgb(0.07, 0.4, rng.uniform(0.6, 0.95))})
+                       "path": f"{id_}_{GENDERS[gender]}_Asian_{age}",
+                       "skin": draw.hue_rgb(0.07, 0.4, rng.uniform(0.6, 0.95))})
     return people
 
 
