@@ -181,8 +181,10 @@ def _is_visible(path: Path) -> bool:
 
 
 def _images_in(folder: Path) -> list[Path]:
+    """Image files under folder, not hidden nor in a hidden folder (e.g. .ipynb_checkpoints)."""
     return sorted(p for p in folder.rglob("*")
-                  if p.suffix.lower() in IMAGE_EXTENSIONS and _is_visible(p) and p.is_file())
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def _class_folder_rows(split_dir: Path, classes: tuple[str, ...],

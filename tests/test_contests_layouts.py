@@ -185,6 +185,10 @@ def test_artist_test_images_are_half_crops(tmp_path):
 
 def test_folder_images_that_differ_only_in_extension_are_an_error(tmp_path):
     data = prepare("cifar10", tmp_path, train_n=40, test_n=5)
+    (data / "train/bird/.ipynb_checkpoints").mkdir()  # hidden files and folders are never images
+    shutil.copyfile(data / "train/bird/0000.jpg", data / "train/bird/.ipynb_checkpoints/0000.jpg")
+    shutil.copyfile(data / "train/bird/0000.jpg", data / "train/bird/._0001.jpg")
+    assert len(read_data(load_competition("cifar10"), data).train.ids) == 40
     shutil.copyfile(data / "train/bird/0000.jpg", data / "train/bird/0000.png")
     message = read_error(load_competition("cifar10"), data)
     assert "'0000.jpg' and '0000.png' differ only in their extension" in message and "bird" in message
