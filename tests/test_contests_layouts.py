@@ -234,3 +234,14 @@ def test_missing_contest_data_says_where_it_goes(tmp_path):
     result = CliRunner().invoke(main, ["train", "mask", "--workdir", str(tmp_path), "--no-pretrained"])
     assert result.exit_code == 2
     assert "put the contest's data there or pass --data DIR" in result.output and "comptk prepare mask" in result.output
+
+
+def test_illustration_stand_in_needs_no_fashion_mnist(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.modules["comptk.prepare"], "FASHION_DIR", tmp_path / "absent")  # the module, not
+    # comptk.prepare, the function of the same name
+    data = prepare("illustration", tmp_path, train_n=60, test_n=20, seed=5)
+    truth = pd.read_csv(data / "standin_truth.csv", dtype=str, keep_default_na=False)
+    assert (truth["kind"] == "photo").any()
+    assert len(read_data(load_competition("illustration"), data).train.ids) == len(truth[truth["split"] == "train"])
