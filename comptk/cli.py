@@ -67,9 +67,12 @@ workdir_option = click.option(
 @main.command()
 @click.argument("name")
 @workdir_option
-@click.option("--train-n", type=int, default=None, help="Keep a stratified subset of N training images.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset and of the digits split.")
-@click.option("--test-n", type=int, default=None, help="Keep a stratified subset of N test images.")
+@click.option("--train-n", type=int, default=None,
+              help="Keep a stratified subset of N training images (stand-ins: about N training images).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the subset and of the digits split (stand-ins: of everything drawn).")
+@click.option("--test-n", type=int, default=None,
+              help="Keep a stratified subset of N test images (stand-ins: about N test images).")
 @click.option("--force", is_flag=True, help="Rebuild WORKDIR/data/NAME if it exists.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Write here instead of WORKDIR/data/NAME (then train with --data OUT).")
