@@ -67,16 +67,30 @@ workdir_option = click.option(
 @main.command()
 @click.argument("name")
 @workdir_option
-@click.option("--train-n", type=int, default=None, help="Keep a stratified subset of N training images.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset and of the digits split.")
-@click.option("--test-n", type=int, default=None, help="Keep a stratified subset of N test images.")
+@click.option("--train-n", type=int, default=None,
+              help="Keep a stratified subset of N training images (stand-ins: about N training images).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the subset and of the digits split (stand-ins: of everything drawn).")
+@click.option("--test-n", type=int, default=None,
+              help="Keep a stratified subset of N test images (stand-ins: about N test images).")
 @click.option("--force", is_flag=True, help="Rebuild WORKDIR/data/NAME if it exists.")
-def prepare(name: str, workdir: Path, train_n: int | None, test_n: int | None, seed: int, force: bool) -> None:
-    """Build a local competition's data (fashion, fashion-lt, digits) under WORKDIR/data/NAME."""
-    from .prepare import prepare as build
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Write here instead of WORKDIR/data/NAME (then train with --data OUT).")
+def prepare(name: str, workdir: Path, train_n: int | None, test_n: int | None, seed: int, force: bool,
+            out: Path | None) -> None:
+    """Build a local competition's data under WORKDIR/data/NAME.
 
-    target = build(name, workdir, train_n=train_n, test_n=test_n, seed=seed, force=force)
-    click.echo(f"wrote {target}")
+    \b
+    fashion, fashion-lt, digits: local data sets (Fashion-MNIST, scikit-learn digits).
+    artist, kfood, mask, cifar10, illustration: small generated stand-ins in the contest's own
+    layout (not the contest data; with the real data, skip this and pass --data DIR to train).
+    """
+    from .prepare import prepare as build
+    from .standins import STANDINS
+
+    target = build(name, workdir, train_n=train_n, test_n=test_n, seed=seed, force=force, out=out)
+    kind = "stand-in (generated, not the contest data; see STANDIN.md)" if name in STANDINS else "data"
+    click.echo(f"wrote {name} {kind}: {target}")
 
 
 @main.command()
@@ -124,6 +138,8 @@ def prepare(name: str, workdir: Path, train_n: int | None, test_n: int | None, s
 @click.option("--drop-rate", type=float, help="Dropout before the classifier (0 = the model's default).")
 @click.option("--drop-path-rate", type=float, help="Stochastic depth (0 = the model's default).")
 @click.option("--freeze-epochs", type=int, help="Train only the classifier head for the first N epochs.")
+@click.option("--heads", help="Factorised heads, e.g. 3x2x3 (mask x gender x age): one head per factor, combined "
+              "into their product's classes.")
 @click.option("--pseudo", "pseudo_run", help="Finished run (name or oof/RUN.npy) whose confident test predictions "
               "become extra training rows.")
 @click.option("--pseudo-threshold", type=float, help="Top probability a test row needs to be pseudo-labelled.")

@@ -19,14 +19,17 @@ from .tune.space import check_declaration as check_tune_table
 
 DECLARATION = "competition.toml"
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "competitions"
-LAYOUTS = ("csv", "folders")
+LAYOUTS = ("csv", "folders", "person-folders")
 
 
 @dataclass(frozen=True)
 class Files:
-    train: str  # CSV file (csv layout) or folder of class folders (folders layout)
+    train: str  # CSV file (csv, person-folders layouts) or folder of class folders (folders layout)
     test: str  # CSV file or folder of images
     sample_submission: str = ""  # optional; without it a submission is "id,label"
+    train_images: str = ""  # folder the train image paths (person-folders: person folders) are under; default data_dir
+    test_images: str = ""  # folder the test CSV's image paths are under; default data_dir
+    extra_train: tuple[str, ...] = ()  # folders layout: more labelled class-folder splits merged into training
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class Columns:
     id: str = "id"
     image: str = "img_path"
     label: str = "label"
-    group: str = ""  # optional: rows sharing a group never straddle folds
+    group: str = ""  # optional: rows sharing a group never straddle folds (person-folders: the folder column)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Competition:
     train: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     tune: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # search space (comptk tune)
     augments: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # [augment.NAME] pipelines
+    label_fixes: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # train id -> right label
+    person_labels: str = ""  # person-folders layout: the labeler (comptk.persons.LABELERS) naming each photo's class
     source: Path | None = None  # the declaration file
 
     def data_path(self, workdir: Path, override: str | Path | None = None) -> Path:
@@ -77,9 +82,13 @@ _TOP = {
     "tune": (dict, False),
     "augment": (dict, False),
     "pretrained_allowed": (bool, False),
+    "label_fixes": (dict, False),
+    "person_folders": (dict, False),
 }
-_FILES = {"train": (str, True), "test": (str, True), "sample_submission": (str, False)}
+_FILES = {"train": (str, True), "test": (str, True), "sample_submission": (str, False),
+          "train_images": (str, False), "test_images": (str, False), "extra_train": (list, False)}
 _COLUMNS = {"id": (str, False), "image": (str, False), "label": (str, False), "group": (str, False)}
+_PERSON_FOLDERS = {"labels": (str, True)}
 _TEST_TIME = {"crop": (float, False)}
 _AUGMENT = {"transforms": (list, True)}
 
@@ -170,11 +179,14 @@ def load_competition(name_or_path: str | Path, workdir: str | Path = ".") -> Com
     pretrained_allowed = raw.get("pretrained_allowed", True)
     if not pretrained_allowed:
         check_pretrained_allowed(raw["name"], path, defaults)
+    files = dict(raw["files"])
+    files["extra_train"] = _check_extra_train(files.get("extra_train", []), raw["layout"], path)
+    person_labels = _check_person_folders(raw, path)
     return Competition(
         name=raw["name"],
         metric=raw["metric"],
         layout=raw["layout"],
-        files=Files(**raw["files"]),
+        files=Files(**files),
         columns=Columns(**raw.get("columns", {})),
         data_dir=raw.get("data_dir", f"data/{raw['name']}"),
         description=raw.get("description", ""),
@@ -184,8 +196,49 @@ def load_competition(name_or_path: str | Path, workdir: str | Path = ".") -> Com
         train=MappingProxyType(dict(raw.get("train", {}))),
         tune=MappingProxyType(dict(raw.get("tune", {}))),
         augments=MappingProxyType(augments),
+        label_fixes=MappingProxyType(_check_label_fixes(raw.get("label_fixes", {}), classes, path)),
+        person_labels=person_labels,
         source=path,
     )
+
+
+def _check_extra_train(extra: list, layout: str, path: Path) -> tuple[str, ...]:
+    if extra and layout != "folders":
+        raise ComptkError(f"{path} [files]: 'extra_train' is for the folders layout only (layout is '{layout}')")
+    if not all(isinstance(e, str) and e for e in extra) or len(set(extra)) != len(extra):
+        raise ComptkError(f"{path} [files]: 'extra_train' must list distinct folder names, got {extra!r}")
+    return tuple(extra)
+
+
+def _check_person_folders(raw: dict, path: Path) -> str:
+    """person-folders layout: [person_folders] labels names the labeler; [columns] group the folder column."""
+    table = raw.get("person_folders")
+    if raw["layout"] != "person-folders":
+        if table is not None:
+            raise ComptkError(f"{path}: [person_folders] is for layout = \"person-folders\" "
+                              f"(layout is '{raw['layout']}')")
+        return ""
+    if table is None:
+        raise ComptkError(f"{path}: layout \"person-folders\" needs a [person_folders] table with 'labels'")
+    _check_table(table, _PERSON_FOLDERS, f"{path} [person_folders]")
+    from .persons import LABELERS  # late import: persons reads tables with comptk.data
+
+    LABELERS.get(table["labels"])
+    if not raw.get("columns", {}).get("group"):
+        raise ComptkError(f"{path} [columns]: layout \"person-folders\" needs 'group', the train CSV's "
+                          f"person-folder column (rows of one person share a fold)")
+    return table["labels"]
+
+
+def _check_label_fixes(fixes: dict, classes: tuple[str, ...] | None, path: Path) -> dict[str, str]:
+    """[label_fixes]: train id -> the right label; ids and labels are checked against the data at load."""
+    for id_, label in fixes.items():
+        if not isinstance(label, str) or not label:
+            raise ComptkError(f"{path} [label_fixes]: id '{id_}' must map to a label name (a string), got {label!r}")
+        if classes is not None and label not in classes:
+            raise ComptkError(f"{path} [label_fixes]: id '{id_}' -> '{label}' is not in the declared classes"
+                              f"{did_you_mean(label, classes)}")
+    return dict(fixes)
 
 
 def check_pretrained_allowed(name: str, source: Path | None, cfg: config.TrainConfig) -> None:

@@ -71,6 +71,9 @@ class TrainConfig:
     pseudo_threshold: float = 0.9  # max probability a test row needs to be pseudo-labelled
     # speed (issue #9): torch.compile the model for training and prediction
     compile: bool = False
+    # contests (issue #7): "3x2x3" = one head per factor (mask x gender x age band), combined into their product's
+    # classes (mixed radix, first factor most significant); "" = one head over all classes
+    heads: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -137,6 +140,8 @@ def _validate_techniques(cfg: TrainConfig) -> None:
     for key in ("drop_rate", "drop_path_rate", "ema_decay"):
         if not 0 <= getattr(cfg, key) < 1:
             raise ComptkError(f"setting '{key}' must be in [0, 1), got {getattr(cfg, key)}")
+    if cfg.heads:
+        parse_heads(cfg.heads)
     if not 0 < cfg.pseudo_threshold <= 1:
         raise ComptkError(f"setting 'pseudo_threshold' must be in (0, 1], got {cfg.pseudo_threshold}")
     if cfg.class_cap and cfg.sampler == "weighted":
@@ -149,6 +154,15 @@ def _validate_techniques(cfg: TrainConfig) -> None:
             f"setting 'freeze_epochs' ({cfg.freeze_epochs}) must be at most 'epochs' ({cfg.epochs}); "
             "freeze_epochs = epochs trains the head only (a linear probe)"
         )
+
+
+def parse_heads(text: str) -> tuple[int, ...]:
+    """'3x2x3' -> (3, 2, 3): the class counts of factorised heads."""
+    parts = text.lower().split("x")
+    if len(parts) < 2 or not all(p.isdigit() and int(p) >= 2 for p in parts):
+        raise ComptkError(f"setting 'heads' must be class counts of 2 or more joined by 'x', like '3x2x3'; "
+                          f"got '{text}'")
+    return tuple(int(p) for p in parts)
 
 
 def resolve(

@@ -259,6 +259,8 @@ def run_cv(
     }
     if pseudo is not None:
         record["pseudo_labels"] = pseudo.summary(data.classes, len(data.test.ids))
+    if data.train.label_fixes:  # the declaration's [label_fixes], as applied: id, label in the data, label used
+        record["label_fixes"] = [{"id": i, "from": old, "to": new} for i, old, new in data.train.label_fixes]
     # A bad image fails here, before any run file is written.
     images = load_competition_images(data, cfg.img_size, workdir=workdir, cache=cache)
     train_images, test_images = images.train, images.test

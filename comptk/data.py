@@ -17,7 +17,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .competition import Competition
-from .errors import ComptkError
+from .errors import ComptkError, did_you_mean
 
 # Bump DECODE_VERSION whenever decode_image or load_images change the pixels they give:
 # it is part of the image cache's key (image_cache.py), so old caches are not reused.
@@ -33,6 +33,7 @@ class Table:
     paths: tuple[Path, ...]
     labels: np.ndarray | None = None  # int class index per row (train only)
     groups: np.ndarray | None = None  # str group per row, when declared
+    label_fixes: tuple[tuple[str, str, str], ...] = ()  # (id, label in the data, label used): [label_fixes]
 
 
 @dataclass(frozen=True)
@@ -103,83 +104,181 @@ def _encode_labels(names: list[str], classes: tuple[str, ...], ids: np.ndarray, 
     return labels
 
 
+def _image_dir(data_dir: Path, folder: str) -> Path:
+    """The folder a CSV's image paths are relative to (data_dir unless declared)."""
+    base = data_dir / folder if folder else data_dir
+    if folder and not base.is_dir():
+        raise ComptkError(f"image folder not found: {base}")
+    return base
+
+
+def read_csv_test(comp: Competition, data_dir: Path) -> Table:
+    """The test CSV: id and image columns; images under [files] test_images (default data_dir)."""
+    cols = comp.columns
+    test_path = data_dir / comp.files.test
+    test = read_csv(test_path)
+    _require_columns(test, test_path, {"id": cols.id, "image": cols.image})
+    test_ids = test[cols.id].to_numpy(dtype=str)
+    _check_ids(test_ids, test_path)
+    base = _image_dir(data_dir, comp.files.test_images)
+    return Table(ids=test_ids, paths=_resolve_paths(test[cols.image].tolist(), test_ids, base, test_path))
+
+
 def _read_csv_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table, tuple[str, ...]]:
     cols = comp.columns
-    train_path, test_path = data_dir / comp.files.train, data_dir / comp.files.test
+    train_path = data_dir / comp.files.train
     train = read_csv(train_path)
     wanted = {"id": cols.id, "image": cols.image, "label": cols.label}
     if cols.group:
         wanted["group"] = cols.group
     _require_columns(train, train_path, wanted)
-    test = read_csv(test_path)
-    _require_columns(test, test_path, {"id": cols.id, "image": cols.image})
-
     train_ids = train[cols.id].to_numpy(dtype=str)
-    test_ids = test[cols.id].to_numpy(dtype=str)
     _check_ids(train_ids, train_path)
-    _check_ids(test_ids, test_path)
     label_names = train[cols.label].tolist()
     for row, name in enumerate(label_names):
         if name == "":
             raise ComptkError(f"{train_path} line {row + 2} (id '{train_ids[row]}'): empty label")
+    label_names, fixes = _fixed_labels(comp, train_ids, label_names, train_path)
     classes = comp.classes or tuple(sorted(set(label_names)))
+    base = _image_dir(data_dir, comp.files.train_images)
     train_table = Table(
         ids=train_ids,
-        paths=_resolve_paths(train[cols.image].tolist(), train_ids, data_dir, train_path),
+        paths=_resolve_paths(train[cols.image].tolist(), train_ids, base, train_path),
         labels=_encode_labels(label_names, classes, train_ids, train_path),
         groups=train[cols.group].to_numpy(dtype=str) if cols.group else None,
+        label_fixes=fixes,
     )
-    test_table = Table(
-        ids=test_ids,
-        paths=_resolve_paths(test[cols.image].tolist(), test_ids, data_dir, test_path),
-    )
-    return train_table, test_table, classes
+    return train_table, read_csv_test(comp, data_dir), classes
+
+
+def _fixed_labels(comp: Competition, ids: np.ndarray, labels: list[str],
+                  where: Path) -> tuple[list[str], tuple[tuple[str, str, str], ...]]:
+    """The train labels with the declaration's [label_fixes] applied (id -> right label), and
+    the fixes as (id, label in the data, label used)."""
+    if not comp.label_fixes:
+        return labels, ()
+    row_of = {id_: row for row, id_ in enumerate(ids)}
+    known = set(comp.classes or labels)
+    fixed, applied = list(labels), []
+    for id_, label in comp.label_fixes.items():
+        if id_ not in row_of:
+            raise ComptkError(
+                f"{comp.source} [label_fixes]: id '{id_}' is not a train id of {where}{did_you_mean(id_, row_of)}"
+            )
+        if label not in known:
+            raise ComptkError(
+                f"{comp.source} [label_fixes]: id '{id_}' -> '{label}' is not a label of {where}"
+                f"{did_you_mean(label, known)}"
+            )
+        applied.append((id_, labels[row_of[id_]], label))
+        fixed[row_of[id_]] = label
+    return fixed, tuple(applied)
+
+
+def _is_visible(path: Path) -> bool:
+    """Not a hidden file: macOS copies leave '._name.jpg' resource forks beside the images."""
+    return not path.name.startswith(".")
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    """Image files under folder, not hidden nor in a hidden folder (e.g. .ipynb_checkpoints)."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _class_folder_rows(split_dir: Path, classes: tuple[str, ...],
+                       prefix: str) -> tuple[list[Path], list[int], list[str]]:
+    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and _is_visible(p))
+    for name in found:
+        if name not in classes:
+            raise ComptkError(f"{split_dir / name}: class folder '{name}' is not in the class list")
+    paths, labels = [], []
+    for index, name in enumerate(classes):
+        files = _images_in(split_dir / name) if (split_dir / name).is_dir() else []
+        paths += files
+        labels += [index] * len(files)
+    ids = [prefix + str(p.relative_to(split_dir).with_suffix("")) for p in paths]
+    _check_stems(ids, paths)
+    return paths, labels, ids
+
+
+def _check_stems(ids: list[str], paths: list[Path]) -> None:
+    """Folder layouts name rows by path without extension: 'a.jpg' beside 'a.png' would share an id."""
+    seen: dict[str, Path] = {}
+    for id_, path in zip(ids, paths):
+        if id_ in seen:
+            raise ComptkError(f"{path.parent}: images '{seen[id_].name}' and '{path.name}' differ only in their "
+                              f"extension, so both would be id '{id_}'; rename or remove one")
+        seen[id_] = path
 
 
 def _read_folder_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table, tuple[str, ...]]:
     train_dir, test_dir = data_dir / comp.files.train, data_dir / comp.files.test
-    for folder in (train_dir, test_dir):
+    extra_dirs = [data_dir / name for name in comp.files.extra_train]
+    for folder in (train_dir, test_dir, *extra_dirs):
         if not folder.is_dir():
             raise ComptkError(f"folder not found: {folder}")
-    found = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
-    classes = comp.classes or tuple(found)
-    for name in found:
-        if name not in classes:
-            raise ComptkError(f"{train_dir / name}: class folder '{name}' is not in the class list")
-    paths, labels = [], []
-    for index, name in enumerate(classes):
-        files = _images_in(train_dir / name) if (train_dir / name).is_dir() else []
-        paths += files
-        labels += [index] * len(files)
+    classes = comp.classes or tuple(sorted({p.name for d in (train_dir, *extra_dirs)
+                                            for p in d.iterdir() if p.is_dir() and _is_visible(p)}))
+    paths, labels, ids = _class_folder_rows(train_dir, classes, "")
     if not paths:
         raise ComptkError(f"{train_dir}: no images in class folders")
+    for name, folder in zip(comp.files.extra_train, extra_dirs):  # ids keep the split's name: "val/kimchi/001"
+        more = _class_folder_rows(folder, classes, f"{name}/")
+        paths, labels, ids = paths + more[0], labels + more[1], ids + more[2]
     test_paths = _images_in(test_dir)
     if not test_paths:
         raise ComptkError(f"{test_dir}: no test images")
-    train_ids = np.array([str(p.relative_to(train_dir).with_suffix("")) for p in paths], dtype=str)
-    test_ids = np.array([str(p.relative_to(test_dir).with_suffix("")) for p in test_paths], dtype=str)
-    _check_ids(test_ids, test_dir)
+    train_ids = np.array(ids, dtype=str)
+    label_names, fixes = _fixed_labels(comp, train_ids, [classes[i] for i in labels], train_dir)
+    test_ids = [str(p.relative_to(test_dir).with_suffix("")) for p in test_paths]
+    _check_stems(test_ids, test_paths)
+    test_ids = np.array(test_ids, dtype=str)
     return (
-        Table(ids=train_ids, paths=tuple(paths), labels=np.array(labels, dtype=np.int64)),
+        Table(ids=train_ids, paths=tuple(paths), labels=_encode_labels(label_names, classes, train_ids, train_dir),
+              label_fixes=fixes),
         Table(ids=test_ids, paths=tuple(test_paths)),
         classes,
     )
 
 
+def _match_sample_ids(comp: Competition, data_dir: Path, test: Table, sample_ids: set[str]) -> Table:
+    """Folder layouts name test rows by file stem ('0001'); a sample submission may use the file
+    name ('0001.jpg') instead: then test rows take the sample's form."""
+    if comp.layout != "folders" or sample_ids == set(test.ids):
+        return test
+    test_dir = data_dir / comp.files.test
+    names = np.array([str(p.relative_to(test_dir)) for p in test.paths], dtype=str)
+    return Table(ids=names, paths=test.paths) if sample_ids == set(names) else test
+
+
+def _read_person_folders(comp: Competition, data_dir: Path) -> tuple[Table, Table, tuple[str, ...]]:
+    from .persons import read_person_folders  # late import: persons builds on this module
+
+    train, classes = read_person_folders(comp, data_dir)
+    return train, read_csv_test(comp, data_dir), classes
+
+
+_READERS = {"csv": _read_csv_layout, "folders": _read_folder_layout, "person-folders": _read_person_folders}
+
+
 def read_data(comp: Competition, data_dir: Path) -> CompetitionData:
-    """Read and check the train table, the test table and the sample submission."""
+    """Read and check the train table (with [label_fixes] applied), the test table and the sample submission."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
+        from .standins import STANDINS
+
+        if comp.name in STANDINS:
+            raise ComptkError(
+                f"data folder not found: {data_dir} (put the contest's data there or pass --data DIR; "
+                f"`comptk prepare {comp.name}` writes a small generated stand-in there)"
+            )
         raise ComptkError(
             f"data folder not found: {data_dir} (run `comptk prepare {comp.name}` "
             f"if comptk can build it, or pass --data DIR)"
         )
-    reader = _read_csv_layout if comp.layout == "csv" else _read_folder_layout
-    train, test, classes = reader(comp, data_dir)
+    train, test, classes = _READERS[comp.layout](comp, data_dir)
     sample = None
     if comp.files.sample_submission:
         sample_path = data_dir / comp.files.sample_submission
@@ -187,6 +286,7 @@ def read_data(comp: Competition, data_dir: Path) -> CompetitionData:
         _require_columns(sample, sample_path, {"id": comp.columns.id})
         if len(sample.columns) < 2:
             raise ComptkError(f"{sample_path}: needs an id column and a label column")
+        test = _match_sample_ids(comp, data_dir, test, set(sample[comp.columns.id]))
         missing = set(sample[comp.columns.id]) ^ set(test.ids)
         if missing:
             raise ComptkError(

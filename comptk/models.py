@@ -7,15 +7,17 @@ digits) where ImageNet architectures downsample the picture away.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
+import numpy as np
 import timm
 import torch
 from timm.layers import DropPath
 from timm.models import register_model
 from torch import nn
 
-from .config import TrainConfig
+from .config import TrainConfig, parse_heads
 from .errors import ComptkError, did_you_mean
 
 SMALL_CFG = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "num_classes": 10, "first_conv": "stem.0"}
@@ -121,8 +123,45 @@ def small_resnet_wide(pretrained: bool = False, pretrained_cfg_overlay: dict | N
     return _small((32, 64, 128), "small_resnet_wide", pretrained, pretrained_cfg_overlay, **kwargs)
 
 
+class FactorizedHeads(nn.Module):
+    """One classification head per factor (e.g. mask 3, gender 2, age band 3) whose classes combine into the
+    product classes in mixed-radix order (class = (m * 2 + g) * 3 + a): the logit of a product class is the sum
+    of its factors' logits. A softmax over the product classes is then exactly the product of the heads'
+    softmaxes, and cross-entropy on it is the sum of the heads' cross-entropies: training and predicting the
+    product classes trains and combines the heads. The model itself outputs sum(sizes) logits."""
+
+    def __init__(self, model: nn.Module, sizes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.sizes = tuple(sizes)
+        self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        combine = torch.zeros(sum(sizes), int(np.prod(sizes)))
+        for c, digits in enumerate(itertools.product(*(range(s) for s in sizes))):
+            combine[offsets + np.array(digits), c] = 1
+        self.register_buffer("combine", combine, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        return logits @ self.combine.to(logits.dtype)
+
+    def get_classifier(self) -> nn.Module:
+        return self.model.get_classifier()
+
+
 def create_model(cfg: TrainConfig, n_classes: int) -> nn.Module:
-    """The timm model named in cfg, with n_classes outputs and the requested weights."""
+    """The timm model named in cfg, with n_classes outputs and the requested weights
+    (``heads = "3x2x3"``: factorised heads whose product is n_classes, see FactorizedHeads)."""
+    if not cfg.heads:
+        return _create_timm_model(cfg, n_classes)
+    sizes = parse_heads(cfg.heads)
+    if int(np.prod(sizes)) != n_classes:
+        raise ComptkError(f"setting heads = '{cfg.heads}' makes {int(np.prod(sizes))} classes, but the competition "
+                          f"has {n_classes}")
+    return FactorizedHeads(_create_timm_model(cfg, sum(sizes)), sizes)
+
+
+def _create_timm_model(cfg: TrainConfig, n_classes: int) -> nn.Module:
     if not timm.is_model(cfg.model) and not cfg.model.startswith("hf-hub:"):
         raise ComptkError(
             f"unknown model '{cfg.model}'{did_you_mean(cfg.model, timm.list_models())}; "

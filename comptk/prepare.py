@@ -1,6 +1,7 @@
 """Build local competitions from data on this machine: ``fashion`` (Debian's
 dataset-fashion-mnist package), ``fashion-lt`` (a harder long-tailed variant with
-test-time crops, built from it) and ``digits`` (scikit-learn's 8x8 digits).
+test-time crops, built from it) and ``digits`` (scikit-learn's 8x8 digits); and the
+five reference contests' stand-ins (comptk.standins), each in its contest's own layout.
 
 Each writes the Dacon/Kaggle CSV layout under WORKDIR/data/NAME: train.csv
 (id,img_path,label), test.csv (id,img_path), sample_submission.csv, PNG images,
@@ -21,7 +22,7 @@ import pandas as pd
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
-from .errors import ComptkError
+from .errors import ComptkError, did_you_mean
 from .registry import Registry
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -117,12 +118,27 @@ def _subset(x: np.ndarray, y: np.ndarray, n: int | None, n_classes: int, seed: i
     return x[keep], y[keep]
 
 
+def preparable() -> list[str]:
+    """Names ``prepare`` can build: local data sets and the contest stand-ins (comptk.standins)."""
+    from .standins import STANDINS
+
+    return sorted([*SOURCES.names(), *STANDINS.names()])
+
+
 def prepare(name: str, workdir: str | Path = ".", *, train_n: int | None = None, seed: int = 0,
-            force: bool = False, test_n: int | None = None) -> Path:
-    """Build WORKDIR/data/NAME; ``train_n`` / ``test_n`` keep stratified subsets of the
-    training / test images (class proportions kept, so fashion-lt stays long-tailed)."""
+            force: bool = False, test_n: int | None = None, out: str | Path | None = None) -> Path:
+    """Build WORKDIR/data/NAME (or ``out``); ``train_n`` / ``test_n`` keep stratified subsets of the
+    training / test images (class proportions kept, so fashion-lt stays long-tailed). For a contest
+    stand-in (artist, kfood, mask, cifar10, illustration) they set its approximate size."""
+    from .standins import STANDINS, build_standin
+
+    target = Path(out) if out else Path(workdir) / "data" / name
+    if name in STANDINS:
+        return build_standin(name, target, seed=seed, train_n=train_n, test_n=test_n, force=force)
+    if name not in SOURCES:
+        raise ComptkError(f"cannot prepare '{name}'{did_you_mean(name, preparable())}; "
+                          f"choose one of: {', '.join(preparable())}")
     source = SOURCES.get(name)
-    target = Path(workdir) / "data" / name
     if target.exists() and not force:
         raise ComptkError(f"{target} already exists; pass --force to build it again")
     x_train, y_train, x_test, y_test, classes = source(seed)
