@@ -19,6 +19,7 @@ so a killed process never leaves a half-written artifact.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -102,6 +103,13 @@ def library_versions() -> dict[str, str]:
 
 def folds_path(workdir: Path, competition: str, n_folds: int, seed: int, train_digest: str) -> Path:
     return Path(workdir) / "folds" / f"{competition}-k{n_folds}-seed{seed}-{train_digest[:12]}.csv"
+
+
+def saved_folds_files(workdir: Path, competition: str, train_digest: str) -> list[Path]:
+    """The folds files (any K and seed) saved for these train rows, newest first."""
+    folder = Path(workdir) / "folds"
+    found = folder.glob(f"{glob.escape(competition)}-k*-seed*-{train_digest[:12]}.csv") if folder.is_dir() else []
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 def tune_storage_path(workdir: Path) -> Path:
