@@ -49,6 +49,7 @@ def main() -> None:
     comptk score submissions/RUN.csv --answers data/fashion/answers.csv
     comptk runs fashion --sort cv --top 10    the local leaderboard of runs and blends
     comptk sweep fashion --models resnet18,small_resnet --folds-subset 0
+    comptk inspect fashion --run RUN          data report, duplicates, label issues, outliers
     """
     log = logging.getLogger("comptk")
     if not any(isinstance(h, _Stderr) for h in log.handlers):

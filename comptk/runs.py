@@ -11,6 +11,8 @@ Layout under the work directory:
     sweeps/NAME.json    a sweep's grid and run names; sweeps/NAME.csv its table, sweeps/NAME.png CV vs training time
     folds/NAME-k<K>-seed<S>-<digest>.csv   fold of each train row, shared by all runs
     cache/images/NAME-SPLIT-<size>px-<key>.npy  decoded uint8 images (N, size, size, 3); see image_cache.py
+    inspect/NAME/       `comptk inspect`: report.html, images.csv, duplicates.csv, label_issues.csv, outliers.csv,
+                        summary.json; derived/{train.csv, competition.toml} (a corrected copy)
 
 Every file is written to a temporary name in its folder and renamed into place,
 so a killed process never leaves a half-written artifact.
@@ -264,6 +266,45 @@ class SweepPaths:
     @property
     def plot(self) -> Path:
         return Path(self.workdir) / "sweeps" / f"{self.name}.png"
+
+
+@dataclass(frozen=True)
+class InspectPaths:
+    workdir: Path
+    competition: str
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.workdir) / "inspect" / self.competition
+
+    @property
+    def report(self) -> Path:
+        return self.folder / "report.html"
+
+    @property
+    def images(self) -> Path:
+        return self.folder / "images.csv"
+
+    @property
+    def duplicates(self) -> Path:
+        return self.folder / "duplicates.csv"
+
+    @property
+    def label_issues(self) -> Path:
+        return self.folder / "label_issues.csv"
+
+    @property
+    def outliers(self) -> Path:
+        return self.folder / "outliers.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.folder / "summary.json"
+
+    @property
+    def derived(self) -> Path:
+        """A corrected copy of the competition: train.csv and competition.toml."""
+        return self.folder / "derived"
 
 
 def sidecar_of_submission(submission: Path) -> Path:

@@ -42,10 +42,6 @@ class InspectResult:
     derived: Path | None  # declaration of the corrected copy, when one was written
 
 
-def inspect_folder(workdir: Path, name: str) -> Path:
-    return Path(workdir) / "inspect" / name
-
-
 def _read_folds(path: Path, ids: np.ndarray) -> np.ndarray | None:
     saved = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
     if saved["id"].tolist() != ids.tolist():
@@ -131,7 +127,8 @@ def inspect_competition(
         raise ComptkError(f"--min-similarity must be in (0, 1], got {min_similarity}")
     comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
     data = read_data(comp, comp.data_path(workdir, data_dir))
-    folder = inspect_folder(workdir, comp.name)
+    out = runs.InspectPaths(workdir, comp.name)
+    folder = out.folder
     run_arrays = _run_arrays(workdir, run, comp, data) if run else None  # a bad --run fails before the scan
 
     timings: dict[str, float] = {}
@@ -184,18 +181,18 @@ def inspect_competition(
             timings["outliers_seconds"] = time.perf_counter() - started
 
     # files
-    runs.save_csv(folder / "images.csv", images)
-    runs.save_csv(folder / "duplicates.csv", pairs)
+    runs.save_csv(out.images, images)
+    runs.save_csv(out.duplicates, pairs)
     if issues is not None:
-        runs.save_csv(folder / "label_issues.csv", issues.table)
+        runs.save_csv(out.label_issues, issues.table)
     if outlier_frame is not None:
-        runs.save_csv(folder / "outliers.csv", outlier_frame)
+        runs.save_csv(out.outliers, outlier_frame)
     derived = None
     if write_groups or apply_labels:
         groups = group_column(train_groups, data.train.groups) if write_groups else None
         relabel = ({int(r): s for r, s in zip(issues.table["row"], issues.table["suggested_label"])}
                    if apply_labels and issues is not None else None)
-        derived = write_derived(comp, data, folder / "derived", groups=groups, new_labels=relabel)
+        derived = write_derived(comp, data, out.derived, groups=groups, new_labels=relabel)
 
     kinds = pairs.groupby(["kind", pairs["split_a"] + "/" + pairs["split_b"]]).size()
     summary = {
@@ -221,15 +218,15 @@ def inspect_competition(
         "timings": timings,
         "derived": str(derived) if derived else None,
     }
-    runs.save_json(folder / "summary.json", summary)
-    lines = _summary_lines(summary, folder, derived, write_groups)
-    report = folder / "report.html"
+    runs.save_json(out.summary, summary)
+    lines = _summary_lines(summary, out.report, derived, write_groups)
+    report = out.report
     rpt.write_html(report, f"comptk inspect: {comp.name}" + (f" (run {run})" if run else ""),
                    _sections(facts, pairs, summary, lines, issues, outlier_frame, scores, data))
     return InspectResult(folder, report, summary, lines, derived)
 
 
-def _summary_lines(summary: dict, folder: Path, derived: Path | None, grouped: bool) -> list[str]:
+def _summary_lines(summary: dict, report: Path, derived: Path | None, grouped: bool) -> list[str]:
     d = summary["duplicates"]
     pairs = d["pairs"]
     count = {key: sum(v for k, v in pairs.items() if k.startswith(key)) for key in ("exact", "near")}
@@ -250,7 +247,7 @@ def _summary_lines(summary: dict, folder: Path, derived: Path | None, grouped: b
     if summary["outliers"]:
         o = summary["outliers"]
         lines.append(f"outliers: {o['n_above_fence']} rows above the fence {o['fence']:.4f} (outliers.csv)")
-    lines.append(f"report: {folder / 'report.html'}")
+    lines.append(f"report: {report}")
     if derived:
         lines.append(f"corrected copy: {derived}; train on it with: comptk train {derived.parent}")
         if grouped:
