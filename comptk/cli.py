@@ -421,7 +421,6 @@ def sweep(competition: str, name: str | None, workdir: Path, data_dir: Path | No
               "labels of the flagged rows (the original CSV is never edited).")
 @click.option("--top", "n_top", type=int, default=100, show_default=True,
               help="Outliers: list at least this many top-scoring train rows.")
-@click.option("--knn", type=int, default=10, show_default=True, help="Outliers: neighbours in the kNN distance.")
 @click.option("--no-outliers", is_flag=True, help="With --run: skip the embeddings (label issues only).")
 @click.option("--device", default="auto", show_default=True, help="Device for the embeddings.")
 def inspect_command(competition: str, workdir: Path, data_dir: Path | None, run: str | None, no_outliers: bool,

@@ -208,3 +208,16 @@ def test_inspect_errors_are_one_line(tmp_path):
         out = runner.invoke(main, ["inspect", str(comp), "--workdir", str(comp), *args])
         assert out.exit_code == 2 and out.output.count("\n") == 1 and message in out.output, out.output
     assert not (comp / "inspect").exists()
+
+
+def test_knn_distance_ranks_far_rows_first():
+    from comptk.inspect.outliers import knn_distance
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16))
+    reference = centres[rng.integers(0, 4, 400)] + 0.1 * rng.normal(size=(400, 16))
+    inliers = centres[rng.integers(0, 4, 50)] + 0.1 * rng.normal(size=(50, 16))
+    strays = rng.normal(size=(5, 16))
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    scores = knn_distance(unit(np.vstack([inliers, strays])), unit(reference), k=5)
+    assert set(np.argsort(-scores)[:5]) == set(range(50, 55))

@@ -107,7 +107,6 @@ def inspect_competition(
     write_groups: bool = False,
     apply_labels: bool = False,
     n_top: int = 100,
-    knn: int = 10,
     outliers: bool = True,
     device: str = "auto",
     cache: bool = True,
@@ -173,7 +172,7 @@ def inspect_competition(
             started = time.perf_counter()
             size = int(meta["config"]["img_size"])
             imgs = load_competition_images(data, size, workdir=workdir, cache=cache)
-            scores = outlier_scores(run_paths, meta, fold, imgs.train, imgs.test, k=knn, device=device)
+            scores = outlier_scores(run_paths, meta, fold, data.train.labels, imgs.train, imgs.test, device=device)
             outlier_frame = outlier_table(scores, data.train.ids, data.test.ids, data.train.labels, data.classes,
                                           fold, n_top)
             outlier_frame["path"] = [str(data.train.paths[r] if s == "train" else data.test.paths[r])
@@ -283,6 +282,6 @@ def _sections(facts: DataFacts, pairs: pd.DataFrame, summary: dict, lines: list[
         sections.append((f"Label issues ({len(table)} of {issues.n_checked} rows)",
                          rpt.table_html(table, thumbs={"image": "path"})))
     if outlier_frame is not None:
-        plot = rpt._img(rpt.plot_scores(scores.train, scores.fence, "train rows: kNN distance", "score"), "scores")
+        plot = rpt._img(rpt.plot_scores(scores.train, scores.fence, "train rows: outlier score", "score (robust z)"), "scores")
         sections.append(("Outlier candidates", plot + rpt.table_html(outlier_frame, thumbs={"image": "path"})))
     return sections
