@@ -221,3 +221,16 @@ def test_knn_distance_ranks_far_rows_first():
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
     scores = knn_distance(unit(np.vstack([inliers, strays])), unit(reference), k=5)
     assert set(np.argsort(-scores)[:5]) == set(range(50, 55))
+
+
+def test_class_gaussians_rank_strays_first():
+    from comptk.inspect.outliers import ClassGaussians
+
+    rng = np.random.default_rng(1)
+    centres = 5 * rng.normal(size=(3, 8))
+    labels = rng.integers(0, 3, 300)
+    features = centres[labels] + rng.normal(size=(300, 8))
+    model = ClassGaussians(features, labels, n_classes=4)  # a class with no rows is skipped
+    queries = np.vstack([centres[rng.integers(0, 3, 40)] + rng.normal(size=(40, 8)),
+                         rng.normal(size=(4, 8)) * 20])
+    assert set(np.argsort(-model.distance(queries))[:4]) == {40, 41, 42, 43}
