@@ -173,6 +173,12 @@ def test_inspect_command_end_to_end(tmp_path):
     args = ["--workdir", str(work), "--folds", "2", "--epochs", "1", "--quiet", "--no-plots"]
     trained = runner.invoke(main, ["train", str(comp), "--name", "r1", *args])
     assert trained.exit_code == 0, trained.output
+    out = runner.invoke(main, ["inspect", str(comp), "--workdir", str(work)])  # no run: the saved folds file
+    assert out.exit_code == 0 and "folds (tiny-k2-seed42-" in out.output, out.output
+    pairs = pd.read_csv(folder / "duplicates.csv", keep_default_na=False)
+    folds = pd.read_csv(next((work / "folds").glob("tiny-k2-*.csv")))
+    fold_of = dict(zip(folds["id"], folds["fold"]))
+    assert pairs.loc[pairs["id_b"] == "copy", "across_folds"].item() == (fold_of["cat_0"] != fold_of["copy"])
     out = runner.invoke(main, ["inspect", str(comp), "--workdir", str(work), "--run", "r1", "--write-groups",
                                "--apply", "--top", "5"])
     assert out.exit_code == 0, out.output
@@ -208,6 +214,28 @@ def test_inspect_errors_are_one_line(tmp_path):
         out = runner.invoke(main, ["inspect", str(comp), "--workdir", str(comp), *args])
         assert out.exit_code == 2 and out.output.count("\n") == 1 and message in out.output, out.output
     assert not (comp / "inspect").exists()
+
+
+def test_inspect_folder_layout_report_and_refused_copy(tmp_path):
+    data = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for c in "ab":
+        (data / "train" / c).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(_photo(rng, 24)).save(data / "train" / c / f"{i}.png")
+    (data / "test").mkdir()
+    Image.open(data / "train/a/0.png").save(data / "test/t0.jpg", quality=95)
+    (data / "test/t1.png").write_bytes(b"not an image")
+    (tmp_path / "competition.toml").write_text('name = "fl"\nmetric = "accuracy"\nlayout = "folders"\n'
+                                               'data_dir = "data"\n[files]\ntrain = "train"\ntest = "test"\n')
+    runner = CliRunner()
+    out = runner.invoke(main, ["inspect", str(tmp_path), "--workdir", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    assert "1 unreadable image(s), e.g. test id 't1'" in out.output
+    pairs = pd.read_csv(tmp_path / "inspect/fl/duplicates.csv", keep_default_na=False)
+    assert [(r.id_a, r.id_b, r.kind) for r in pairs.itertuples()] == [("a/0", "t0", "near")]
+    out = runner.invoke(main, ["inspect", str(tmp_path), "--workdir", str(tmp_path), "--write-groups"])
+    assert out.exit_code == 2 and "need the csv layout" in out.output and "scanned" not in out.output
 
 
 def test_knn_distance_ranks_far_rows_first():

@@ -129,6 +129,9 @@ def inspect_competition(
     out = runs.InspectPaths(workdir, comp.name)
     folder = out.folder
     run_arrays = _run_arrays(workdir, run, comp, data) if run else None  # a bad --run fails before the scan
+    if (write_groups or apply_labels) and comp.layout != "csv":
+        raise ComptkError(f"competition '{comp.name}' uses the {comp.layout} layout: --write-groups and --apply write "
+                          "a corrected copy of the train CSV, so they need the csv layout")
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
