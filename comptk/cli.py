@@ -49,6 +49,7 @@ def main() -> None:
     comptk score submissions/RUN.csv --answers data/fashion/answers.csv
     comptk runs fashion --sort cv --top 10    the local leaderboard of runs and blends
     comptk sweep fashion --models resnet18,small_resnet --folds-subset 0
+    comptk inspect fashion --run RUN          data report, duplicates, label issues, outliers
     """
     log = logging.getLogger("comptk")
     if not any(isinstance(h, _Stderr) for h in log.handlers):
@@ -418,3 +419,38 @@ def sweep(competition: str, name: str | None, workdir: Path, data_dir: Path | No
     click.echo(f"table: {result.paths.table}")
     if result.plot:
         click.echo(f"plot: {result.plot}")
+
+
+@main.command("inspect")
+@click.argument("competition")
+@workdir_option
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Data folder (overrides the declaration's).")
+@click.option("--run", help="A finished run (name or oof/RUN.npy): adds label issues (from its OOF) and outliers "
+              "(from its fold models).")
+@click.option("--max-distance", type=int, default=6, show_default=True,
+              help="Near duplicates: perceptual-hash bits that may differ (candidates).")
+@click.option("--min-similarity", type=float, default=0.99, show_default=True,
+              help="Near duplicates: correlation of the 32x32 grey images a candidate pair needs.")
+@click.option("--write-groups", is_flag=True, help="Write a corrected copy (inspect/NAME/derived) whose group "
+              "column keeps duplicates in one fold.")
+@click.option("--apply", "apply_labels", is_flag=True, help="With --run: the corrected copy takes the suggested "
+              "labels of the flagged rows (the original CSV is never edited).")
+@click.option("--top", "n_top", type=int, default=100, show_default=True,
+              help="Outliers: list at least this many top-scoring train rows.")
+@click.option("--no-outliers", is_flag=True, help="With --run: skip the embeddings (label issues only).")
+@click.option("--device", default="auto", show_default=True, help="Device for the embeddings.")
+def inspect_command(competition: str, workdir: Path, data_dir: Path | None, run: str | None, no_outliers: bool,
+                    **options) -> None:
+    """Data report (classes, sizes, modes, formats), duplicates and fold leakage; with --run, label issues
+    and outliers. Writes WORKDIR/inspect/NAME/report.html and CSVs.
+
+    \b
+    comptk inspect fashion
+    comptk inspect fashion --run RUN --apply --write-groups
+    """
+    from .inspect import inspect_competition
+
+    result = inspect_competition(competition, workdir=workdir, data_dir=data_dir, run=run,
+                                 outliers=not no_outliers, echo=click.echo, **options)
+    for line in result.lines:
+        click.echo(line)

@@ -50,11 +50,19 @@ def make_folds(
     return fold
 
 
+def folds_key(train: Table) -> str:
+    """What a folds file is made from: the train ids and, when a group column is declared, the
+    groups (so declaring or changing groups makes new folds rather than reusing ungrouped ones)."""
+    if train.groups is None:
+        return runs.digest(train.ids)
+    return runs.digest(f"{i}\t{g}" for i, g in zip(train.ids, train.groups))
+
+
 def load_or_make_folds(
     workdir: Path, competition: str, train: Table, n_folds: int, seed: int, classes: tuple[str, ...] | None = None
 ) -> tuple[np.ndarray, Path]:
     """The saved folds for these train rows, made and saved on first use."""
-    path = runs.folds_path(workdir, competition, n_folds, seed, runs.digest(train.ids))
+    path = runs.folds_path(workdir, competition, n_folds, seed, folds_key(train))
     if path.is_file():
         saved = pd.read_csv(path, dtype={"id": str, "fold": np.int64}, keep_default_na=False)
         if saved["id"].tolist() != train.ids.tolist():

@@ -11,6 +11,8 @@ Layout under the work directory:
     sweeps/NAME.json    a sweep's grid and run names; sweeps/NAME.csv its table, sweeps/NAME.png CV vs training time
     folds/NAME-k<K>-seed<S>-<digest>.csv   fold of each train row, shared by all runs
     cache/images/NAME-SPLIT-<size>px-<key>.npy  decoded uint8 images (N, size, size, 3); see image_cache.py
+    inspect/NAME/       `comptk inspect`: report.html, images.csv, duplicates.csv, label_issues.csv, outliers.csv,
+                        summary.json; derived/{train.csv, competition.toml} (a corrected copy)
 
 Every file is written to a temporary name in its folder and renamed into place,
 so a killed process never leaves a half-written artifact.
@@ -19,6 +21,7 @@ so a killed process never leaves a half-written artifact.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -102,6 +105,13 @@ def library_versions() -> dict[str, str]:
 
 def folds_path(workdir: Path, competition: str, n_folds: int, seed: int, train_digest: str) -> Path:
     return Path(workdir) / "folds" / f"{competition}-k{n_folds}-seed{seed}-{train_digest[:12]}.csv"
+
+
+def saved_folds_files(workdir: Path, competition: str, train_digest: str) -> list[Path]:
+    """The folds files (any K and seed) saved for these train rows, newest first."""
+    folder = Path(workdir) / "folds"
+    found = folder.glob(f"{glob.escape(competition)}-k*-seed*-{train_digest[:12]}.csv") if folder.is_dir() else []
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 def tune_storage_path(workdir: Path) -> Path:
@@ -256,6 +266,45 @@ class SweepPaths:
     @property
     def plot(self) -> Path:
         return Path(self.workdir) / "sweeps" / f"{self.name}.png"
+
+
+@dataclass(frozen=True)
+class InspectPaths:
+    workdir: Path
+    competition: str
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.workdir) / "inspect" / self.competition
+
+    @property
+    def report(self) -> Path:
+        return self.folder / "report.html"
+
+    @property
+    def images(self) -> Path:
+        return self.folder / "images.csv"
+
+    @property
+    def duplicates(self) -> Path:
+        return self.folder / "duplicates.csv"
+
+    @property
+    def label_issues(self) -> Path:
+        return self.folder / "label_issues.csv"
+
+    @property
+    def outliers(self) -> Path:
+        return self.folder / "outliers.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.folder / "summary.json"
+
+    @property
+    def derived(self) -> Path:
+        """A corrected copy of the competition: train.csv and competition.toml."""
+        return self.folder / "derived"
 
 
 def sidecar_of_submission(submission: Path) -> Path:

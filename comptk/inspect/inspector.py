@@ -1,0 +1,290 @@
+"""inspect_competition(): the data report before training, and label issues and outliers
+from a finished run. Everything is written under WORKDIR/inspect/NAME/:
+
+    report.html        self-contained report (plots and thumbnails embedded)
+    images.csv         one row per image: split, id, path, label, format, mode, size, grey, error
+    duplicates.csv     exact and near duplicate pairs (train/train, train/test, test/test)
+    label_issues.csv   with --run: rows likely mislabelled (confident learning), most likely first
+    outliers.csv       with --run: out-of-domain candidates (kNN distance of fold-model embeddings)
+    summary.json       the figures the terminal summary shows
+    derived/           with write_groups / apply_labels: a corrected copy of the competition
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import runs
+from ..competition import Competition, load_competition
+from ..data import CompetitionData, read_data
+from ..errors import ComptkError
+from ..folds import folds_key
+from . import report as rpt
+from .derived import group_column, write_derived
+from .duplicates import Duplicates, find_duplicates
+from .eda import DataFacts, describe, image_table
+from .labels import LabelIssues, label_issues
+from .scan import scan_images
+
+
+@dataclass(frozen=True)
+class InspectResult:
+    folder: Path
+    report: Path
+    summary: dict
+    lines: list[str]  # the terminal summary
+    derived: Path | None  # declaration of the corrected copy, when one was written
+
+
+def _read_folds(path: Path, ids: np.ndarray) -> np.ndarray | None:
+    saved = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+    if saved["id"].tolist() != ids.tolist():
+        return None
+    return saved["fold"].to_numpy(dtype=np.int64)
+
+
+def _pair_table(dups: Duplicates, data: CompetitionData, paths: list[Path], fold: np.ndarray | None) -> pd.DataFrame:
+    n_train = len(data.train.ids)
+    ids = np.concatenate([data.train.ids, data.test.ids])
+    labels = np.concatenate([np.array(data.classes)[data.train.labels], np.full(len(data.test.ids), "")])
+    split = np.where(np.arange(len(ids)) < n_train, "train", "test")
+    a, b = dups.pairs["row_a"].to_numpy(), dups.pairs["row_b"].to_numpy()
+    both_train = (a < n_train) & (b < n_train)
+    table = pd.DataFrame({
+        "kind": dups.pairs["kind"].to_numpy(), "split_a": split[a], "id_a": ids[a], "label_a": labels[a],
+        "split_b": split[b], "id_b": ids[b], "label_b": labels[b],
+        "hash_distance": dups.pairs["distance"].to_numpy(), "similarity": dups.pairs["similarity"].to_numpy(),
+        "conflicting_labels": both_train & (labels[a] != labels[b]),
+    })
+    if fold is not None:
+        fa = np.where(a < n_train, fold[np.minimum(a, n_train - 1)], -1)
+        fb = np.where(b < n_train, fold[np.minimum(b, n_train - 1)], -1)
+        table["across_folds"] = both_train & (fa != fb)
+    table["path_a"] = [str(paths[i]) for i in a]
+    table["path_b"] = [str(paths[i]) for i in b]
+    return table
+
+
+def _run_arrays(workdir: Path, run: str, comp: Competition, data: CompetitionData):
+    """(paths, sidecar, OOF in this competition's class order, fold of each train row)."""
+    given = Path(run)
+    oof_path = given if given.suffix == ".npy" and given.is_file() else runs.RunPaths(workdir, run).oof
+    if not oof_path.is_file():
+        raise ComptkError(f"--run: no finished run '{run}' ({oof_path} not found); give a run name in this "
+                          "work directory or the path of its oof/RUN.npy")
+    loaded = runs.load_run(oof_path)
+    meta = loaded.sidecar
+    if meta.get("competition") != comp.name:
+        raise ComptkError(f"--run: run '{loaded.name}' is of competition '{meta.get('competition')}', not '{comp.name}'")
+    if meta.get("train_ids_digest") != runs.digest(data.train.ids):
+        raise ComptkError(f"--run: run '{loaded.name}' was trained on other train rows than {comp.name}'s train table "
+                          "now has (train_ids_digest differs)")
+    if sorted(meta["classes"]) != sorted(data.classes):
+        raise ComptkError(f"--run: run '{loaded.name}' has other classes than {comp.name}'s")
+    order = [list(meta["classes"]).index(c) for c in data.classes]
+    folds_file = Path(meta.get("folds_file", ""))
+    fold = _read_folds(folds_file, data.train.ids) if folds_file.is_file() else None
+    if fold is None:
+        raise ComptkError(f"--run: the folds file of run '{loaded.name}' ({folds_file}) is missing or does not match "
+                          "the train rows")
+    return runs.RunPaths(oof_path.parent.parent, loaded.name), meta, loaded.oof[:, order], fold
+
+
+def inspect_competition(
+    competition: Competition | str | Path,
+    *,
+    workdir: str | Path = ".",
+    data_dir: str | Path | None = None,
+    run: str | None = None,
+    max_distance: int = 6,
+    min_similarity: float = 0.99,
+    write_groups: bool = False,
+    apply_labels: bool = False,
+    n_top: int = 100,
+    outliers: bool = True,
+    device: str = "auto",
+    cache: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> InspectResult:
+    """Data report, duplicates and fold leakage; with ``run``, label issues and outliers too.
+
+    ``write_groups``: write a corrected copy whose group column keeps duplicates in one fold;
+    ``apply_labels`` (needs ``run``): the copy gets the suggested labels of the flagged rows."""
+    say = echo or (lambda _: None)
+    workdir = Path(workdir)
+    if apply_labels and not run:
+        raise ComptkError("--apply needs --run RUN: the suggested labels come from a run's OOF predictions")
+    if not 0 <= max_distance <= 16:
+        raise ComptkError(f"--max-distance must be between 0 and 16 bits, got {max_distance}")
+    if not 0 < min_similarity <= 1:
+        raise ComptkError(f"--min-similarity must be in (0, 1], got {min_similarity}")
+    comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
+    data = read_data(comp, comp.data_path(workdir, data_dir))
+    out = runs.InspectPaths(workdir, comp.name)
+    folder = out.folder
+    run_arrays = _run_arrays(workdir, run, comp, data) if run else None  # a bad --run fails before the scan
+    if (write_groups or apply_labels) and comp.layout != "csv":
+        raise ComptkError(f"competition '{comp.name}' uses the {comp.layout} layout: --write-groups and --apply write "
+                          "a corrected copy of the train CSV, so they need the csv layout")
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    paths = [*data.train.paths, *data.test.paths]
+    scan = scan_images(paths)
+    timings["scan_seconds"] = time.perf_counter() - started
+    say(f"scanned {len(paths)} images in {timings['scan_seconds']:.1f} s")
+    names = np.array(data.classes)
+    images = image_table(scan, np.concatenate([data.train.ids, data.test.ids]), paths,
+                         np.array(["train"] * len(data.train.ids) + ["test"] * len(data.test.ids)),
+                         np.concatenate([names[data.train.labels], np.full(len(data.test.ids), "")]))
+    facts = describe(images, data.classes)
+
+    started = time.perf_counter()
+    dups = find_duplicates(scan, max_distance=max_distance, min_similarity=min_similarity)
+    timings["duplicates_seconds"] = time.perf_counter() - started
+    n_train = len(data.train.ids)
+
+    fold_files = ([Path(run_arrays[1]["folds_file"])] if run_arrays else
+                  runs.saved_folds_files(workdir, comp.name, folds_key(data.train)))
+    fold = run_arrays[3] if run_arrays else next(
+        (f for f in (_read_folds(p, data.train.ids) for p in fold_files) if f is not None), None)
+    pairs = _pair_table(dups, data, paths, fold)
+    train_groups = dups.groups[:n_train]
+    dup_rows = dups.group_size[:n_train] > 1
+    split_groups = 0
+    if fold is not None:
+        per_group = pd.DataFrame({"g": train_groups[dup_rows], "f": fold[dup_rows]}).groupby("g")["f"].nunique()
+        split_groups = int((per_group > 1).sum())
+
+    issues: LabelIssues | None = None
+    outlier_frame: pd.DataFrame | None = None
+    scores = None
+    if run_arrays:
+        run_paths, meta, oof, fold = run_arrays
+        issues = label_issues(oof, data.train.labels, data.train.ids, data.classes)
+        if outliers:
+            from ..image_cache import load_competition_images
+            from .outliers import outlier_scores, outlier_table
+
+            started = time.perf_counter()
+            size = int(meta["config"]["img_size"])
+            imgs = load_competition_images(data, size, workdir=workdir, cache=cache)
+            scores = outlier_scores(run_paths, meta, fold, data.train.labels, imgs.train, imgs.test, device=device)
+            outlier_frame = outlier_table(scores, data.train.ids, data.test.ids, data.train.labels, data.classes,
+                                          fold, n_top)
+            outlier_frame["path"] = [str(data.train.paths[r] if s == "train" else data.test.paths[r])
+                                     for s, r in zip(outlier_frame["split"], outlier_frame["row"])]
+            timings["outliers_seconds"] = time.perf_counter() - started
+
+    # files
+    runs.save_csv(out.images, images)
+    runs.save_csv(out.duplicates, pairs)
+    if issues is not None:
+        runs.save_csv(out.label_issues, issues.table)
+    if outlier_frame is not None:
+        runs.save_csv(out.outliers, outlier_frame)
+    derived = None
+    if write_groups or apply_labels:
+        groups = group_column(train_groups, data.train.groups) if write_groups else None
+        relabel = ({int(r): s for r, s in zip(issues.table["row"], issues.table["suggested_label"])}
+                   if apply_labels and issues is not None else None)
+        derived = write_derived(comp, data, out.derived, groups=groups, new_labels=relabel)
+
+    kinds = pairs.groupby(["kind", pairs["split_a"] + "/" + pairs["split_b"]]).size()
+    summary = {
+        "competition": comp.name,
+        "run": run,
+        "n_train": n_train,
+        "n_test": len(data.test.ids),
+        "class_counts": {str(k): int(v) for k, v in facts.class_counts.items()},
+        "n_unreadable": int((images["error"] != "").sum()),
+        "findings": facts.findings,
+        "duplicates": {
+            "max_distance": max_distance,
+            "min_similarity": min_similarity,
+            "pairs": {f"{k}:{s}": int(v) for (k, s), v in kinds.items()},
+            "conflicting_label_pairs": int(pairs["conflicting_labels"].sum()),
+            "folds_file": str(fold_files[0]) if fold is not None else None,
+            "pairs_across_folds": int(pairs["across_folds"].sum()) if "across_folds" in pairs else None,
+            "groups_split_across_folds": split_groups if fold is not None else None,
+        },
+        "label_issues": None if issues is None else {"n_flagged": len(issues.table), "n_checked": issues.n_checked},
+        "outliers": None if scores is None else {"fence": scores.fence,
+                                                 "n_above_fence": int(outlier_frame["above_fence"].sum())},
+        "timings": timings,
+        "derived": str(derived) if derived else None,
+    }
+    runs.save_json(out.summary, summary)
+    lines = _summary_lines(summary, out.report, derived, write_groups)
+    report = out.report
+    rpt.write_html(report, f"comptk inspect: {comp.name}" + (f" (run {run})" if run else ""),
+                   _sections(facts, pairs, summary, lines, issues, outlier_frame, scores, data))
+    return InspectResult(folder, report, summary, lines, derived)
+
+
+def _summary_lines(summary: dict, report: Path, derived: Path | None, grouped: bool) -> list[str]:
+    d = summary["duplicates"]
+    pairs = d["pairs"]
+    count = {key: sum(v for k, v in pairs.items() if k.startswith(key)) for key in ("exact", "near")}
+    across = sum(v for k, v in pairs.items() if k.endswith("train/test") or k.endswith("test/train"))
+    lines = [f"{summary['competition']}: {summary['n_train']} train / {summary['n_test']} test images, "
+             f"{len(summary['class_counts'])} classes, {summary['n_unreadable']} unreadable"]
+    lines += [f"  ! {f}" for f in summary["findings"]]
+    lines.append(f"duplicates: {count['exact']} exact and {count['near']} near pairs ({across} across train/test), "
+                 f"{d['conflicting_label_pairs']} with conflicting labels")
+    if d["groups_split_across_folds"] is not None:
+        lines.append(f"folds ({Path(d['folds_file']).name}): {d['groups_split_across_folds']} duplicate groups "
+                     f"split across folds ({d['pairs_across_folds']} pairs)")
+    else:
+        lines.append("folds: none saved yet for these train rows (train once, or rerun after `comptk train`)")
+    if summary["label_issues"]:
+        li = summary["label_issues"]
+        lines.append(f"label issues: {li['n_flagged']} of {li['n_checked']} rows flagged (label_issues.csv)")
+    if summary["outliers"]:
+        o = summary["outliers"]
+        lines.append(f"outliers: {o['n_above_fence']} rows above the fence {o['fence']:.4f} (outliers.csv)")
+    lines.append(f"report: {report}")
+    if derived:
+        lines.append(f"corrected copy: {derived}; train on it with: comptk train {derived.parent}")
+        if grouped:
+            lines.append("  (its [columns] group = \"dup_group\" keeps each duplicate group in one fold)")
+    return lines
+
+
+def _sections(facts: DataFacts, pairs: pd.DataFrame, summary: dict, lines: list[str], issues, outlier_frame,
+              scores, data: CompetitionData) -> list[tuple[str, str]]:
+    import html
+
+    summary_html = "<pre>" + html.escape("\n".join(lines)) + "</pre>"
+    images = facts.images
+    fmt = images.groupby(["split", "format", "mode"]).size().rename("images").reset_index()
+    fmt["grey"] = images.groupby(["split", "format", "mode"])["grey"].sum().to_numpy()
+    sections = [
+        ("Summary", summary_html),
+        ("Class counts", rpt._img(rpt.plot_class_counts(facts.class_counts), "class counts")),
+        ("Image sizes and aspect ratios", rpt._img(rpt.plot_sizes(images), "image sizes")),
+        ("Formats and colour modes", rpt.table_html(fmt)),
+        ("Unreadable files", rpt.table_html(images[images["error"] != ""][["split", "id", "path", "error"]])),
+    ]
+    shown = pairs.sort_values(["conflicting_labels", "kind", "similarity"], ascending=[False, True, False])
+    sections.append(("Duplicates (conflicting labels first)",
+                     rpt.table_html(shown.drop(columns=[]), thumbs={"image a": "path_a", "image b": "path_b"})))
+    if "across_folds" in pairs:
+        split = pairs[pairs["across_folds"]]
+        sections.append(("Duplicates split across folds (inflate CV)",
+                         rpt.table_html(split, thumbs={"image a": "path_a", "image b": "path_b"}, max_rows=30)))
+    if issues is not None:
+        table = issues.table.copy()
+        table["path"] = [str(data.train.paths[r]) for r in table["row"]]
+        sections.append((f"Label issues ({len(table)} of {issues.n_checked} rows)",
+                         rpt.table_html(table, thumbs={"image": "path"})))
+    if outlier_frame is not None:
+        plot = rpt._img(rpt.plot_scores(scores.train, scores.fence, "train rows: outlier score", "score (robust z)"), "scores")
+        sections.append(("Outlier candidates", plot + rpt.table_html(outlier_frame, thumbs={"image": "path"})))
+    return sections
