@@ -262,3 +262,15 @@ def test_class_gaussians_rank_strays_first():
     queries = np.vstack([centres[rng.integers(0, 3, 40)] + rng.normal(size=(40, 8)),
                          rng.normal(size=(4, 8)) * 20])
     assert set(np.argsort(-model.distance(queries))[:4]) == {40, 41, 42, 43}
+
+
+def test_outliers_of_a_run_with_factorised_heads(tmp_path):
+    """A run trained with heads = "2x2" (the mask recipe's three-head option) embeds through its backbone."""
+    from comptk import run_cv
+    from comptk.inspect import inspect_competition
+
+    comp = make_tiny(tmp_path / "tiny", classes=("a", "b", "c", "d"))
+    run_cv(comp, workdir=comp, name="h", progress=False, plots=False, n_folds=2, heads="2x2")
+    result = inspect_competition(comp, workdir=comp, run="h", n_top=3)
+    outliers = pd.read_csv(result.folder / "outliers.csv", keep_default_na=False)
+    assert len(outliers) >= 3 and outliers["score"].notna().all()

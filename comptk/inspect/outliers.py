@@ -29,7 +29,7 @@ from .. import runs
 from ..config import from_dict
 from ..engine import resolve_device, to_input
 from ..errors import ComptkError
-from ..models import Classifier, create_model
+from ..models import Classifier, FactorizedHeads, create_model
 
 
 def load_fold_model(paths: runs.RunPaths, fold: int, config: dict, n_classes: int) -> Classifier:
@@ -49,6 +49,8 @@ def embed(model: Classifier, images: np.ndarray, device: torch.device, batch_siz
     """Pre-logit features (N, D) float32 of uint8 images (N, H, W, 3), L2-normalised unless told not to."""
     model = model.to(device).eval()
     inner = model.model
+    if isinstance(inner, FactorizedHeads):  # heads = "3x2x3": the features are the backbone's
+        inner = inner.model
     out = []
     for lo in range(0, len(images), batch_size):
         x = to_input(torch.from_numpy(np.ascontiguousarray(images[lo:lo + batch_size])), device)
