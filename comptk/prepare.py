@@ -12,8 +12,6 @@ The folder is built beside its target and renamed into place when complete.
 from __future__ import annotations
 
 import gzip
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from sklearn.model_selection import train_test_split
 
 from .errors import ComptkError, did_you_mean
 from .registry import Registry
+from .runs import atomic_folder
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -145,9 +144,7 @@ def prepare(name: str, workdir: str | Path = ".", *, train_n: int | None = None,
     x_train, y_train = _subset(x_train, y_train, train_n, len(classes), seed, "--train-n")
     x_test, y_test = _subset(x_test, y_test, test_n, len(classes), seed, "--test-n")
     names = np.array(classes)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
-    try:
+    with atomic_folder(target) as building:
         train_ids = [f"TRAIN_{i:05d}" for i in range(len(x_train))]
         test_ids = [f"TEST_{i:05d}" for i in range(len(x_test))]
         train_paths = _write_split(building, "train", x_train)
@@ -157,10 +154,4 @@ def prepare(name: str, workdir: str | Path = ".", *, train_n: int | None = None,
         pd.DataFrame({"id": test_ids, "img_path": test_paths}).to_csv(building / "test.csv", index=False)
         pd.DataFrame({"id": test_ids, "label": names[0]}).to_csv(building / "sample_submission.csv", index=False)
         pd.DataFrame({"id": test_ids, "label": names[y_test]}).to_csv(building / "answers.csv", index=False)
-        if target.exists():
-            shutil.rmtree(target)
-        building.rename(target)
-    finally:
-        if building.exists():
-            shutil.rmtree(building)
     return target

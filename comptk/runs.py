@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -55,6 +56,23 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it replaces ``path`` (an existing folder
+    is removed first), on failure it is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield building
+        if path.exists():
+            shutil.rmtree(path)
+        building.rename(path)
+    finally:
+        if building.exists():
+            shutil.rmtree(building)
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:

@@ -10,8 +10,6 @@ Images are synthetic (or drawn from scikit-learn's digits), so nothing needs a d
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 
 from ..errors import ComptkError
 from ..registry import Registry
+from ..runs import atomic_folder
 
 
 @dataclass(frozen=True)
@@ -42,17 +41,9 @@ def build_standin(name: str, target: Path, *, seed: int = 0, train_n: int | None
     for flag, value in (("--train-n", train_n), ("--test-n", test_n)):
         if value is not None and value < 1:
             raise ComptkError(f"{flag} must be a positive number of images, got {value}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_folder(target) as building:
         notes = standin.write(building, np.random.default_rng(seed), train_n, test_n)
         (building / "STANDIN.md").write_text(notes, encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        building.rename(target)
-    finally:
-        if building.exists():
-            shutil.rmtree(building)
     return target
 
 
