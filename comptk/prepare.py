@@ -124,6 +124,26 @@ def preparable() -> list[str]:
     return sorted([*SOURCES.names(), *STANDINS.names()])
 
 
+PREPARED_MARKS = ("answers.csv", "STANDIN.md")  # files every prepared data folder has (one of them)
+
+
+def check_target(target: Path, force: bool) -> Path:
+    """The folder ``prepare`` may build (and, with ``force``, replace): never the current folder or one
+    of its parents, and ``force`` replaces only an empty folder or one that ``prepare`` made."""
+    target = Path(target).resolve()
+    here = Path.cwd().resolve()
+    if target == here or target in here.parents:
+        raise ComptkError(f"{target} is the current folder or holds it; name a folder of its own for the data")
+    if target.exists():
+        if not force:
+            raise ComptkError(f"{target} already exists; pass --force to build it again")
+        if not target.is_dir() or (any(target.iterdir()) and not any((target / m).exists() for m in PREPARED_MARKS)):
+            raise ComptkError(f"{target} exists and was not made by `comptk prepare` (it has no "
+                              f"{' or '.join(PREPARED_MARKS)}); --force replaces only prepared data: remove it "
+                              f"yourself or choose another folder")
+    return target
+
+
 def prepare(name: str, workdir: str | Path = ".", *, train_n: int | None = None, seed: int = 0,
             force: bool = False, test_n: int | None = None, out: str | Path | None = None) -> Path:
     """Build WORKDIR/data/NAME (or ``out``); ``train_n`` / ``test_n`` keep stratified subsets of the
@@ -138,8 +158,7 @@ def prepare(name: str, workdir: str | Path = ".", *, train_n: int | None = None,
         raise ComptkError(f"cannot prepare '{name}'{did_you_mean(name, preparable())}; "
                           f"choose one of: {', '.join(preparable())}")
     source = SOURCES.get(name)
-    if target.exists() and not force:
-        raise ComptkError(f"{target} already exists; pass --force to build it again")
+    target = check_target(target, force)
     x_train, y_train, x_test, y_test, classes = source(seed)
     x_train, y_train = _subset(x_train, y_train, train_n, len(classes), seed, "--train-n")
     x_test, y_test = _subset(x_test, y_test, test_n, len(classes), seed, "--test-n")

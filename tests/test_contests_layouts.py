@@ -245,3 +245,24 @@ def test_illustration_stand_in_needs_no_fashion_mnist(tmp_path, monkeypatch):
     truth = pd.read_csv(data / "standin_truth.csv", dtype=str, keep_default_na=False)
     assert (truth["kind"] == "photo").any()
     assert len(read_data(load_competition("illustration"), data).train.ids) == len(truth[truth["split"] == "train"])
+
+
+def test_force_replaces_only_prepared_data(tmp_path, monkeypatch):
+    """--out --force must never wipe a folder that prepare did not make, nor the current folder."""
+    runner = CliRunner()
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep")
+    result = runner.invoke(main, ["prepare", "cifar10", "--out", str(precious), "--force", "--train-n", "20"])
+    assert result.exit_code == 2 and "was not made by `comptk prepare`" in result.output
+    assert (precious / "notes.txt").read_text() == "keep"
+    monkeypatch.chdir(precious)
+    for out in (".", str(tmp_path)):
+        result = runner.invoke(main, ["prepare", "cifar10", "--out", out, "--force", "--train-n", "20"])
+        assert result.exit_code == 2 and "is the current folder or holds it" in result.output, result.output
+    assert (precious / "notes.txt").read_text() == "keep"
+    built = tmp_path / "built"
+    prepare("cifar10", tmp_path, out=built, train_n=20, test_n=5)
+    result = runner.invoke(main, ["prepare", "cifar10", "--out", str(built), "--force", "--train-n", "20",
+                                  "--test-n", "5", "--seed", "1"])
+    assert result.exit_code == 0, result.output  # a prepared folder is replaced

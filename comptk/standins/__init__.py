@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ComptkError
+from ..prepare import check_target
 from ..registry import Registry
 from ..runs import atomic_folder
 
@@ -35,9 +36,7 @@ def build_standin(name: str, target: Path, *, seed: int = 0, train_n: int | None
                   test_n: int | None = None, force: bool = False) -> Path:
     """Write stand-in NAME to ``target``, built beside it and renamed into place when complete."""
     standin = STANDINS.get(name)
-    target = Path(target)
-    if target.exists() and not force:
-        raise ComptkError(f"{target} already exists; pass --force to build it again")
+    target = check_target(target, force)
     for flag, value in (("--train-n", train_n), ("--test-n", test_n)):
         if value is not None and value < 1:
             raise ComptkError(f"{flag} must be a positive number of images, got {value}")
