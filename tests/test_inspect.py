@@ -193,7 +193,10 @@ def test_inspect_command_end_to_end(tmp_path):
     copy = pd.read_csv(derived / "train.csv", keep_default_na=False)
     assert copy.loc[copy["id"] == "copy", "dup_group"].item() == copy.loc[copy["id"] == "cat_0", "dup_group"].item()
     fixed = dict(zip(issues["id"], issues["suggested_label"]))
+    assert fixed  # something to apply, so the check below has rows to check
     assert all(copy.loc[copy["id"] == i, "label"].item() == s for i, s in fixed.items())
+    out = runner.invoke(main, ["inspect", str(comp), "--workdir", str(work)])  # no run: no stale run findings
+    assert out.exit_code == 0 and not (folder / "label_issues.csv").exists() and not (folder / "outliers.csv").exists()
     trained = runner.invoke(main, ["train", str(derived), "--name", "r2", *args])
     assert trained.exit_code == 0, trained.output
     import json
@@ -274,3 +277,21 @@ def test_outliers_of_a_run_with_factorised_heads(tmp_path):
     result = inspect_competition(comp, workdir=comp, run="h", n_top=3)
     outliers = pd.read_csv(result.folder / "outliers.csv", keep_default_na=False)
     assert len(outliers) >= 3 and outliers["score"].notna().all()
+
+
+def test_applied_suggestions_win_over_the_declarations_label_fixes(tmp_path):
+    from comptk.competition import load_competition
+    from comptk.data import read_data
+    from comptk.inspect.derived import write_derived
+
+    comp_dir = make_tiny(tmp_path / "tiny")
+    with open(comp_dir / "competition.toml", "a") as f:
+        f.write('\n[label_fixes]\n"cat_1" = "dog"\n"cat_2" = "dog"\n')
+    comp = load_competition(comp_dir)
+    data = read_data(comp, comp_dir / "data")
+    row = int(np.flatnonzero(data.train.ids == "cat_1")[0])
+    declaration = write_derived(comp, data, tmp_path / "derived", new_labels={row: "fox"})
+    derived = load_competition(declaration.parent)
+    fixed = read_data(derived, Path(derived.data_dir))
+    label = dict(zip(fixed.train.ids, np.array(fixed.classes)[fixed.train.labels]))
+    assert label["cat_1"] == "fox" and label["cat_2"] == "dog"  # the suggestion, and the untouched fix

@@ -96,6 +96,11 @@ def write_derived(comp: Competition, data: CompetitionData, folder: Path, *, gro
         rows = np.fromiter(new_labels, dtype=np.int64)
         frame.loc[rows, label] = [new_labels[r] for r in rows]
         changes.append(f"{len(rows)} labels replaced by the suggested ones")
+        # A [label_fixes] entry for a relabelled row would be applied again on reading and undo the suggestion.
+        relabelled = set(frame.loc[rows, comp.columns.id].astype(str))
+        fixes = {k: v for k, v in raw.get("label_fixes", {}).items() if k not in relabelled}
+        if "label_fixes" in raw:
+            raw["label_fixes"] = fixes
     raw["classes"] = list(data.classes)  # the probability columns keep their order
     raw["data_dir"] = str(data.data_dir.resolve())
     raw["files"]["train"] = str((folder / "train.csv").resolve())

@@ -185,10 +185,13 @@ def inspect_competition(
     # files
     runs.save_csv(out.images, images)
     runs.save_csv(out.duplicates, pairs)
-    if issues is not None:
-        runs.save_csv(out.label_issues, issues.table)
-    if outlier_frame is not None:
-        runs.save_csv(out.outliers, outlier_frame)
+    # An earlier call's label issues / outliers would read as this call's: replace them or remove them.
+    for path, table in ((out.label_issues, issues.table if issues is not None else None),
+                        (out.outliers, outlier_frame)):
+        if table is not None:
+            runs.save_csv(path, table)
+        else:
+            path.unlink(missing_ok=True)
     derived = None
     if write_groups or apply_labels:
         groups = group_column(train_groups, data.train.groups) if write_groups else None
