@@ -25,7 +25,7 @@ from .errors import ComptkError
 from .folds import folds_digest, load_or_make_folds
 from .image_cache import CompetitionImages, load_competition_images
 from .metrics import get_metric
-from .models import Classifier, create_model
+from .models import Classifier, check_heads_classes, create_model
 from .pseudo import PseudoLabels, select_pseudo_labels
 from .submission import make_submission
 from .trackers import Tracker, open_tracker
@@ -241,6 +241,7 @@ def run_cv(
     # Fail on a bad device, model, weights file or preset name before anything is written.
     device = resolve_device(cfg.device)
     _check_tta(create_model(cfg, data.n_classes), cfg)
+    check_heads_classes(cfg, data.classes, comp.source or comp.name)
     _transform(comp, cfg, cfg.seed)  # unknown preset, a pipeline that fails on an img_size image
     pseudo = select_pseudo_labels(workdir, cfg.pseudo_run, cfg.pseudo_threshold, data) if cfg.pseudo_run else None
     if cfg.compile:

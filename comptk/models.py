@@ -161,6 +161,14 @@ def create_model(cfg: TrainConfig, n_classes: int) -> nn.Module:
     return FactorizedHeads(_create_timm_model(cfg, sum(sizes)), sizes)
 
 
+def check_heads_classes(cfg: TrainConfig, classes: tuple[str, ...], where: str) -> None:
+    """Factorised heads read class index c as mixed-radix digits, so numbered classes must be in numeric
+    order: classes "0".."17" derived from a CSV sort as text ("0", "1", "10", ...) unless declared."""
+    if cfg.heads and all(c.isdigit() for c in classes) and list(classes) != sorted(classes, key=int):
+        raise ComptkError(f"{where}: heads = '{cfg.heads}' needs the classes in numeric order, but they are "
+                          f"{', '.join(classes[:4])}, ...; declare classes = [\"0\", \"1\", \"2\", ...] in the declaration")
+
+
 def _create_timm_model(cfg: TrainConfig, n_classes: int) -> nn.Module:
     if not timm.is_model(cfg.model) and not cfg.model.startswith("hf-hub:"):
         raise ComptkError(

@@ -28,3 +28,17 @@ def test_classifier_normalises_with_the_model_config():
     model = Classifier(timm.create_model("small_resnet", num_classes=4))
     assert model(torch.rand(2, 3, 20, 20)).shape == (2, 4)
     assert torch.allclose(model.mean.flatten(), torch.tensor([0.5, 0.5, 0.5]))
+
+
+def test_factorised_heads_refuse_numbered_classes_in_text_order(tmp_path):
+    """Mixed-radix heads need class index = numeric class: "0", "1", "10", ... (text order) is an error."""
+    from click.testing import CliRunner
+
+    from comptk.cli import main
+    from tests.conftest import make_tiny
+
+    comp = make_tiny(tmp_path / "t", classes=tuple(str(i) for i in range(12)), n_per_class=2)
+    result = CliRunner().invoke(main, ["train", str(comp), "--workdir", str(comp), "--folds", "2", "--heads", "3x4",
+                                       "--quiet"])
+    assert result.exit_code == 2 and "needs the classes in numeric order" in result.output, result.output
+    assert not (comp / "runs").exists()
