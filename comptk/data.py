@@ -151,14 +151,15 @@ def _read_csv_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table, t
     return train_table, read_csv_test(comp, data_dir), classes
 
 
-def _fixed_labels(comp: Competition, ids: np.ndarray, labels: list[str],
-                  where: Path) -> tuple[list[str], tuple[tuple[str, str, str], ...]]:
+def _fixed_labels(comp: Competition, ids: np.ndarray, labels: list[str], where: Path,
+                  classes: tuple[str, ...] = ()) -> tuple[list[str], tuple[tuple[str, str, str], ...]]:
     """The train labels with the declaration's [label_fixes] applied (id -> right label), and
-    the fixes as (id, label in the data, label used)."""
+    the fixes as (id, label in the data, label used). ``classes``: the layout's class list when it
+    knows one (class folders, a labeler), so a fix may name a class that has no images yet."""
     if not comp.label_fixes:
         return labels, ()
     row_of = {id_: row for row, id_ in enumerate(ids)}
-    known = set(comp.classes or labels)
+    known = set(comp.classes or classes or labels)
     fixed, applied = list(labels), []
     for id_, label in comp.label_fixes.items():
         if id_ not in row_of:
@@ -231,7 +232,7 @@ def _read_folder_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table
     if not test_paths:
         raise ComptkError(f"{test_dir}: no test images")
     train_ids = np.array(ids, dtype=str)
-    label_names, fixes = _fixed_labels(comp, train_ids, [classes[i] for i in labels], train_dir)
+    label_names, fixes = _fixed_labels(comp, train_ids, [classes[i] for i in labels], train_dir, classes)
     test_ids = [str(p.relative_to(test_dir).with_suffix("")) for p in test_paths]
     _check_stems(test_ids, test_paths)
     test_ids = np.array(test_ids, dtype=str)

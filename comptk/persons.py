@@ -125,7 +125,7 @@ def read_person_folders(comp: Competition, data_dir: Path) -> tuple[Table, tuple
             paths.append(path)
             groups.append(name)
     train_ids = np.array(ids, dtype=str)
-    names, fixes = _fixed_labels(comp, train_ids, labels, train_path)
+    names, fixes = _fixed_labels(comp, train_ids, labels, train_path, labeler.classes)
     table = Table(ids=train_ids, paths=tuple(paths),
                   labels=_encode_labels(names, labeler.classes, train_ids, train_path),
                   groups=np.array(groups, dtype=str), label_fixes=fixes)

@@ -266,3 +266,13 @@ def test_force_replaces_only_prepared_data(tmp_path, monkeypatch):
     result = runner.invoke(main, ["prepare", "cifar10", "--out", str(built), "--force", "--train-n", "20",
                                   "--test-n", "5", "--seed", "1"])
     assert result.exit_code == 0, result.output  # a prepared folder is replaced
+
+
+def test_label_fixes_may_name_a_class_folder_without_images(tmp_path):
+    """The layout's class list (here the class folders) is what a fix is checked against, not the labels seen."""
+    data = prepare("cifar10", tmp_path, train_n=40, test_n=5)
+    for image in (data / "train" / "frog").iterdir():
+        image.unlink()
+    comp = load_competition(declaration(tmp_path, "cifar10", append='\n[label_fixes]\n"bird/0000" = "frog"\n'))
+    loaded = read_data(comp, data)
+    assert loaded.classes[loaded.train.labels[loaded.train.ids.tolist().index("bird/0000")]] == "frog"
