@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,15 +29,9 @@ import pandas as pd
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
+from cli_run import comptk  # benchmarks/cli_run.py (scripts run from their folder)
+
 N_EXACT, N_NEAR, N_DIGITS, N_TEXTURES, FLIP_RATE = 50, 50, 30, 30, 0.03
-
-
-def comptk(*args: str) -> float:
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "comptk", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"comptk {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return time.perf_counter() - started
 
 
 def _near(image: np.ndarray, variant: int) -> tuple[np.ndarray, str]:

@@ -11,20 +11,11 @@ the best value of each.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from cli_run import comptk  # benchmarks/cli_run.py (scripts run from their folder)
 from comptk.tune import load_study
-
-
-def comptk(*args: str) -> float:
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "comptk", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"comptk {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return time.perf_counter() - started
 
 
 def main() -> None:
