@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from comptk import runs
+from comptk import artifacts
 from comptk.ensemble import BlendOptions, Scorer, crossfit, load_members
 
 
@@ -38,10 +38,10 @@ def synthetic_members(rng: np.random.Generator, n_members: int, n_rows: int, n_c
 def write_members(folder: Path, oof: np.ndarray, preds: np.ndarray) -> list[Path]:
     paths = []
     for m in range(len(oof)):
-        run = runs.RunPaths(folder, f"m{m:02d}")
-        runs.save_npy(run.oof, oof[m])
-        runs.save_npy(run.preds, preds[m])
-        runs.save_json(run.sidecar, {
+        run = artifacts.RunPaths(folder, f"m{m:02d}")
+        artifacts.save_npy(run.oof, oof[m])
+        artifacts.save_npy(run.preds, preds[m])
+        artifacts.save_json(run.sidecar, {
             "competition": "synthetic", "classes": [str(c) for c in range(oof.shape[2])], "train_ids_digest": "t",
             "test_ids_digest": "s", "folds_digest": "f", "folds_file": "-", "metric": "macro_f1", "data_dir": "-",
         })

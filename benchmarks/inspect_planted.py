@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from cli_run import comptk  # benchmarks/cli_run.py (scripts run from their folder)
 from PIL import Image
 from sklearn.model_selection import train_test_split
-
-from cli_run import comptk  # benchmarks/cli_run.py (scripts run from their folder)
 
 N_EXACT, N_NEAR, N_DIGITS, N_TEXTURES, FLIP_RATE = 50, 50, 30, 30, 0.03
 
@@ -56,10 +55,11 @@ def build(workdir: Path, train_n: int, test_n: int, seed: int) -> dict:
     """WORKDIR/data/fashion with the planted problems; returns what was planted."""
     from sklearn.datasets import load_digits
 
-    from comptk.prepare import _fashion
+    from comptk.datasets.sources import read_fashion
+
 
     rng = np.random.default_rng(seed)
-    x_train, y_train, x_test, y_test, classes = _fashion()
+    x_train, y_train, x_test, y_test, classes = read_fashion()
     keep, _ = train_test_split(np.arange(len(x_train)), train_size=train_n, stratify=y_train, random_state=seed)
     keep = np.sort(keep)
     x_train, y_train = x_train[keep], y_train[keep].astype(np.int64)

@@ -31,9 +31,13 @@ import torch
 from PIL import Image
 
 from comptk import load_competition, prepare, resolve
-from comptk.augment import train_transform
-from comptk.data import ImageArrayDataset, read_data
-from comptk.engine import (
+from comptk.data.folds import make_folds
+from comptk.data.image_cache import load_competition_images
+from comptk.data.layouts import read_data
+from comptk.metrics import get_metric
+from comptk.train.augment import train_transform
+from comptk.train.dataset import ImageArrayDataset
+from comptk.train.engine import (
     autocast_context,
     autocast_dtype,
     check_compile,
@@ -41,11 +45,8 @@ from comptk.engine import (
     resolve_device,
     train_one_fold,
 )
-from comptk.folds import make_folds
-from comptk.image_cache import load_competition_images
-from comptk.metrics import get_metric
-from comptk.models import Classifier, create_model
-from comptk.tta import with_tta
+from comptk.train.models import Classifier, create_model
+from comptk.train.tta import with_tta
 
 JPEG_TOML = """name = "fashion{size}"
 metric = "accuracy"

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from cli_run import comptk  # benchmarks/cli_run.py (scripts run from their folder)
+
 from comptk.tune import load_study
 
 

@@ -3,22 +3,47 @@
 Library API (the CLI is a thin layer over these)::
 
     from comptk import load_competition, run_cv, prepare, score_submission
-    run = run_cv("digits", workdir="work", n_folds=3, epochs=2)
+    run = run_cv("digits", {"n_folds": 3, "epochs": 2}, workdir="work")
     run.cv, run.paths.oof
+
+Names are imported on first use (PEP 562), so ``import comptk`` and the command line's
+``--help`` do not load torch.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from .competition import Competition, load_competition  # noqa: E402
-from .config import TrainConfig, resolve  # noqa: E402
-from .crossval import RunResult, run_cv  # noqa: E402
-from .ensemble import BlendResult, blend  # noqa: E402
-from .errors import ComptkError  # noqa: E402
-from .prepare import prepare  # noqa: E402
-from .runs import RunPaths, load_run  # noqa: E402
-from .submission import score_submission  # noqa: E402
+_EXPORTS = {
+    "BlendResult": "comptk.ensemble",
+    "blend": "comptk.ensemble",
+    "Competition": "comptk.competition",
+    "load_competition": "comptk.competition",
+    "ComptkError": "comptk.errors",
+    "TrainConfig": "comptk.config",
+    "resolve": "comptk.config",
+    "resolve_run": "comptk.config",
+    "RunPaths": "comptk.artifacts",
+    "load_run": "comptk.artifacts",
+    "RunResult": "comptk.train.crossval",
+    "run_cv": "comptk.train.crossval",
+    "prepare": "comptk.datasets",
+    "score_submission": "comptk.submission",
+}
 
-__all__ = [
-    "BlendResult", "Competition", "ComptkError", "RunPaths", "RunResult", "TrainConfig", "blend", "load_competition", "load_run",
-    "prepare", "resolve", "run_cv", "score_submission", "__version__",
-]
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'comptk' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

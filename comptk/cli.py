@@ -86,8 +86,8 @@ def prepare(name: str, workdir: Path, train_n: int | None, test_n: int | None, s
     artist, kfood, mask, cifar10, illustration: small generated stand-ins in the contest's own
     layout (not the contest data; with the real data, skip this and pass --data DIR to train).
     """
-    from .prepare import prepare as build
-    from .standins import STANDINS
+    from .datasets import prepare as build
+    from .datasets.standins import STANDINS
 
     target = build(name, workdir, train_n=train_n, test_n=test_n, seed=seed, force=force, out=out)
     kind = "stand-in (generated, not the contest data; see STANDIN.md)" if name in STANDINS else "data"
@@ -168,7 +168,7 @@ def train(competition: str, workdir: Path, data_dir: Path | None, name: str | No
           folds_subset: str | None, tracker: str, plots: bool, cache: bool, **options) -> None:
     """Train K-fold models; write OOF/test probabilities, CV, a submission and plots."""
     from .config import read_settings
-    from .crossval import run_cv
+    from .train.crossval import run_cv
 
     if storage and not from_study:
         raise ComptkError("--storage is only used with --from-study")
@@ -208,14 +208,14 @@ def _fold_list(text: str | None) -> list[int] | None:
 @click.option("--metric", help="accuracy or macro_f1 (default: the run's competition metric).")
 def score(submission: Path, answers: Path, metric: str | None) -> None:
     """Score a submission against held-out answers (the local leaderboard)."""
-    from . import runs
+    from . import artifacts
     from .submission import score_submission
 
     if metric is None:
-        sidecar = runs.sidecar_of_submission(submission)
+        sidecar = artifacts.sidecar_of_submission(submission)
         if not sidecar.is_file():
             raise ComptkError(f"cannot tell the metric of {submission} (no run sidecar {sidecar}); pass --metric")
-        metric = runs.load_json(sidecar)["metric"]
+        metric = artifacts.load_json(sidecar)["metric"]
     value = score_submission(submission, answers, metric)
     click.echo(f"{metric} {value:.4f}")
 
@@ -347,7 +347,8 @@ def runs_command(competition: str | None, workdir: Path, sort: str | None, rever
     comptk runs digits --where model=small_resnet --sort train_s --top 5
     comptk runs --diff RUN_A RUN_B
     """
-    from . import leaderboard, runs
+    from . import artifacts
+    from .experiments import leaderboard
 
     if diff:
         click.echo(leaderboard.diff_text(leaderboard.diff(workdir, *diff), *diff))
@@ -357,7 +358,7 @@ def runs_command(competition: str | None, workdir: Path, sort: str | None, rever
     shown = [c.strip() for c in columns.split(",")] if columns else leaderboard.COLUMNS
     click.echo(leaderboard.to_text(table, shown))
     if csv_path:
-        runs.save_csv(csv_path, table)
+        artifacts.save_csv(csv_path, table)
         click.echo(f"wrote {csv_path}")
 
 
@@ -366,7 +367,7 @@ def runs_command(competition: str | None, workdir: Path, sort: str | None, rever
 @workdir_option
 def plots(run: str, workdir: Path) -> None:
     """(Re)make a run's plots: runs/RUN/learning_curves.png, confusion_matrix.png, per_class_f1.png."""
-    from .plots import plot_run
+    from .experiments.plots import plot_run
 
     for path in plot_run(run, workdir):
         click.echo(f"wrote {path}")
@@ -404,9 +405,9 @@ def sweep(competition: str, name: str | None, workdir: Path, data_dir: Path | No
     comptk sweep fashion --models resnet18,efficientnet_b0,convnext_nano --folds-subset 0 --epochs 5
     comptk sweep digits --name lr --lr 1e-3,3e-3 --img-size 16,28
     """
-    from . import leaderboard
-    from .sweep import parse_values
-    from .sweep import sweep as run_sweep
+    from .experiments import leaderboard
+    from .experiments.sweep import parse_values
+    from .experiments.sweep import sweep as run_sweep
 
     given = {key: parse_values(key, text) for key, text in options.items() if text is not None}
     grid = {key: values for key, values in given.items() if len(values) > 1}

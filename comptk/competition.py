@@ -12,9 +12,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from . import augment, config
+from . import config
 from .errors import ComptkError, did_you_mean
 from .metrics import METRICS
+from .train import augment
 from .tune.space import check_declaration as check_tune_table
 
 DECLARATION = "competition.toml"
@@ -65,6 +66,11 @@ class Competition:
 
     def train_defaults(self) -> dict[str, Any]:
         return dict(self.train)
+
+    @property
+    def has_test_crop(self) -> bool:
+        """Test images are crops of the pictures (``[test_time] crop`` below 1)."""
+        return self.test_crop is not None and self.test_crop < 1
 
 
 # key -> (type, required)
@@ -178,7 +184,7 @@ def load_competition(name_or_path: str | Path, workdir: str | Path = ".") -> Com
     check_tune_table(raw.get("tune", {}), str(path))
     pretrained_allowed = raw.get("pretrained_allowed", True)
     if not pretrained_allowed:
-        check_pretrained_allowed(raw["name"], path, defaults)
+        config.check_pretrained_allowed(raw["name"], path, defaults)
     files = dict(raw["files"])
     files["extra_train"] = _check_extra_train(files.get("extra_train", []), raw["layout"], path)
     person_labels = _check_person_folders(raw, path)
@@ -221,7 +227,9 @@ def _check_person_folders(raw: dict, path: Path) -> str:
     if table is None:
         raise ComptkError(f"{path}: layout \"person-folders\" needs a [person_folders] table with 'labels'")
     _check_table(table, _PERSON_FOLDERS, f"{path} [person_folders]")
-    from .persons import LABELERS  # late import: persons reads tables with comptk.data
+    from .data.labelers import (
+        LABELERS,  # late import: persons reads tables with comptk.data
+    )
 
     LABELERS.get(table["labels"])
     if not raw.get("columns", {}).get("group"):
@@ -239,13 +247,3 @@ def _check_label_fixes(fixes: dict, classes: tuple[str, ...] | None, path: Path)
             raise ComptkError(f"{path} [label_fixes]: id '{id_}' -> '{label}' is not in the declared classes"
                               f"{did_you_mean(label, classes)}")
     return dict(fixes)
-
-
-def check_pretrained_allowed(name: str, source: Path | None, cfg: config.TrainConfig) -> None:
-    """A competition that forbids pretrained weights refuses ``pretrained`` and ``weights``."""
-    used = "pretrained = true" if cfg.pretrained else f"weights = '{cfg.weights}'" if cfg.weights else ""
-    if used:
-        raise ComptkError(
-            f"competition '{name}' forbids pretrained weights (pretrained_allowed = false in {source}), "
-            f"but the run sets {used}; train from scratch (--no-pretrained, no --weights)"
-        )

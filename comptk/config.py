@@ -1,8 +1,11 @@
-"""TrainConfig: every setting of a training run, resolved once at the edge.
+"""TrainConfig: every setting of a training run, and the one place settings are resolved.
 
-Resolution order: code defaults < the competition's ``[train]`` table < explicit
-overrides (CLI flags or keyword arguments). The resolved config is saved with the
-run, so a run can be reproduced and a resume can check it is the same run.
+Resolution order (``resolve_run``, used by train, sweep, tune and every later command):
+code defaults < the competition's ``[train]`` table < a settings file or a study's best
+trial < explicit overrides (CLI flags, keyword arguments, a trial's parameters); then the
+competition's rules: test-time crops make ``augment = "crop-to-test"`` the default, and
+``pretrained_allowed = false`` refuses pretrained weights. The resolved config is saved
+with the run, so a run can be reproduced and a resume can check it is the same run.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ComptkError, did_you_mean
+
+if TYPE_CHECKING:  # for annotations only: competition.py builds on this module
+    from .competition import Competition
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adamw", "sgd"),
@@ -126,7 +132,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 
 
 def _validate_techniques(cfg: TrainConfig) -> None:
-    from .losses import parse_loss  # late import: losses imports torch
+    from .train.losses import parse_loss  # late import: losses imports torch
 
     parse_loss(cfg.loss)
     for key in ("class_cap", "focal_gamma", "mixup_alpha", "cutmix_alpha", "clip_grad_norm", "freeze_epochs"):
@@ -179,6 +185,36 @@ def resolve(
             {k: _coerce(k, v, label) for k, v in source.items() if v is not None}
         )
     return validate(TrainConfig(**values))
+
+
+def resolve_run(
+    competition: Competition,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    base: Mapping[str, Any] | None = None,
+) -> TrainConfig:
+    """The settings a run of ``competition`` gets: code defaults < its [train] table < ``base``
+    (a settings file, a study's best trial) < ``overrides`` (None values are ignored); then
+    crop-to-test augmentation for test crops unless an augment was chosen, and the
+    pretrained-weights rule."""
+    given = {**(base or {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    cfg = resolve(competition.train_defaults(), given, where=f"{competition.source} [train]")
+    chosen = {*competition.train_defaults(), *given}
+    if competition.has_test_crop and "augment" not in chosen:
+        cfg = dataclasses.replace(cfg, augment="crop-to-test")
+    if not competition.pretrained_allowed:
+        check_pretrained_allowed(competition.name, competition.source, cfg)
+    return cfg
+
+
+def check_pretrained_allowed(name: str, source: Path | None, cfg: TrainConfig) -> None:
+    """A competition that forbids pretrained weights refuses ``pretrained`` and ``weights``."""
+    used = "pretrained = true" if cfg.pretrained else f"weights = '{cfg.weights}'" if cfg.weights else ""
+    if used:
+        raise ComptkError(
+            f"competition '{name}' forbids pretrained weights (pretrained_allowed = false in {source}), "
+            f"but the run sets {used}; train from scratch (--no-pretrained, no --weights)"
+        )
 
 
 def from_dict(values: Mapping[str, Any], where: str) -> TrainConfig:

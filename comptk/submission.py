@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import CompetitionData, read_csv
+from .data.tables import CompetitionData, read_csv
 from .errors import ComptkError
 from .metrics import get_metric
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from comptk.prepare import prepare
+from comptk.datasets import prepare
 
 TOML = """\
 name = "tiny"

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import make_tiny
 
 from comptk import ComptkError, load_competition
-from comptk.augment import crop_to_test_scale, train_transform
 from comptk.cli import main
-from comptk.tta import TTA, crop_box, crop_views, merge, with_tta
-
-from conftest import make_tiny
+from comptk.train.augment import crop_to_test_scale, train_transform
+from comptk.train.tta import TTA, crop_box, crop_views, merge, with_tta
 
 
 def _batch(image: np.ndarray, n: int) -> torch.Tensor:

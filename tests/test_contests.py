@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from comptk.artifacts import RunPaths
 from comptk.cli import main
 from comptk.competition import BUNDLED_DIR, load_competition
-from comptk.data import read_data
+from comptk.data.layouts import read_data
 from comptk.metrics import get_metric
-from comptk.runs import RunPaths
 
 TINY = ["--folds", "2", "--epochs", "1", "--img-size", "16", "--model", "small_resnet", "--no-pretrained",
         "--batch-size", "64", "--tta", "none", "--quiet", "--no-plots"]

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from comptk.cli import main
 from comptk.competition import BUNDLED_DIR, load_competition
-from comptk.data import read_data
+from comptk.data.labelers import age_band, mask_class
+from comptk.data.layouts import read_data
 from comptk.errors import ComptkError
-from comptk.persons import age_band, mask_class
-from comptk.prepare import prepare
+from comptk.datasets import prepare
 
 
 @pytest.fixture(scope="module")
@@ -198,8 +198,8 @@ def test_factorised_heads_are_the_product_of_the_heads_softmaxes():
     import torch
 
     from comptk.config import resolve
-    from comptk.models import FactorizedHeads, create_model
-    from comptk.persons import mask_class
+    from comptk.data.labelers import mask_class
+    from comptk.train.models import FactorizedHeads, create_model
 
     model = create_model(resolve(None, {"model": "small_resnet", "heads": "3x2x3"}), 18)
     assert isinstance(model, FactorizedHeads) and model.model.num_classes == 8
@@ -222,7 +222,7 @@ def test_factorised_heads_are_the_product_of_the_heads_softmaxes():
 
 def test_heads_must_multiply_to_the_class_count():
     from comptk.config import resolve
-    from comptk.models import create_model
+    from comptk.train.models import create_model
 
     with pytest.raises(ComptkError, match="makes 12 classes, but the competition has 18"):
         create_model(resolve(None, {"model": "small_resnet", "heads": "3x2x2"}), 18)
@@ -239,8 +239,8 @@ def test_missing_contest_data_says_where_it_goes(tmp_path):
 def test_illustration_stand_in_needs_no_fashion_mnist(tmp_path, monkeypatch):
     import sys
 
-    monkeypatch.setattr(sys.modules["comptk.prepare"], "FASHION_DIR", tmp_path / "absent")  # the module, not
-    # comptk.prepare, the function of the same name
+    monkeypatch.setattr(sys.modules["comptk.datasets.sources"], "FASHION_DIR", tmp_path / "absent")  # the module, not
+    # comptk.prepare, the function
     data = prepare("illustration", tmp_path, train_n=60, test_n=20, seed=5)
     truth = pd.read_csv(data / "standin_truth.csv", dtype=str, keep_default_na=False)
     assert (truth["kind"] == "photo").any()

@@ -4,7 +4,8 @@ import pytest
 from PIL import Image
 
 from comptk import ComptkError, load_competition
-from comptk.data import decode_image, load_images, read_data
+from comptk.data.images import decode_image, load_images
+from comptk.data.layouts import read_data
 
 
 def _read(tiny):

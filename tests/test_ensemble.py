@@ -9,20 +9,25 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-
-from comptk import ComptkError, run_cv, runs
-from comptk.cli import main
-from comptk.competition import load_competition
-from comptk.data import read_data
-from comptk.ensemble import (
-    BlendOptions, Scorer, apply_class_bias, blend, crossfit, fit_class_bias, fit_log_loss_weights, hill_climb,
-)
-from comptk.ensemble.methods import _candidate_confusions
-from comptk.folds import folds_digest
-from comptk.metrics import Metric, get_metric
-
 from conftest import make_tiny
 
+from comptk import ComptkError, artifacts, run_cv
+from comptk.cli import main
+from comptk.competition import load_competition
+from comptk.data.folds import folds_digest
+from comptk.data.layouts import read_data
+from comptk.ensemble import (
+    BlendOptions,
+    Scorer,
+    apply_class_bias,
+    blend,
+    crossfit,
+    fit_class_bias,
+    fit_log_loss_weights,
+    hill_climb,
+)
+from comptk.ensemble.methods import _candidate_confusions
+from comptk.metrics import Metric, get_metric
 
 # ---------------------------------------------------------------- synthetic members
 
@@ -213,31 +218,31 @@ def tiny_work(tmp_path):
     data = read_data(comp, root / "data")
     fold = np.arange(len(data.train.ids)) % N_FOLDS
     folds_file = tmp_path / "folds" / "tiny.csv"
-    runs.save_csv(folds_file, pd.DataFrame({"id": data.train.ids, "fold": fold}))
+    artifacts.save_csv(folds_file, pd.DataFrame({"id": data.train.ids, "fold": fold}))
     rng = np.random.default_rng(0)
 
     def write(name, oof=None, preds=None, **meta):
         n_classes = len(data.classes)
         oof = informative(rng, data.train.labels, n_classes) if oof is None else oof
         preds = noise(rng, len(data.test.ids), n_classes) if preds is None else preds
-        paths = runs.RunPaths(tmp_path, name)
-        runs.save_npy(paths.oof, oof)
-        runs.save_npy(paths.preds, preds)
+        paths = artifacts.RunPaths(tmp_path, name)
+        artifacts.save_npy(paths.oof, oof)
+        artifacts.save_npy(paths.preds, preds)
         sidecar = {
             "name": name, "competition": "tiny", "classes": list(data.classes),
-            "train_ids_digest": runs.digest(data.train.ids), "test_ids_digest": runs.digest(data.test.ids),
+            "train_ids_digest": artifacts.digest(data.train.ids), "test_ids_digest": artifacts.digest(data.test.ids),
             "folds_digest": folds_digest(data.train.ids, fold), "folds_file": str(folds_file),
             "metric": "accuracy", "data_dir": str(root / "data"), "n_folds": N_FOLDS, "cv": {"oof": 0.5},
             "config": {}, **meta,
         }
-        runs.save_json(paths.sidecar, sidecar)
+        artifacts.save_json(paths.sidecar, sidecar)
         return paths.oof
 
     return tmp_path, data, write
 
 
 def _nothing_written(workdir, name="blend"):
-    paths = runs.RunPaths(workdir, name)
+    paths = artifacts.RunPaths(workdir, name)
     return not any(p.exists() for p in (paths.oof, paths.preds, paths.sidecar, workdir / "submissions" / "blend.csv",
                                         workdir / "submissions" / "blend.report.md"))
 
@@ -261,7 +266,7 @@ def _invalid_member(case, data, write):
         return [a, write("b", folds_digest="x")], "other folds"
     if case == "no_preds":
         b = write("b")
-        runs.RunPaths(b.parent.parent, "b").preds.unlink()
+        artifacts.RunPaths(b.parent.parent, "b").preds.unlink()
         return [a, b], "no test predictions"
     if case == "nan":
         proba[3, 1] = np.nan
@@ -277,7 +282,7 @@ def _invalid_member(case, data, write):
     if case == "same_path":
         return [a, a], "given twice"
     if case == "same_arrays":
-        return [a, write("b", oof=np.load(a), preds=np.load(runs.RunPaths(a.parent.parent, "a").preds))], \
+        return [a, write("b", oof=np.load(a), preds=np.load(artifacts.RunPaths(a.parent.parent, "a").preds))], \
             "identical OOF and test arrays"
     if case == "one_member":
         return [a], "at least 2 members"
@@ -302,7 +307,7 @@ def test_reordered_classes_are_realigned_by_name(tiny_work):
     a, b = write("a"), write("b")
     reference = _blend(workdir, [a, b])
     order = [2, 0, 1]
-    shuffled = write("b2", oof=np.load(b)[:, order], preds=np.load(runs.RunPaths(workdir, "b").preds)[:, order],
+    shuffled = write("b2", oof=np.load(b)[:, order], preds=np.load(artifacts.RunPaths(workdir, "b").preds)[:, order],
                      classes=[data.classes[i] for i in order])
     realigned = _blend(workdir, [a, shuffled], force=True)
     assert np.allclose(np.load(realigned.paths.oof), np.load(reference.paths.oof))
@@ -373,7 +378,7 @@ def test_cli_blends_two_digits_runs(digits_runs):
     assert list(sub.columns) == list(sample.columns) and sub["id"].tolist() == sample["id"].tolist()
     assert set(sub["label"]) <= {str(i) for i in range(10)}
 
-    paths = runs.RunPaths(workdir, "ens_blend")
+    paths = artifacts.RunPaths(workdir, "ens_blend")
     meta = json.loads(paths.sidecar.read_text())
     member = json.loads(a.paths.sidecar.read_text())
     for key in ("competition", "classes", "train_ids_digest", "test_ids_digest", "folds_digest", "folds_file",

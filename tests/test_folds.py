@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from comptk import ComptkError
-from comptk.folds import make_folds
+from comptk.data.folds import make_folds
 
 
 def test_stratified_folds_are_balanced_and_seeded():

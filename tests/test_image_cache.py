@@ -11,10 +11,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from comptk import ComptkError, load_competition, run_cv
-from comptk import image_cache as ic
+from comptk.artifacts import image_cache_dir
 from comptk.cli import main
-from comptk.data import load_images, read_data
-from comptk.runs import image_cache_dir
+from comptk.data import image_cache as ic
+from comptk.data.images import load_images
+from comptk.data.layouts import read_data
 
 
 def _paths(tiny):
@@ -129,7 +130,7 @@ def test_an_unwritable_cache_only_costs_speed(tiny, monkeypatch, caplog):
     def full_disk(path, array):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ic.runs, "save_npy", full_disk)
+    monkeypatch.setattr(ic.artifacts, "save_npy", full_disk)
     result = ic.load_images_cached(_paths(tiny), 12, workdir=tiny / "work", label="tiny-train")
     assert result.status == "unwritable" and np.array_equal(result.images, load_images(_paths(tiny), 12))
     assert "image cache not written" in caplog.text and "No space left on device" in caplog.text

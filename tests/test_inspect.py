@@ -281,7 +281,7 @@ def test_outliers_of_a_run_with_factorised_heads(tmp_path):
 
 def test_applied_suggestions_win_over_the_declarations_label_fixes(tmp_path):
     from comptk.competition import load_competition
-    from comptk.data import read_data
+    from comptk.data.layouts import read_data
     from comptk.inspect.derived import write_derived
 
     comp_dir = make_tiny(tmp_path / "tiny")

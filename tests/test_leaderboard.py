@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import assert_real_png
 
-from comptk import ComptkError, blend, leaderboard, prepare, run_cv, runs
+from comptk import ComptkError, artifacts, blend, prepare, run_cv
 from comptk.cli import main
+from comptk.experiments import leaderboard
 from comptk.metrics import get_metric
 from comptk.submission import score_submission
-
-from conftest import assert_real_png
 
 COMMON = {"progress": False, "n_folds": 2, "epochs": 1, "img_size": 16}
 
@@ -46,10 +46,10 @@ def test_table_has_a_row_per_run_and_blend_from_the_sidecars(board):
     answers = board / "data/digits/answers.csv"
     for name in ("r_a", "r_b", "r_p"):
         row = table.set_index("name").loc[name]
-        meta = json.loads(runs.RunPaths(board, name).sidecar.read_text())
+        meta = json.loads(artifacts.RunPaths(board, name).sidecar.read_text())
         assert row["cv"] == meta["cv"]["oof"] and row["model"] == "small_resnet" and row["img_size"] == 16
         assert row["cv_folds"].split() == [f"{s:.4f}" for s in meta["cv"]["per_fold"]]
-        assert row["test"] == pytest.approx(score_submission(runs.RunPaths(board, name).submission, answers,
+        assert row["test"] == pytest.approx(score_submission(artifacts.RunPaths(board, name).submission, answers,
                                                              "macro_f1"))
         assert row["train_s"] > 0 and row["img_s"] > 0 and row["date"].startswith("20")
     rows = table.set_index("name")
@@ -95,8 +95,8 @@ def test_cli_runs_prints_the_filtered_table_and_writes_csv(board, tmp_path):
 
 
 def test_old_or_broken_sidecars_do_not_break_the_table(tmp_path):
-    runs.save_json(runs.RunPaths(tmp_path, "old").sidecar, {"competition": "digits", "cv": {"oof": 0.5}})
-    runs.save_json(runs.RunPaths(tmp_path, "bare").sidecar, {})
+    artifacts.save_json(artifacts.RunPaths(tmp_path, "old").sidecar, {"competition": "digits", "cv": {"oof": 0.5}})
+    artifacts.save_json(artifacts.RunPaths(tmp_path, "bare").sidecar, {})
     (tmp_path / "oof" / "broken.json").write_text("{not json")
     table = leaderboard.collect(tmp_path)
     assert list(table["name"]) == ["old", "bare"]
@@ -118,7 +118,7 @@ def test_diff_lists_the_settings_that_differ(board):
 
 
 def test_partial_run_is_marked_nan_outside_its_folds_and_cannot_be_blended(board):
-    paths = runs.RunPaths(board, "r_p")
+    paths = artifacts.RunPaths(board, "r_p")
     meta = json.loads(paths.sidecar.read_text())
     assert meta["folds_trained"] == [1] and meta["partial"] is True and meta["n_folds"] == 2
     fold = pd.read_csv(meta["folds_file"])["fold"].to_numpy()
@@ -128,14 +128,14 @@ def test_partial_run_is_marked_nan_outside_its_folds_and_cannot_be_blended(board
     assert meta["cv"]["oof"] == pytest.approx(get_metric("macro_f1").score_proba(y[fold == 1], oof[fold == 1]))
     assert meta["cv"]["n_rows"] == int((fold == 1).sum()) and not paths.fold_dir(0).exists()
     with pytest.raises(ComptkError, match="r_p' is partial .*folds 1 of 2"):
-        blend([runs.RunPaths(board, "r_a").oof, paths.oof], out=board / "submissions" / "x.csv", workdir=board)
+        blend([artifacts.RunPaths(board, "r_a").oof, paths.oof], out=board / "submissions" / "x.csv", workdir=board)
     assert not (board / "submissions" / "x.csv").exists()
 
 
 def test_partial_run_trains_its_other_folds_later(board, tmp_path):
     work = tmp_path / "w"
     shutil.copytree(board, work)
-    paths = runs.RunPaths(work, "r_p")
+    paths = artifacts.RunPaths(work, "r_p")
     again = {**COMMON, "epochs": 2, "lr": 0.01}
     with pytest.raises(ComptkError, match="already trained folds 1 of 2"):
         run_cv("digits", workdir=work, name="r_p", folds_subset=[1], **again)
@@ -143,7 +143,7 @@ def test_partial_run_trains_its_other_folds_later(board, tmp_path):
                          ([], "at least one")):
         with pytest.raises(ComptkError, match=message):
             run_cv("digits", workdir=work, name="new", folds_subset=bad, **again)
-    assert not runs.RunPaths(work, "new").run_dir.exists()
+    assert not artifacts.RunPaths(work, "new").run_dir.exists()
     fold1 = paths.checkpoint(1).stat().st_mtime_ns
     result = run_cv("digits", workdir=work, name="r_p", **again)
     assert not result.partial and result.sidecar["folds_trained"] == [0, 1]
@@ -155,10 +155,10 @@ def test_partial_run_trains_its_other_folds_later(board, tmp_path):
 
 def test_every_run_gets_its_plots_and_comptk_plots_remakes_them(board):
     for name in ("r_a", "r_p"):
-        paths = runs.RunPaths(board, name)
+        paths = artifacts.RunPaths(board, name)
         for png in (paths.plot_learning_curves, paths.plot_confusion, paths.plot_per_class_f1):
             assert_real_png(png)
-    paths = runs.RunPaths(board, "r_a")
+    paths = artifacts.RunPaths(board, "r_a")
     paths.plot_confusion.unlink()
     result = invoke("plots", "r_a", "--workdir", board)
     assert result.exit_code == 0, result.output

@@ -10,9 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from comptk import ComptkError, resolve
-from comptk.losses import LOSSES, Criterion, class_weights, focal, parse_loss, soft_f1
-from comptk.mixing import make_mixer
-from comptk.sampling import make_sampler
+from comptk.train.losses import (
+    LOSSES,
+    Criterion,
+    class_weights,
+    focal,
+    parse_loss,
+    soft_f1,
+)
+from comptk.train.mixing import make_mixer
+from comptk.train.sampling import make_sampler
 
 LOGITS = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [-1.0, 3.0, 0.0], [0.0, 0.0, 4.0]])
 LABELS = torch.tensor([0, 2, 1, 0])

@@ -4,7 +4,7 @@ import torch
 from safetensors.torch import save_file
 
 from comptk import ComptkError, resolve
-from comptk.models import Classifier, create_model
+from comptk.train.models import Classifier, create_model
 
 
 @pytest.mark.parametrize("name", ["small_resnet", "test_resnet"])

@@ -8,8 +8,16 @@ import pytest
 from PIL import Image
 
 from comptk.competition import load_competition
-from comptk.data import read_data
-from comptk.prepare import FASHION_DIR, LT_RATIO, SOURCES, _fashion, _upscale, long_tail_counts, prepare
+from comptk.data.layouts import read_data
+from comptk.datasets import prepare
+from comptk.datasets.sources import (
+    FASHION_DIR,
+    LT_RATIO,
+    SOURCES,
+    _upscale,
+    long_tail_counts,
+    read_fashion,
+)
 
 needs_fashion = pytest.mark.skipif(not (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file(),
                                    reason="Fashion-MNIST not installed")
@@ -41,7 +49,7 @@ def test_fashion_lt_is_long_tailed_upscaled_and_its_test_images_are_crops(tmp_pa
 @needs_fashion
 def test_fashion_lt_test_crops_are_windows_of_the_upscaled_test_images():
     _, _, crops, _, _ = SOURCES.get("fashion-lt")(0)
-    originals = _upscale(_fashion()[2][:5], 56)
+    originals = _upscale(read_fashion()[2][:5], 56)
     for crop, big in zip(crops[:5], originals):
         windows = np.lib.stride_tricks.sliding_window_view(big, crop.shape)
         assert np.any(np.all(windows == crop, axis=(2, 3)))

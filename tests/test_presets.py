@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from comptk.augment import AUGMENTS, BatchAugment, train_transform
-from comptk.data import ImageArrayDataset
 from comptk.metrics import METRICS
-from comptk.tta import TTA, with_tta
+from comptk.train.augment import AUGMENTS, BatchAugment, train_transform
+from comptk.train.dataset import ImageArrayDataset
+from comptk.train.tta import TTA, with_tta
 
 
 @pytest.mark.parametrize("name", AUGMENTS.names())

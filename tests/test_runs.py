@@ -1,38 +1,38 @@
 import numpy as np
 import pytest
 
-from comptk import ComptkError, runs
+from comptk import ComptkError, artifacts
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "sub" / "x.npy"
     with pytest.raises(RuntimeError):
-        with runs.atomic_path(target) as tmp:
+        with artifacts.atomic_path(target) as tmp:
             tmp.write_bytes(b"half")
             raise RuntimeError("killed")
     assert not target.exists() and list(target.parent.iterdir()) == []
 
 
 def test_atomic_write_replaces(tmp_path):
-    runs.save_npy(tmp_path / "a.npy", np.arange(3))
-    runs.save_npy(tmp_path / "a.npy", np.arange(4))
+    artifacts.save_npy(tmp_path / "a.npy", np.arange(3))
+    artifacts.save_npy(tmp_path / "a.npy", np.arange(4))
     assert np.load(tmp_path / "a.npy").tolist() == [0, 1, 2, 3]
     assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]
 
 
 def test_digest_is_order_sensitive():
-    assert runs.digest(["a", "b"]) != runs.digest(["b", "a"])
-    assert runs.digest(["a", "b"]) == runs.digest(iter(["a", "b"]))
+    assert artifacts.digest(["a", "b"]) != artifacts.digest(["b", "a"])
+    assert artifacts.digest(["a", "b"]) == artifacts.digest(iter(["a", "b"]))
 
 
 @pytest.mark.parametrize("bad", ["", "../x", "a/b", "-x", "a b"])
 def test_bad_run_names(bad):
     with pytest.raises(ComptkError, match="run name"):
-        runs.check_run_name(bad)
+        artifacts.check_run_name(bad)
 
 
 def test_paths_are_the_documented_layout(tmp_path):
-    p = runs.RunPaths(tmp_path, "r1")
+    p = artifacts.RunPaths(tmp_path, "r1")
     assert p.oof == tmp_path / "oof" / "r1.npy" and p.sidecar == tmp_path / "oof" / "r1.json"
     assert p.preds == tmp_path / "preds" / "r1.npy" and p.submission == tmp_path / "submissions" / "r1.csv"
-    assert runs.sidecar_of_submission(p.submission) == p.sidecar
+    assert artifacts.sidecar_of_submission(p.submission) == p.sidecar

@@ -11,12 +11,12 @@ import torch
 from click.testing import CliRunner
 
 from comptk import ComptkError, TrainConfig, run_cv
-from comptk.augment import train_transform
 from comptk.cli import main
-from comptk.data import ImageArrayDataset
-from comptk.engine import predict_proba, train_one_fold
 from comptk.metrics import get_metric
-from comptk.models import Classifier, create_model
+from comptk.train.augment import train_transform
+from comptk.train.dataset import ImageArrayDataset
+from comptk.train.engine import predict_proba, train_one_fold
+from comptk.train.models import Classifier, create_model
 
 CPU = torch.device("cpu")
 
@@ -86,8 +86,8 @@ def test_a_diverging_loss_stops_training_with_one_line():
 
 
 def test_only_torch_batch_augmentations_move_to_the_device():
-    from comptk.augment import BatchAugment, train_transform
-    from comptk.engine import device_augment
+    from comptk.train.augment import BatchAugment, train_transform
+    from comptk.train.engine import device_augment
 
     batch = BatchAugment(0)
     assert device_augment(batch, True) is batch and device_augment(batch, False) is None
@@ -99,7 +99,7 @@ def test_only_torch_batch_augmentations_move_to_the_device():
 def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch, native):
     """precision=auto is bf16 autocast only on a CPU with bf16 instructions (where it is faster);
     explicit choices are kept whatever the CPU."""
-    from comptk import engine
+    from comptk.train import engine
 
     monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: native)
     assert engine.autocast_dtype(CPU, "auto") == (torch.bfloat16 if native else None)

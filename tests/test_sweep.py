@@ -8,13 +8,12 @@ import logging
 
 import pytest
 from click.testing import CliRunner
-
-from comptk import ComptkError, prepare, run_cv, runs
-from comptk.cli import main
-from comptk.sweep import parse_values, run_name, settings, sweep
-from comptk.trackers import Tracker, open_tracker
-
 from conftest import assert_real_png
+
+from comptk import ComptkError, artifacts, prepare, run_cv
+from comptk.cli import main
+from comptk.experiments.sweep import parse_values, run_name, settings, sweep
+from comptk.experiments.trackers import Tracker, open_tracker
 
 FIXED = {"n_folds": 2, "epochs": 1, "img_size": 16, "batch_size": 128}
 GRID = {"model": ["small_resnet", "test_resnet"]}
@@ -39,12 +38,12 @@ def test_sweep_runs_each_setting_as_a_partial_run_and_writes_table_and_plot(swep
     assert result.run_names == ("sw-small_resnet", "sw-test_resnet")
     assert sorted(result.table["name"]) == sorted(result.run_names)
     for name in result.run_names:
-        meta = json.loads(runs.RunPaths(work, name).sidecar.read_text())
+        meta = json.loads(artifacts.RunPaths(work, name).sidecar.read_text())
         assert meta["folds_trained"] == [0] and meta["config"]["model"] == name.split("-", 1)[1]
         assert meta["config"]["epochs"] == 1 and meta["config"]["img_size"] == 16
         row = result.table.set_index("name").loc[name]
         assert row["cv"] == meta["cv"]["oof"] and row["folds"] == "1/2" and row["train_s"] > 0
-    assert result.plot == runs.SweepPaths(work, "sw").plot
+    assert result.plot == artifacts.SweepPaths(work, "sw").plot
     assert_real_png(result.plot)
     saved = json.loads(result.paths.spec.read_text())
     assert saved["grid"] == GRID and saved["runs"] == list(result.run_names) and saved["folds_subset"] == [0]
@@ -52,13 +51,13 @@ def test_sweep_runs_each_setting_as_a_partial_run_and_writes_table_and_plot(swep
 
 def test_rerunning_a_sweep_keeps_its_finished_runs(swept):
     work, result = swept
-    stamps = {n: runs.RunPaths(work, n).sidecar.stat().st_mtime_ns for n in result.run_names}
+    stamps = {n: artifacts.RunPaths(work, n).sidecar.stat().st_mtime_ns for n in result.run_names}
     out = CliRunner().invoke(main, ["sweep", "digits", "--name", "sw", "--workdir", str(work), "--models",
                                     "small_resnet,test_resnet", "--folds", "2", "--epochs", "1", "--img-size", "16",
                                     "--batch-size", "128", "--folds-subset", "0", "--quiet"])
     assert out.exit_code == 0, out.output
     assert "finished earlier, kept" in out.output and "sw-test_resnet" in out.output and "plot:" in out.output
-    assert {n: runs.RunPaths(work, n).sidecar.stat().st_mtime_ns for n in result.run_names} == stamps
+    assert {n: artifacts.RunPaths(work, n).sidecar.stat().st_mtime_ns for n in result.run_names} == stamps
 
 
 def test_a_sweep_name_reused_with_another_grid_or_settings_is_refused(swept):
@@ -119,7 +118,7 @@ class Recorder(Tracker):
 
 def test_tracker_gets_params_epochs_cv_and_artifacts(tiny, monkeypatch):
     recorder = Recorder()
-    monkeypatch.setattr("comptk.crossval.open_tracker", lambda kind, workdir: recorder)
+    monkeypatch.setattr("comptk.train.crossval.open_tracker", lambda kind, workdir: recorder)
     result = run_cv(tiny, workdir=tiny, name="t", progress=False, n_folds=2, epochs=2, lr=0.002)
     assert recorder.calls[0] == ("start", "t", 0.002)
     assert [c[1:3] for c in recorder.calls if c[0] == "epoch"] == [(0, 1), (0, 2), (1, 1), (1, 2)]
@@ -128,12 +127,12 @@ def test_tracker_gets_params_epochs_cv_and_artifacts(tiny, monkeypatch):
 
 
 def test_a_failing_tracker_or_plot_never_costs_the_run(tiny, monkeypatch, caplog):
-    monkeypatch.setattr("comptk.crossval.open_tracker", lambda kind, workdir: Recorder(fail_on="log"))
+    monkeypatch.setattr("comptk.train.crossval.open_tracker", lambda kind, workdir: Recorder(fail_on="log"))
 
     def broken(*args, **kwargs):
         raise MemoryError("no memory for figures")
 
-    monkeypatch.setattr("comptk.plots.write_run_plots", broken)
+    monkeypatch.setattr("comptk.experiments.plots.write_run_plots", broken)
     with caplog.at_level(logging.WARNING, logger="comptk"):
         result = run_cv(tiny, workdir=tiny, name="t", progress=False, n_folds=2, epochs=1)
     assert result.paths.sidecar.is_file() and result.paths.submission.is_file()

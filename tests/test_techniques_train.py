@@ -12,14 +12,14 @@ import torch
 from click.testing import CliRunner
 
 from comptk import ComptkError, run_cv
+from comptk.artifacts import RunPaths, save_json, save_npy
 from comptk.cli import main
 from comptk.config import resolve
-from comptk.data import ImageArrayDataset
-from comptk.engine import predict_proba, train_one_fold
 from comptk.metrics import get_metric
-from comptk.mixing import BatchMixer
-from comptk.models import Classifier, create_model
-from comptk.runs import RunPaths, save_json, save_npy
+from comptk.train.dataset import ImageArrayDataset
+from comptk.train.engine import predict_proba, train_one_fold
+from comptk.train.mixing import BatchMixer
+from comptk.train.models import Classifier, create_model
 
 CPU = torch.device("cpu")
 FAST = {"progress": False, "n_folds": 2, "epochs": 1}
@@ -157,7 +157,7 @@ def source_run(tiny):
 
 def test_pseudo_labels_join_training_rows_only(source_run, monkeypatch):
     root, source, threshold = source_run
-    from comptk import crossval
+    from comptk.train import crossval
 
     seen = []
     original = crossval.train_one_fold

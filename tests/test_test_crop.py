@@ -9,17 +9,17 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import make_tiny
 from safetensors.torch import load_file
 
 from comptk import ComptkError, run_cv
 from comptk.cli import main
 from comptk.competition import load_competition
 from comptk.config import resolve
-from comptk.data import load_images, read_data
-from comptk.engine import predict_proba
-from comptk.models import Classifier, create_model
-
-from conftest import make_tiny
+from comptk.data.images import load_images
+from comptk.data.layouts import read_data
+from comptk.train.engine import predict_proba
+from comptk.train.models import Classifier, create_model
 
 
 def _tiny_with_crop(root, crop="0.5", augment_line=True):

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from safetensors.torch import save_file
 
 from comptk import run_cv
+from comptk.artifacts import RunPaths
 from comptk.cli import main
 from comptk.metrics import get_metric
-from comptk.runs import RunPaths
 
 FAST = ["--folds", "2", "--epochs", "4", "--img-size", "16", "--quiet"]
 

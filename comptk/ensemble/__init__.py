@@ -13,7 +13,13 @@ fits per-class log-probability biases; ``scoring`` is the batched metric; ``repo
 from .bias import apply_class_bias, fit_class_bias
 from .blend import BlendResult, blend, report_paths
 from .crossfit import MethodResult, crossfit
-from .methods import METHOD_ORDER, METHODS, BlendOptions, fit_log_loss_weights, hill_climb
+from .methods import (
+    METHOD_ORDER,
+    METHODS,
+    BlendOptions,
+    fit_log_loss_weights,
+    hill_climb,
+)
 from .scoring import Scorer
 from .validate import Members, check_probabilities, load_members, load_truth
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import runs
+from .. import artifacts
 from ..errors import ComptkError
 from ..submission import make_submission
 from .crossfit import MethodResult, crossfit
@@ -23,7 +23,7 @@ from .validate import Members, load_members, load_truth
 @dataclass(frozen=True)
 class BlendResult:
     name: str
-    paths: runs.RunPaths  # oof / preds / sidecar of the blend, like a run's
+    paths: artifacts.RunPaths  # oof / preds / sidecar of the blend, like a run's
     submission: Path
     report_md: Path
     report_json: Path
@@ -47,7 +47,7 @@ def report_paths(out: Path) -> tuple[Path, Path]:
     return out.with_name(f"{out.stem}.report.md"), out.with_name(f"{out.stem}.report.json")
 
 
-def _check_outputs(out: Path, paths: runs.RunPaths, members: Members, force: bool) -> tuple[Path, Path]:
+def _check_outputs(out: Path, paths: artifacts.RunPaths, members: Members, force: bool) -> tuple[Path, Path]:
     if out.suffix.lower() != ".csv":
         raise ComptkError(f"--out {out}: a submission must be a .csv file")
     for member in members.paths:
@@ -89,8 +89,8 @@ def blend(
                            meta_params=dict(meta_params or {}), class_bias=class_bias, compare=compare or method == "auto")
     options.check()
     out = Path(out)
-    name = runs.check_run_name(out.stem)
-    paths = runs.RunPaths(Path(workdir), name)
+    name = artifacts.check_run_name(out.stem)
+    paths = artifacts.RunPaths(Path(workdir), name)
     members = load_members(oof_paths)
     md_path, json_path = _check_outputs(out, paths, members, force)
     methods = METHOD_ORDER if options.compare else (method,)
@@ -110,10 +110,10 @@ def blend(
     pick = results[chosen]
 
     member_scores = [(scorer.score_proba(y, p), float(np.mean(scorer.per_fold(y, p, fold)))) for p in members.oof]
-    artifacts = {"submission": str(out), "report_md": str(md_path), "report_json": str(json_path),
+    outputs = {"submission": str(out), "report_md": str(md_path), "report_json": str(json_path),
                  "oof": str(paths.oof), "preds": str(paths.preds), "sidecar": str(paths.sidecar)}
     n_folds = int(len(np.unique(fold)))
-    report = build_report(name, members, member_scores, results, chosen, seconds, scorer.name, n_folds, artifacts)
+    report = build_report(name, members, member_scores, results, chosen, seconds, scorer.name, n_folds, outputs)
     first = members.first
     sidecar = {
         "name": name,
@@ -144,19 +144,19 @@ def blend(
         "methods": {r["method"]: {k: v for k, v in r.items() if k != "method"} for r in report["methods"]},
         "config": asdict(options),
         "seed": seed,
-        "versions": runs.library_versions(),
+        "versions": artifacts.library_versions(),
         "timings": {"wall_seconds": time.perf_counter() - started, "fit_seconds": seconds},
-        "artifacts": artifacts,
+        "artifacts": outputs,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     # Submission columns follow the data's class order, which may differ from the members'.
     to_data = [members.classes.index(c) for c in truth.data.classes]
-    runs.save_npy(paths.oof, pick.oof.astype(np.float32))
-    runs.save_npy(paths.preds, pick.test.astype(np.float32))
-    runs.save_csv(out, make_submission(truth.data, pick.test[:, to_data]))
-    runs.save_json(json_path, report)
+    artifacts.save_npy(paths.oof, pick.oof.astype(np.float32))
+    artifacts.save_npy(paths.preds, pick.test.astype(np.float32))
+    artifacts.save_csv(out, make_submission(truth.data, pick.test[:, to_data]))
+    artifacts.save_json(json_path, report)
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    with runs.atomic_path(md_path) as tmp:
+    with artifacts.atomic_path(md_path) as tmp:
         tmp.write_text(to_markdown(report), encoding="utf-8")
-    runs.save_json(paths.sidecar, sidecar)  # last: marks the blend finished
+    artifacts.save_json(paths.sidecar, sidecar)  # last: marks the blend finished
     return BlendResult(name, paths, out, md_path, json_path, chosen, results, report, sidecar)

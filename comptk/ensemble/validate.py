@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import runs
+from .. import artifacts
 from ..competition import load_competition
-from ..data import CompetitionData, read_data
+from ..data.folds import folds_digest
+from ..data.layouts import read_data
+from ..data.tables import CompetitionData
 from ..errors import ComptkError
-from ..folds import folds_digest
 
 REQUIRED_KEYS = ("competition", "classes", "train_ids_digest", "test_ids_digest", "folds_digest", "folds_file",
                  "metric", "data_dir")
@@ -75,12 +76,12 @@ def load_members(oof_paths: list[str | Path] | tuple[str | Path, ...]) -> Member
         seen[key] = path
     loaded = []
     for path in paths:
-        run = runs.load_run(path)
+        run = artifacts.load_run(path)
         missing = [k for k in REQUIRED_KEYS if k not in run.sidecar]
         if missing:
-            raise ComptkError(f"{runs.sidecar_for(path)}: no '{missing[0]}' key; is it a finished comptk run?")
-        if runs.is_partial(run.sidecar):
-            done, k = runs.folds_trained(run.sidecar), run.sidecar["n_folds"]
+            raise ComptkError(f"{artifacts.sidecar_for(path)}: no '{missing[0]}' key; is it a finished comptk run?")
+        if artifacts.is_partial(run.sidecar):
+            done, k = artifacts.folds_trained(run.sidecar), run.sidecar["n_folds"]
             raise ComptkError(f"{path}: run '{run.name}' is partial (folds {', '.join(map(str, done))} of {k} "
                               f"trained, the other OOF rows are NaN); train its other folds first (the same "
                               f"`comptk train ... --name {run.name}` without --folds-subset)")
@@ -106,7 +107,7 @@ def load_members(oof_paths: list[str | Path] | tuple[str | Path, ...]) -> Member
             if meta[key] != first[key]:
                 raise ComptkError(f"{path}: other {what} than {first_path} ({key} differs); {fix}")
         check_probabilities(run.oof, f"{path} (OOF)")
-        check_probabilities(run.preds, f"{runs.RunPaths(path.parent.parent, run.name).preds} (test)")
+        check_probabilities(run.preds, f"{artifacts.RunPaths(path.parent.parent, run.name).preds} (test)")
         if len(run.oof) != len(loaded[0].oof) or len(run.preds) != len(loaded[0].preds):
             raise ComptkError(f"{path}: {len(run.oof)} OOF / {len(run.preds)} test rows, but {first_path} has "
                               f"{len(loaded[0].oof)} / {len(loaded[0].preds)}")
@@ -128,9 +129,9 @@ def load_truth(members: Members) -> Truth:
     comp = load_competition(declaration if declaration and Path(declaration).is_file() else meta["competition"],
                             where.parent.parent)
     data = read_data(comp, Path(meta["data_dir"]))
-    if runs.digest(data.train.ids) != meta["train_ids_digest"]:
+    if artifacts.digest(data.train.ids) != meta["train_ids_digest"]:
         raise ComptkError(f"{meta['data_dir']}: train rows changed since {where} was trained (train_ids_digest)")
-    if runs.digest(data.test.ids) != meta["test_ids_digest"]:
+    if artifacts.digest(data.test.ids) != meta["test_ids_digest"]:
         raise ComptkError(f"{meta['data_dir']}: test rows changed since {where} was trained (test_ids_digest)")
     if set(data.classes) != set(members.classes):
         raise ComptkError(f"{meta['data_dir']}: its classes differ from {where}'s")

@@ -22,9 +22,9 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .. import runs
+from .. import artifacts
 from ..competition import Competition
-from ..data import CompetitionData, read_csv
+from ..data.tables import CompetitionData, read_csv
 from ..errors import ComptkError
 
 GROUP_COLUMN = "dup_group"
@@ -106,9 +106,9 @@ def write_derived(comp: Competition, data: CompetitionData, folder: Path, *, gro
     raw["files"]["train"] = str((folder / "train.csv").resolve())
     raw["description"] = (f"{raw.get('description', '')} Derived by `comptk inspect` from {comp.source}: "
                           + "; ".join(changes) + ".").strip()
-    runs.save_csv(folder / "train.csv", frame)
+    artifacts.save_csv(folder / "train.csv", frame)
     declaration = folder / "competition.toml"
-    with runs.atomic_path(declaration) as tmp:
+    with artifacts.atomic_path(declaration) as tmp:
         tmp.write_text(f"# Written by comptk inspect; the original is {comp.source}\n" + dump_toml(raw),
                        encoding="utf-8")
     return declaration

@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import runs
+from .. import artifacts
 from ..competition import Competition, load_competition
-from ..data import CompetitionData, read_data
+from ..data.folds import folds_key
+from ..data.layouts import read_data
+from ..data.tables import CompetitionData
 from ..errors import ComptkError
-from ..folds import folds_key
 from . import report as rpt
 from .derived import group_column, write_derived
 from .duplicates import Duplicates, find_duplicates
@@ -74,15 +75,15 @@ def _pair_table(dups: Duplicates, data: CompetitionData, paths: list[Path], fold
 def _run_arrays(workdir: Path, run: str, comp: Competition, data: CompetitionData):
     """(paths, sidecar, OOF in this competition's class order, fold of each train row)."""
     given = Path(run)
-    oof_path = given if given.suffix == ".npy" and given.is_file() else runs.RunPaths(workdir, run).oof
+    oof_path = given if given.suffix == ".npy" and given.is_file() else artifacts.RunPaths(workdir, run).oof
     if not oof_path.is_file():
         raise ComptkError(f"--run: no finished run '{run}' ({oof_path} not found); give a run name in this "
                           "work directory or the path of its oof/RUN.npy")
-    loaded = runs.load_run(oof_path)
+    loaded = artifacts.load_run(oof_path)
     meta = loaded.sidecar
     if meta.get("competition") != comp.name:
         raise ComptkError(f"--run: run '{loaded.name}' is of competition '{meta.get('competition')}', not '{comp.name}'")
-    if meta.get("train_ids_digest") != runs.digest(data.train.ids):
+    if meta.get("train_ids_digest") != artifacts.digest(data.train.ids):
         raise ComptkError(f"--run: run '{loaded.name}' was trained on other train rows than {comp.name}'s train table "
                           "now has (train_ids_digest differs)")
     if sorted(meta["classes"]) != sorted(data.classes):
@@ -93,7 +94,7 @@ def _run_arrays(workdir: Path, run: str, comp: Competition, data: CompetitionDat
     if fold is None:
         raise ComptkError(f"--run: the folds file of run '{loaded.name}' ({folds_file}) is missing or does not match "
                           "the train rows")
-    return runs.RunPaths(oof_path.parent.parent, loaded.name), meta, loaded.oof[:, order], fold
+    return artifacts.RunPaths(oof_path.parent.parent, loaded.name), meta, loaded.oof[:, order], fold
 
 
 def inspect_competition(
@@ -126,7 +127,7 @@ def inspect_competition(
         raise ComptkError(f"--min-similarity must be in (0, 1], got {min_similarity}")
     comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
     data = read_data(comp, comp.data_path(workdir, data_dir))
-    out = runs.InspectPaths(workdir, comp.name)
+    out = artifacts.InspectPaths(workdir, comp.name)
     folder = out.folder
     run_arrays = _run_arrays(workdir, run, comp, data) if run else None  # a bad --run fails before the scan
     if (write_groups or apply_labels) and comp.layout != "csv":
@@ -151,7 +152,7 @@ def inspect_competition(
     n_train = len(data.train.ids)
 
     fold_files = ([Path(run_arrays[1]["folds_file"])] if run_arrays else
-                  runs.saved_folds_files(workdir, comp.name, folds_key(data.train)))
+                  artifacts.saved_folds_files(workdir, comp.name, folds_key(data.train)))
     fold = run_arrays[3] if run_arrays else next(
         (f for f in (_read_folds(p, data.train.ids) for p in fold_files) if f is not None), None)
     pairs = _pair_table(dups, data, paths, fold)
@@ -169,7 +170,7 @@ def inspect_competition(
         run_paths, meta, oof, fold = run_arrays
         issues = label_issues(oof, data.train.labels, data.train.ids, data.classes)
         if outliers:
-            from ..image_cache import load_competition_images
+            from ..data.image_cache import load_competition_images
             from .outliers import outlier_scores, outlier_table
 
             started = time.perf_counter()
@@ -183,13 +184,13 @@ def inspect_competition(
             timings["outliers_seconds"] = time.perf_counter() - started
 
     # files
-    runs.save_csv(out.images, images)
-    runs.save_csv(out.duplicates, pairs)
+    artifacts.save_csv(out.images, images)
+    artifacts.save_csv(out.duplicates, pairs)
     # An earlier call's label issues / outliers would read as this call's: replace them or remove them.
     for path, table in ((out.label_issues, issues.table if issues is not None else None),
                         (out.outliers, outlier_frame)):
         if table is not None:
-            runs.save_csv(path, table)
+            artifacts.save_csv(path, table)
         else:
             path.unlink(missing_ok=True)
     derived = None
@@ -223,7 +224,7 @@ def inspect_competition(
         "timings": timings,
         "derived": str(derived) if derived else None,
     }
-    runs.save_json(out.summary, summary)
+    artifacts.save_json(out.summary, summary)
     lines = _summary_lines(summary, out.report, derived, write_groups)
     report = out.report
     rpt.write_html(report, f"comptk inspect: {comp.name}" + (f" (run {run})" if run else ""),

@@ -25,14 +25,14 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
-from .. import runs
+from .. import artifacts
 from ..config import from_dict
-from ..engine import resolve_device, to_input
 from ..errors import ComptkError
-from ..models import Classifier, FactorizedHeads, create_model
+from ..train.engine import resolve_device, to_input
+from ..train.models import Classifier, FactorizedHeads, create_model
 
 
-def load_fold_model(paths: runs.RunPaths, fold: int, config: dict, n_classes: int) -> Classifier:
+def load_fold_model(paths: artifacts.RunPaths, fold: int, config: dict, n_classes: int) -> Classifier:
     """A fold's checkpoint in its model (built without pretrained weights: the checkpoint has them all)."""
     cfg = dataclasses.replace(from_dict(config, where=str(paths.config)), pretrained=False, weights="")
     model = Classifier(create_model(cfg, n_classes))
@@ -106,7 +106,7 @@ class OutlierScores:
     test_parts: dict[str, np.ndarray]
 
 
-def outlier_scores(paths: runs.RunPaths, sidecar: dict, fold: np.ndarray, train_labels: np.ndarray,
+def outlier_scores(paths: artifacts.RunPaths, sidecar: dict, fold: np.ndarray, train_labels: np.ndarray,
                    train_images: np.ndarray, test_images: np.ndarray, *, device: str = "auto") -> OutlierScores:
     dev = resolve_device("cpu" if device == "auto" and not torch.cuda.is_available() else device)
     n_classes = len(sidecar["classes"])
@@ -115,7 +115,7 @@ def outlier_scores(paths: runs.RunPaths, sidecar: dict, fold: np.ndarray, train_
     test_parts = {k: np.zeros(len(test_images)) for k in names}
     train_scores = np.full(len(train_images), np.nan)
     test_scores = np.zeros(len(test_images))
-    trained = runs.folds_trained(sidecar)
+    trained = artifacts.folds_trained(sidecar)
     for f in trained:
         model = load_fold_model(paths, f, sidecar["config"], n_classes)
         fit_rows, valid_rows = np.flatnonzero(fold != f), np.flatnonzero(fold == f)

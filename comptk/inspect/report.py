@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import decode_image
+from ..data.images import decode_image
 from ..errors import ComptkError
 
 THUMB_PX = 64
@@ -24,7 +24,7 @@ def _png(fig) -> str:
 
 def _axes(width: float, height: float, n: int = 1):
     """A figure (comptk.plots' object API: no pyplot, no global backend) and its n axes."""
-    from ..plots import _figure
+    from ..experiments.plots import _figure
 
     fig = _figure(width, height)
     axes = fig.subplots(1, n, squeeze=False)[0]
@@ -128,10 +128,10 @@ img{image-rendering:pixelated}h2{border-bottom:1px solid #999;margin-top:1.6em}"
 
 
 def write_html(path: Path, title: str, sections: list[tuple[str, str]]) -> None:
-    from .. import runs
+    from .. import artifacts
 
     body = "".join(f"<h2>{html.escape(name)}</h2>\n{content}\n" for name, content in sections)
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>\n{body}</body></html>\n")
-    with runs.atomic_path(path) as tmp:
+    with artifacts.atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from scipy.fft import dctn
 
-from ..data import decode_image
+from ..data.images import decode_image
 from ..errors import ComptkError
 
 HASH_SIZE = 8  # 8 x 8 = 64 bits

@@ -10,13 +10,12 @@ from typing import Any
 import numpy as np
 import optuna
 
-from .. import testtime
-from ..competition import Competition, check_pretrained_allowed
-from ..config import TrainConfig, resolve
-from ..crossval import fit_fold
-from ..data import CompetitionData
-from ..engine import resolve_device
-from ..image_cache import load_images_cached
+from ..competition import Competition
+from ..config import TrainConfig, resolve_run
+from ..data.image_cache import load_images_cached
+from ..data.tables import CompetitionData
+from ..train.crossval import fit_fold
+from ..train.engine import resolve_device
 from .space import Space
 
 IMAGE_MEMORY_BYTES = 4 << 30  # decoded training images kept in memory across trials, all sizes together
@@ -41,10 +40,7 @@ class Objective:
     def config(self, params: dict[str, Any]) -> TrainConfig:
         """The trial's settings, resolved as ``comptk train`` would resolve them."""
         chosen = {**self.space.pinned, **params}
-        cfg = resolve(self.comp.train_defaults(), chosen, where=f"{self.comp.source} [train]")
-        if not self.comp.pretrained_allowed:  # a space that offers pretrained weights fails the trial
-            check_pretrained_allowed(self.comp.name, self.comp.source, cfg)
-        return testtime.apply_defaults(self.comp, cfg, [*self.comp.train_defaults(), *chosen])
+        return resolve_run(self.comp, chosen)  # a space offering forbidden pretrained weights fails the trial
 
     def images(self, img_size: int) -> np.ndarray:
         if img_size not in self._images:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 
-from .. import runs
+from .. import artifacts
 from ..errors import ComptkError
 
 HEARTBEAT_SECONDS = 30  # a RUNNING trial whose process died is marked FAIL after GRACE_SECONDS
@@ -100,7 +100,7 @@ def resolve_storage(storage: str | Path | None, workdir: Path) -> StorageSpec:
     """None -> WORKDIR's SQLite file; 'sqlite:///F', 'postgresql://...', 'mysql://...';
     'journal:F' or a path ending in .log/.journal/.jsonl -> a journal file."""
     if storage is None:
-        path = runs.tune_storage_path(Path(workdir)).resolve()
+        path = artifacts.tune_storage_path(Path(workdir)).resolve()
         return StorageSpec(f"sqlite:///{path}", "sqlite", path)
     text = str(storage)
     if text.startswith(JOURNAL_PREFIX) or (("://" not in text) and text.endswith(JOURNAL_SUFFIXES)):

@@ -18,14 +18,14 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from .. import runs, testtime
-from ..competition import Competition, check_pretrained_allowed, load_competition
-from ..config import FIELD_TYPES, resolve
-from ..crossval import fit_fold
-from ..data import read_data
+from .. import artifacts
+from ..competition import Competition, load_competition
+from ..config import FIELD_TYPES, resolve_run
+from ..data.folds import folds_digest, load_or_make_folds
+from ..data.layouts import read_data
 from ..errors import ComptkError, did_you_mean
-from ..folds import folds_digest, load_or_make_folds
 from ..metrics import get_metric
+from ..train.crossval import fit_fold
 from .objective import Objective
 from .space import build_space
 from .storage import resolve_storage
@@ -124,15 +124,13 @@ def tune(
     comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
     pins = dict(pins or {})
     where = str(comp.source)
-    base = resolve(comp.train_defaults(), pins, where=f"{where} [train]")
-    space = build_space(base, comp.tune, pins, where=where, test_crop=testtime.has_test_crop(comp))
-    if not comp.pretrained_allowed:
-        check_pretrained_allowed(comp.name, comp.source, base)
+    base = resolve_run(comp, pins)
+    space = build_space(base, comp.tune, pins, where=where, test_crop=comp.has_test_crop)
     if base.pseudo_run:
         raise ComptkError(f"{where} [train] sets pseudo_run: pseudo-labelling is not tuned; tune without it, "
                           f"then `comptk train --pseudo RUN`")
     if base.compile:
-        from ..engine import check_compile, resolve_device
+        from ..train.engine import check_compile, resolve_device
 
         check_compile(resolve_device(base.device))
     if n_trials < 1:
@@ -280,8 +278,8 @@ def _check_space(space, comp: Competition) -> None:
     """Model and augment names in the space exist, before any trial runs."""
     import timm
 
-    from .. import models  # noqa: F401  registers small_resnet with timm
-    from ..augment import AUGMENTS
+    from ..train import models  # noqa: F401  registers small_resnet with timm
+    from ..train.augment import AUGMENTS
 
     known = {"model": lambda n: timm.is_model(n), "augment": lambda n: n in AUGMENTS.names() or n in comp.augments}
     options = {"model": timm.list_models(), "augment": [*AUGMENTS.names(), *comp.augments]}
@@ -383,6 +381,6 @@ def export_settings(study: str, path: str | Path, *, storage: str | None = None,
             f"({loaded.user_attrs[ATTR]['metric']} {loaded.best_value:.4f})\n[train]\n"
             + "".join(f"{k} = {_toml_value(v)}\n" for k, v in settings.items()))
     path = Path(path)
-    with runs.atomic_path(path) as tmp:
+    with artifacts.atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

@@ -23,10 +23,11 @@ from typing import Any
 
 import pandas as pd
 
-from . import leaderboard, runs, testtime
-from .competition import Competition, load_competition
-from .config import FIELD_TYPES, TrainConfig, check_keys, resolve
-from .errors import ComptkError
+from .. import artifacts
+from ..competition import Competition, load_competition
+from ..config import FIELD_TYPES, TrainConfig, check_keys, resolve_run
+from ..errors import ComptkError
+from . import leaderboard
 
 log = logging.getLogger("comptk")
 
@@ -34,7 +35,7 @@ log = logging.getLogger("comptk")
 @dataclass(frozen=True)
 class SweepResult:
     name: str
-    paths: runs.SweepPaths
+    paths: artifacts.SweepPaths
     run_names: tuple[str, ...]
     table: pd.DataFrame  # leaderboard rows of the sweep's runs, best CV first
     plot: Path | None  # None when plotting failed (a warning says why)
@@ -79,7 +80,7 @@ def _text(value: Any) -> str:
 def run_name(sweep_name: str, setting: Mapping[str, Any], varying: Sequence[str], model: str) -> str:
     """NAME-MODEL, then KEYVALUE for each other key the grid varies: bb-resnet18-lr0.001."""
     parts = [sweep_name, model] + [f"{k}{_text(setting[k])}" for k in varying if k != "model"]
-    return runs.check_run_name(re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts)))
+    return artifacts.check_run_name(re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts)))
 
 
 def _plan(comp: Competition, grid: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any], name: str,
@@ -90,9 +91,7 @@ def _plan(comp: Competition, grid: Mapping[str, Sequence[Any]], fixed: Mapping[s
     varying = [k for k, v in grid.items() if len(v) > 1]
     plan, seen = [], {}
     for setting in settings(grid):
-        cfg = resolve(comp.train_defaults(), {**fixed, **setting}, where=f"{comp.source} [train]")
-        chosen = [*comp.train_defaults(), *(k for k, v in fixed.items() if v is not None), *setting]
-        cfg = testtime.apply_defaults(comp, cfg, chosen)  # as `comptk train` does: crop-to-test for test crops
+        cfg = resolve_run(comp, {**fixed, **setting})
         run = run_name(name, setting, varying, cfg.model)
         if run in seen:
             raise ComptkError(f"sweep: settings {seen[run]} and {setting} both give run name '{run}'")
@@ -104,10 +103,10 @@ def _plan(comp: Competition, grid: Mapping[str, Sequence[Any]], fixed: Mapping[s
 def _check_models(comp: Competition, plan: list[tuple[str, TrainConfig]], workdir: Path,
                   data_dir: str | Path | None) -> None:
     """Unknown models, missing weights and preset names fail before the first run trains."""
-    from .augment import train_transform
-    from .data import read_data
-    from .models import create_model
-    from .tta import TTA
+    from ..data.layouts import read_data
+    from ..train.augment import train_transform
+    from ..train.models import create_model
+    from ..train.tta import TTA
 
     n_classes = len(read_data(comp, comp.data_path(workdir, data_dir)).classes)
     checked = set()
@@ -121,26 +120,26 @@ def _check_models(comp: Competition, plan: list[tuple[str, TrainConfig]], workdi
             checked.add(key)
 
 
-def _save_spec(paths: runs.SweepPaths, spec: dict) -> None:
+def _save_spec(paths: artifacts.SweepPaths, spec: dict) -> None:
     if paths.spec.is_file():
-        saved = runs.load_json(paths.spec)
+        saved = artifacts.load_json(paths.spec)
         for key in ("competition", "grid", "fixed"):
             if saved.get(key) != spec[key]:
                 raise ComptkError(f"sweep '{spec['name']}' exists ({paths.spec}) with another {key}: "
                                   f"{saved.get(key)} -> {spec[key]}; use another --name")
-    runs.save_json(paths.spec, spec)
+    artifacts.save_json(paths.spec, spec)
 
 
-def _needs_training(paths: runs.RunPaths, cfg: TrainConfig, wanted: list[int]) -> bool:
+def _needs_training(paths: artifacts.RunPaths, cfg: TrainConfig, wanted: list[int]) -> bool:
     if not paths.sidecar.is_file():
         return True
-    sidecar = runs.load_json(paths.sidecar)
+    sidecar = artifacts.load_json(paths.sidecar)
     saved = sidecar.get("config", {})
     diffs = [f"{k} ({saved.get(k)!r} -> {v!r})" for k, v in cfg.to_dict().items() if saved.get(k) != v]
     if diffs:
         raise ComptkError(f"run '{paths.name}' exists ({paths.sidecar}) with other settings: {', '.join(diffs)}; "
                           f"use another sweep --name")
-    return not set(wanted) <= set(runs.folds_trained(sidecar))
+    return not set(wanted) <= set(artifacts.folds_trained(sidecar))
 
 
 def sweep(
@@ -160,12 +159,12 @@ def sweep(
 
     Each run is ``run_cv(..., name=NAME-MODEL[-KEYVALUE...], folds_subset=folds_subset)``.
     """
-    from .crossval import check_folds_subset, run_cv
+    from ..train.crossval import check_folds_subset, run_cv
     from .trackers import open_tracker
 
     workdir = Path(workdir)
     comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
-    name = runs.check_run_name(name or comp.name)
+    name = artifacts.check_run_name(name or comp.name)
     grid = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in grid.items()}
     if not grid:
         raise ComptkError("sweep: give at least one setting as a list, e.g. --models resnet18,small_resnet")
@@ -174,10 +173,10 @@ def sweep(
     plan = _plan(comp, grid, fixed, name)
     wanted = {run: check_folds_subset(folds_subset, cfg.n_folds) for run, cfg in plan}
     open_tracker(tracker, workdir)  # not installed: fails before anything trains
-    todo = [(run, cfg) for run, cfg in plan if _needs_training(runs.RunPaths(workdir, run), cfg, wanted[run])]
+    todo = [(run, cfg) for run, cfg in plan if _needs_training(artifacts.RunPaths(workdir, run), cfg, wanted[run])]
     if todo:
         _check_models(comp, todo, workdir, data_dir)
-    paths = runs.SweepPaths(workdir, name)
+    paths = artifacts.SweepPaths(workdir, name)
     _save_spec(paths, {"name": name, "competition": comp.name, "grid": grid, "fixed": fixed,
                        "folds_subset": list(folds_subset) if folds_subset is not None else None,
                        "runs": [run for run, _ in plan]})
@@ -196,7 +195,7 @@ def sweep(
         log.setLevel(level)
     names = tuple(run for run, _ in plan)
     table = leaderboard.collect(workdir, names=names)
-    runs.save_csv(paths.table, table)
+    artifacts.save_csv(paths.table, table)
     plot = None
     try:
         from .plots import sweep_scatter

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import STANDINS, StandIn, draw
+from . import draw
+from .base import STANDINS, StandIn
 
 PAINTERS = (
     "Albrecht Durer", "Alfred Sisley", "Amedeo Modigliani", "Andrei Rublev", "Andy Warhol",

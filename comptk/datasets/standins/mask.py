@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..persons import GENDERS, MASK_PHOTOS, mask_class
-from . import STANDINS, StandIn, draw
+from ...data.labelers import GENDERS, MASK_PHOTOS, mask_class
+from . import draw
+from .base import STANDINS, StandIn
 
 TRAIN_N, TEST_N = 420, 140  # photos (7 a person); the contest: 18,900 and 12,600
 WIDTH, HEIGHT = 48, 64  # the contest's photos are 384 x 512

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 import torch
 
-from .errors import ComptkError, did_you_mean
-from .registry import Registry
+from ..errors import ComptkError, did_you_mean
+from ..registry import Registry
 
 
 def _worker_seed(seed: int) -> tuple[int | None, int]:

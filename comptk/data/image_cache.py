@@ -9,7 +9,7 @@ reordering an image, or changing the size, gives another key and so a fresh deco
 Content hashes were measured at ~9x the cost of the stat calls (1.4 s vs 0.16 s for
 Fashion's 22,000 PNGs, against 8.6 s to decode them), so the key uses stat.
 
-Files are written to a temporary name and renamed into place (runs.save_npy): a killed
+Files are written to a temporary name and renamed into place (artifacts.save_npy): a killed
 decode never leaves a partial cache, and two runs decoding at once both write the same
 bytes; the last rename wins while a reader of the older file keeps its mapping.
 """
@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import PIL
 
-from . import runs
-from .data import DECODE_VERSION, RESIZE_METHOD, CompetitionData, load_images
-from .errors import ComptkError
+from .. import artifacts
+from ..errors import ComptkError
+from .images import DECODE_VERSION, RESIZE_METHOD, load_images
+from .tables import CompetitionData
 
 log = logging.getLogger("comptk")
 
@@ -81,19 +82,19 @@ def load_images_cached(
     if not cache:
         return CachedImages(load_images(paths, size), "off", None)
     key = cache_key(paths, size)
-    path = runs.image_cache_path(workdir, label, size, key)
+    path = artifacts.image_cache_path(workdir, label, size, key)
     shape = (len(paths), size, size, 3)
     array = _read(path, shape)
     if array is not None:
         return CachedImages(array, "hit", path)
     images = load_images(paths, size)
     try:
-        runs.save_npy(path, images)
+        artifacts.save_npy(path, images)
     except OSError as exc:  # a full disk or a read-only work directory costs speed, not the run
         log.warning("image cache not written (%s: %s); the images were decoded in memory", path, exc.strerror or exc)
         return CachedImages(images, "unwritable", None)
-    old = [p for p in runs.image_cache_files(workdir, label, size) if p != path]
-    old += runs.stale_temporary_files(runs.image_cache_dir(workdir), older_than_s=3600)  # from killed writes
+    old = [p for p in artifacts.image_cache_files(workdir, label, size) if p != path]
+    old += artifacts.stale_temporary_files(artifacts.image_cache_dir(workdir), older_than_s=3600)  # from killed writes
     for stale in old:
         with contextlib.suppress(OSError):
             stale.unlink()  # a run still reading it keeps its mapping (POSIX)

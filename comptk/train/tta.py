@@ -12,19 +12,29 @@ the image is an error, and every crop is resized back to the input size. ttach's
 merging is not used: it merges what the model returns (raw logits unless wrapped), its
 ``gmean`` is not renormalised, and its ``tsharpen`` takes square roots of logits (NaN on
 negative ones).
+
+Test-time crops (``[test_time] crop``): when test images are crops of about ``crop`` of each
+side of the original pictures, training uses random crops at that scale (augment
+``crop-to-test``, the default then: config.resolve_run); validation rows are predicted as
+crops at that scale (five crops averaged, setting ``valid_crop``), so the OOF score tracks
+the leaderboard instead of scoring whole images; test images are predicted as they are,
+since they are crops already.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import ttach
 from torch import nn
 
-from .errors import ComptkError
-from .registry import Registry
+from ..competition import Competition
+from ..config import TrainConfig
+from ..errors import ComptkError
+from ..registry import Registry
 
 View = Callable[[torch.Tensor], torch.Tensor]
 MERGES = ("mean", "gmean")
@@ -129,3 +139,28 @@ def with_tta(model: nn.Module, name: str, merge_mode: str = "mean", *,
         raise ComptkError(f"TTA merge must be one of {', '.join(MERGES)}, got '{merge_mode}'")
     crops = crop_views(crop, crop_which) if crop is not None else None
     return ViewsModel(model, TTA.get(name)(), merge_mode, crops)
+
+
+def valid_crop(comp: Competition, cfg: TrainConfig) -> float | None:
+    """The crop fraction validation rows are predicted at, or None for whole images."""
+    return comp.test_crop if comp.has_test_crop and cfg.valid_crop != "whole" else None
+
+
+def describe_test_time(comp: Competition, cfg: TrainConfig) -> dict[str, Any]:
+    """The sidecar's record of how validation and test rows were predicted."""
+    crop = valid_crop(comp, cfg)
+    tta = f"TTA '{cfg.tta}', views merged by {cfg.tta_merge}"
+    if crop is None:
+        valid = "whole images"
+    elif cfg.valid_crop == "five":
+        valid = f"five crops (4 corners + centre) of {crop:g} of each side, resized to img_size, probabilities averaged"
+    else:
+        valid = f"centre crop of {crop:g} of each side, resized to img_size"
+    return {
+        "test_crop": comp.test_crop,
+        "train_augment": cfg.augment,
+        "valid": f"{valid}; {tta} on each",
+        "valid_crop": crop,
+        "valid_crop_mode": cfg.valid_crop if crop is not None else "whole",
+        "test": f"whole images{' (already crops)' if comp.has_test_crop else ''}; {tta}",
+    }

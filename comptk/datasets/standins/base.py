@@ -1,12 +1,4 @@
-"""Stand-ins for the five reference contests: small generated data sets written in exactly
-each contest's file layout, column names and quirks, so the whole pipeline (prepare -> train ->
-submission -> score) runs without the real data. ``comptk prepare NAME`` builds one; real contest
-data is used by pointing ``--data`` at it instead, with no other change.
-
-Every stand-in writes, besides the contest's own files, ``answers.csv`` (held-out test labels in
-the submission's format, for ``comptk score``) and ``STANDIN.md`` (what it reproduces).
-Images are synthetic (or drawn from scikit-learn's digits), so nothing needs a download.
-"""
+"""The stand-in registry: what a stand-in is and how one is built into a folder."""
 
 from __future__ import annotations
 
@@ -16,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ComptkError
-from ..prepare import check_target
-from ..registry import Registry
-from ..runs import atomic_folder
+from ...artifacts import atomic_folder
+from ...errors import ComptkError
+from ...registry import Registry
+from ..target import check_target
 
 
 @dataclass(frozen=True)
@@ -44,6 +36,3 @@ def build_standin(name: str, target: Path, *, seed: int = 0, train_n: int | None
         notes = standin.write(building, np.random.default_rng(seed), train_n, test_n)
         (building / "STANDIN.md").write_text(notes, encoding="utf-8")
     return target
-
-
-from . import artist, cifar10, illustration, kfood, mask  # noqa: E402,F401  (register the stand-ins)

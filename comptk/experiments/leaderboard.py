@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import runs
-from .data import read_csv
-from .errors import ComptkError, did_you_mean
-from .submission import score_frames
+from .. import artifacts
+from ..data.tables import read_csv
+from ..errors import ComptkError, did_you_mean
+from ..submission import score_frames
 
 log = logging.getLogger("comptk")
 
@@ -52,7 +52,7 @@ def _submission_path(workdir: Path, sidecar: dict) -> Path:
         saved = _get(sidecar, "artifacts", "submission")
         if saved:
             return Path(saved) if Path(saved).is_absolute() else Path(workdir) / saved
-    return runs.RunPaths(workdir, sidecar["name"]).submission
+    return artifacts.RunPaths(workdir, sidecar["name"]).submission
 
 
 def score_on_answers(workdir: Path, sidecar: dict, answers: Path | None = None,
@@ -85,7 +85,7 @@ def _row(workdir: Path, sidecar: dict, answers: Path | None, cache: dict) -> dic
     config = sidecar.get("config") if isinstance(sidecar.get("config"), dict) else {}
     blend = sidecar.get("kind") == "blend"
     n_folds = sidecar.get("n_folds", config.get("n_folds"))
-    trained = runs.folds_trained(sidecar) if n_folds else []
+    trained = artifacts.folds_trained(sidecar) if n_folds else []
     per_fold = _get(sidecar, "cv", "per_fold", default=[]) or []
     finished = str(sidecar.get("finished_at") or "")
     row = {
@@ -98,8 +98,8 @@ def _row(workdir: Path, sidecar: dict, answers: Path | None, cache: dict) -> dic
         "img_size": None if blend else config.get("img_size"),
         "epochs": None if blend else config.get("epochs"),
         "n_folds": n_folds,
-        "folds": (f"{len(trained)}/{n_folds}" if runs.is_partial(sidecar) else str(n_folds)) if n_folds else None,
-        "partial": bool(n_folds) and runs.is_partial(sidecar),
+        "folds": (f"{len(trained)}/{n_folds}" if artifacts.is_partial(sidecar) else str(n_folds)) if n_folds else None,
+        "partial": bool(n_folds) and artifacts.is_partial(sidecar),
         "cv": _get(sidecar, "cv", "oof"),
         "cv_mean": _get(sidecar, "cv", "mean_of_folds"),
         "cv_std": _get(sidecar, "cv", "std_of_folds"),
@@ -120,10 +120,10 @@ def _row(workdir: Path, sidecar: dict, answers: Path | None, cache: dict) -> dic
 def load_sidecars(workdir: str | Path = ".") -> list[dict]:
     """Every readable sidecar under WORKDIR/oof, named; unreadable ones are skipped with a warning."""
     found = []
-    for name in runs.run_names(workdir):
-        path = runs.RunPaths(Path(workdir), name).sidecar
+    for name in artifacts.run_names(workdir):
+        path = artifacts.RunPaths(Path(workdir), name).sidecar
         try:
-            sidecar = runs.load_json(path)
+            sidecar = artifacts.load_json(path)
         except ComptkError as exc:
             log.warning("skipped %s", exc)
             continue
@@ -237,19 +237,19 @@ def to_text(frame: pd.DataFrame, columns: Sequence[str] = COLUMNS) -> str:
 
 def diff(workdir: str | Path, a: str, b: str) -> list[tuple[str, Any, Any]]:
     """(key, value in a, value in b) for the config keys and the identity fields that differ."""
-    known = runs.run_names(workdir)
+    known = artifacts.run_names(workdir)
     sidecars = []
     for name in (a, b):
-        path = runs.RunPaths(Path(workdir), runs.check_run_name(name)).sidecar
+        path = artifacts.RunPaths(Path(workdir), artifacts.check_run_name(name)).sidecar
         if not path.is_file():
             raise ComptkError(f"no finished run '{name}' in {Path(workdir) / 'oof'}{did_you_mean(name, known)}")
-        sidecars.append(runs.load_json(path))
+        sidecars.append(artifacts.load_json(path))
     left, right = sidecars
     out = []
     for key in DIFF_KEYS:
         va, vb = left.get(key), right.get(key)
         if key == "folds_trained":
-            va, vb = runs.folds_trained(left), runs.folds_trained(right)
+            va, vb = artifacts.folds_trained(left), artifacts.folds_trained(right)
         if key == "members":
             va, vb = ([m.get("name") for m in v] if isinstance(v, list) else v for v in (va, vb))
         if va != vb:

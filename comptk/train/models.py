@@ -17,8 +17,8 @@ from timm.layers import DropPath
 from timm.models import register_model
 from torch import nn
 
-from .config import TrainConfig, parse_heads
-from .errors import ComptkError, did_you_mean
+from ..config import TrainConfig, parse_heads
+from ..errors import ComptkError, did_you_mean
 
 SMALL_CFG = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "num_classes": 10, "first_conv": "stem.0"}
 

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from . import STANDINS, StandIn, draw
+from . import draw
+from .base import STANDINS, StandIn
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 TRAIN_N, TEST_N = 500, 200  # the contest: 50,000 and 10,000
@@ -32,7 +33,7 @@ def write(folder: Path, rng: np.random.Generator, train_n: int | None, test_n: i
     order = rng.permutation(len(digits.target))
     n_train, n_test = train_n or TRAIN_N, test_n or TEST_N
     if n_train + n_test > len(order):
-        from ..errors import ComptkError
+        from ...errors import ComptkError
 
         raise ComptkError(f"the cifar10 stand-in has {len(order)} pictures; --train-n + --test-n is {n_train + n_test}")
     counts = np.zeros(len(CLASSES), dtype=int)

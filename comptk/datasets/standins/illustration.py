@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from . import STANDINS, StandIn, draw
+from . import draw
+from .base import STANDINS, StandIn
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring")
 PALETTES = ("warm", "cool", "earth", "neon")
@@ -45,10 +46,10 @@ def _drawing(rng: np.random.Generator, cls: int) -> np.ndarray:
 
 def _photo_source(rng: np.random.Generator):
     """Grayscale 'real photos': Fashion-MNIST when installed, else digits with photo-like noise."""
-    from ..prepare import FASHION_DIR, _fashion
+    from ..sources import FASHION_DIR, read_fashion
 
     if (FASHION_DIR / "t10k-images-idx3-ubyte.gz").is_file():
-        pool = _fashion()[2]
+        pool = read_fashion()[2]
     else:
         from sklearn.datasets import load_digits
 

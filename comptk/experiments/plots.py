@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score
 
-from . import runs
-from .errors import ComptkError
+from .. import artifacts
+from ..errors import ComptkError
 
 
 def _figure(width: float, height: float):
@@ -30,7 +30,7 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path: Path) -> Path:
-    with runs.atomic_path(path) as tmp:
+    with artifacts.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return path
 
@@ -102,15 +102,15 @@ def per_class_f1(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str],
     return _save(fig, path)
 
 
-def write_run_plots(paths: runs.RunPaths, sidecar: dict, y_true: np.ndarray) -> list[Path]:
+def write_run_plots(paths: artifacts.RunPaths, sidecar: dict, y_true: np.ndarray) -> list[Path]:
     """The three plots of a finished run; ``y_true``: train labels in the sidecar's class order."""
     classes = list(sidecar["classes"])
-    trained = runs.folds_trained(sidecar)
+    trained = artifacts.folds_trained(sidecar)
     oof = np.load(paths.oof)
     rows = np.isfinite(oof).all(axis=1)  # a partial run's untrained folds are NaN
     cv = sidecar.get("cv", {}).get("oof")
     title = f"{paths.name}: OOF {sidecar['metric']} {cv:.4f}" if cv is not None else paths.name
-    if runs.is_partial(sidecar):
+    if artifacts.is_partial(sidecar):
         title += f" (folds {', '.join(map(str, trained))} of {sidecar['n_folds']})"
     histories = {k: pd.read_csv(paths.fold_metrics(k)) for k in trained if paths.fold_metrics(k).is_file()}
     written = [learning_curves(histories, sidecar["metric"], paths.name, paths.plot_learning_curves)]
@@ -122,16 +122,16 @@ def write_run_plots(paths: runs.RunPaths, sidecar: dict, y_true: np.ndarray) -> 
 
 def plot_run(name: str, workdir: str | Path = ".") -> list[Path]:
     """(Re)make the plots of an existing training run from its files and its data's labels."""
-    from .competition import load_competition
-    from .data import read_data
+    from ..competition import load_competition
+    from ..data.layouts import read_data
 
-    paths = runs.RunPaths(Path(workdir), runs.check_run_name(name))
+    paths = artifacts.RunPaths(Path(workdir), artifacts.check_run_name(name))
     if not paths.sidecar.is_file():
-        from .errors import did_you_mean
+        from ..errors import did_you_mean
 
         raise ComptkError(f"no finished run '{name}' in {Path(workdir) / 'oof'}"
-                          f"{did_you_mean(name, runs.run_names(workdir))}")
-    sidecar = runs.load_json(paths.sidecar)
+                          f"{did_you_mean(name, artifacts.run_names(workdir))}")
+    sidecar = artifacts.load_json(paths.sidecar)
     if sidecar.get("kind") == "blend":
         raise ComptkError(f"'{name}' is a blend; plots are made for training runs (see its report "
                           f"{sidecar.get('artifacts', {}).get('report_md', '')})")
@@ -139,7 +139,7 @@ def plot_run(name: str, workdir: str | Path = ".") -> list[Path]:
     comp = load_competition(declaration if declaration and Path(declaration).is_file() else sidecar["competition"],
                             workdir)
     data = read_data(comp, Path(sidecar["data_dir"]))
-    if runs.digest(data.train.ids) != sidecar["train_ids_digest"]:
+    if artifacts.digest(data.train.ids) != sidecar["train_ids_digest"]:
         raise ComptkError(f"{sidecar['data_dir']}: train rows changed since run '{name}' was trained")
     order = [data.classes.index(c) for c in sidecar["classes"]]
     y = np.argsort(order)[data.train.labels]  # data's class index -> the run's column

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import ComptkError, did_you_mean
-from .registry import Registry
+from ..errors import ComptkError, did_you_mean
+from ..registry import Registry
 
 # (logits float (N, C), target probabilities (N, C), class weights (C,) or None, focal gamma) -> scalar
 LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", float], torch.Tensor]

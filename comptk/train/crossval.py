@@ -15,21 +15,30 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
-from . import runs, testtime
+from .. import artifacts
+from ..competition import Competition, load_competition
+from ..config import TrainConfig, check_pretrained_allowed, resolve_run
+from ..data.folds import folds_digest, load_or_make_folds
+from ..data.image_cache import CompetitionImages, load_competition_images
+from ..data.layouts import read_data
+from ..data.tables import CompetitionData
+from ..errors import ComptkError
+from ..experiments.trackers import Tracker, open_tracker
+from ..metrics import get_metric
+from ..submission import make_submission
 from .augment import train_transform
-from .competition import Competition, check_pretrained_allowed, load_competition
-from .config import TrainConfig, resolve
-from .data import CompetitionData, ImageArrayDataset, read_data
-from .engine import FoldOutcome, autocast_dtype, check_compile, predict_proba, resolve_device, train_one_fold
-from .errors import ComptkError
-from .folds import folds_digest, load_or_make_folds
-from .image_cache import CompetitionImages, load_competition_images
-from .metrics import get_metric
+from .dataset import ImageArrayDataset
+from .engine import (
+    FoldOutcome,
+    autocast_dtype,
+    check_compile,
+    predict_proba,
+    resolve_device,
+    train_one_fold,
+)
 from .models import Classifier, check_heads_classes, create_model
 from .pseudo import PseudoLabels, select_pseudo_labels
-from .submission import make_submission
-from .trackers import Tracker, open_tracker
-from .tta import with_tta
+from .tta import describe_test_time, valid_crop, with_tta
 
 log = logging.getLogger("comptk")
 
@@ -37,7 +46,7 @@ log = logging.getLogger("comptk")
 @dataclass(frozen=True)
 class RunResult:
     name: str
-    paths: runs.RunPaths
+    paths: artifacts.RunPaths
     sidecar: dict
 
     @property
@@ -46,7 +55,7 @@ class RunResult:
 
     @property
     def partial(self) -> bool:
-        return runs.is_partial(self.sidecar)
+        return artifacts.is_partial(self.sidecar)
 
 
 def check_folds_subset(folds_subset: Sequence[int] | None, n_folds: int) -> list[int]:
@@ -65,25 +74,25 @@ def check_folds_subset(folds_subset: Sequence[int] | None, n_folds: int) -> list
     return sorted(wanted)
 
 
-def _check_not_finished(paths: runs.RunPaths, wanted: list[int]) -> None:
+def _check_not_finished(paths: artifacts.RunPaths, wanted: list[int]) -> None:
     """A finished run is never retrained; a partial run may go on with folds it has not trained."""
     if not paths.is_finished():
         return
-    sidecar = runs.load_json(paths.sidecar)
-    done = runs.folds_trained(sidecar)
-    if not runs.is_partial(sidecar):
+    sidecar = artifacts.load_json(paths.sidecar)
+    done = artifacts.folds_trained(sidecar)
+    if not artifacts.is_partial(sidecar):
         raise ComptkError(f"run '{paths.name}' is already finished ({paths.sidecar}); choose another --name")
     if set(wanted) <= set(done):
         raise ComptkError(f"run '{paths.name}' has already trained folds {', '.join(map(str, done))} of "
                           f"{sidecar['n_folds']} ({paths.sidecar}); drop --folds-subset to train the others")
 
 
-def _check_same_run(paths: runs.RunPaths, record: dict[str, Any]) -> None:
+def _check_same_run(paths: artifacts.RunPaths, record: dict[str, Any]) -> None:
     """A run folder may only be resumed by the same settings on the same data."""
     if not paths.config.exists():
-        runs.save_json(paths.config, record)
+        artifacts.save_json(paths.config, record)
         return
-    saved = runs.load_json(paths.config)
+    saved = artifacts.load_json(paths.config)
     diffs = [k for k in record if k != "config" and saved.get(k) != record[k]]
     defaults = TrainConfig().to_dict()  # a setting added since the run started counts as its default
     diffs += [
@@ -140,14 +149,14 @@ def fit_fold(
     outcome = train_one_fold(
         model, train_set, train_images[valid_idx], data.train.labels[valid_idx], cfg, metric,
         device=device, seed=seed, n_classes=data.n_classes, on_epoch=on_epoch,
-        desc=f"fold {k + 1}/{cfg.n_folds}", progress=progress, valid_crop=testtime.valid_crop(data.competition, cfg),
+        desc=f"fold {k + 1}/{cfg.n_folds}", progress=progress, valid_crop=valid_crop(data.competition, cfg),
     )
     return model, outcome
 
 
 def _train_fold(
     k: int, data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, train_images: np.ndarray,
-    test_images: np.ndarray, paths: runs.RunPaths, device: torch.device, progress: bool, tracker: Tracker,
+    test_images: np.ndarray, paths: artifacts.RunPaths, device: torch.device, progress: bool, tracker: Tracker,
     pseudo: PseudoLabels | None = None,
 ) -> dict:
     metric = get_metric(data.competition.metric)
@@ -156,7 +165,7 @@ def _train_fold(
 
     def on_epoch(record: dict) -> None:
         history.append({"fold": k, **record})
-        runs.save_csv(paths.fold_metrics(k), pd.DataFrame(history))
+        artifacts.save_csv(paths.fold_metrics(k), pd.DataFrame(history))
         tracker.log_epoch(k, record)
         log.debug("fold %d epoch %d: %s", k, record["epoch"],
                  ", ".join(f"{key}={val:.4g}" for key, val in record.items() if key != "epoch"))
@@ -164,17 +173,17 @@ def _train_fold(
     extra = (test_images[pseudo.rows], pseudo.labels) if pseudo is not None else None
     model, outcome = fit_fold(k, data, cfg, fold, train_images, device, on_epoch=on_epoch, progress=progress,
                               extra=extra)
-    with runs.atomic_path(paths.checkpoint(k)) as tmp:
+    with artifacts.atomic_path(paths.checkpoint(k)) as tmp:
         save_file({key: v.contiguous() for key, v in outcome.state_dict.items()}, str(tmp))
 
     started = time.perf_counter()
     views = {"device": device, "precision": cfg.precision, "tta": cfg.tta, "tta_merge": cfg.tta_merge}
-    oof = predict_proba(model, train_images[valid_idx], **views, crop=testtime.valid_crop(data.competition, cfg),
+    oof = predict_proba(model, train_images[valid_idx], **views, crop=valid_crop(data.competition, cfg),
                         crop_which=cfg.valid_crop)
     test = predict_proba(model, test_images, **views)  # test images as they are
     predict_seconds = time.perf_counter() - started
-    runs.save_npy(paths.fold_oof(k), oof)
-    runs.save_npy(paths.fold_test(k), test)
+    artifacts.save_npy(paths.fold_oof(k), oof)
+    artifacts.save_npy(paths.fold_test(k), test)
     result = {
         "fold": k,
         "n_train": int(len(train_idx)),
@@ -191,7 +200,7 @@ def _train_fold(
         "predict_seconds": predict_seconds,
         "predict_images_per_s": (len(valid_idx) + len(test_images)) / predict_seconds,
     }
-    runs.save_json(paths.fold_result(k), result)  # last: marks the fold finished
+    artifacts.save_json(paths.fold_result(k), result)  # last: marks the fold finished
     log.info("fold %d: %s %.4f (best epoch %d, %.0f train images/s)", k, metric.name,
              result["score"], outcome.best_epoch, outcome.train_images_per_s)
     return result
@@ -226,13 +235,11 @@ def run_cv(
     workdir = Path(workdir)
     comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
     if cfg is None:
-        cfg = resolve(comp.train_defaults(), overrides, where=f"{comp.source} [train]")
-        chosen = [*comp.train_defaults(), *(k for k, v in overrides.items() if v is not None)]
-        cfg = testtime.apply_defaults(comp, cfg, chosen)  # crop-to-test when test images are crops
-    if not comp.pretrained_allowed:
+        cfg = resolve_run(comp, overrides)
+    elif not comp.pretrained_allowed:
         check_pretrained_allowed(comp.name, comp.source, cfg)
-    name = runs.check_run_name(name) if name else runs.new_run_name(comp.name, cfg.model)
-    paths = runs.RunPaths(workdir, name)
+    name = artifacts.check_run_name(name) if name else artifacts.new_run_name(comp.name, cfg.model)
+    paths = artifacts.RunPaths(workdir, name)
     wanted = check_folds_subset(folds_subset, cfg.n_folds)
     _check_not_finished(paths, wanted)
     logger = open_tracker(tracker, workdir)  # a tracker asked for but not installed fails here
@@ -251,10 +258,10 @@ def run_cv(
         "competition": comp.name,
         "competition_file": str(Path(comp.source).resolve()) if comp.source else None,
         "classes": list(data.classes),
-        "train_ids_digest": runs.digest(data.train.ids),
-        "test_ids_digest": runs.digest(data.test.ids),
+        "train_ids_digest": artifacts.digest(data.train.ids),
+        "test_ids_digest": artifacts.digest(data.test.ids),
         "folds_digest": folds_digest(data.train.ids, fold),
-        "test_time": testtime.describe(comp, cfg),
+        "test_time": describe_test_time(comp, cfg),
         "augment_pipeline": [dict(t) for t in comp.augments[cfg.augment]] if cfg.augment in comp.augments else None,
         "config": cfg.to_dict(),
     }
@@ -281,7 +288,7 @@ def run_cv(
         for k in range(cfg.n_folds):
             if paths.fold_result(k).exists():
                 log.info("fold %d: finished earlier, kept", k)
-                results.append(runs.load_json(paths.fold_result(k)))
+                results.append(artifacts.load_json(paths.fold_result(k)))
             elif k in wanted:
                 results.append(_train_fold(k, data, cfg, fold, train_images, test_images, paths, device, progress,
                                            logger, pseudo))
@@ -299,7 +306,7 @@ def run_cv(
 
 
 def _finish(
-    data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, folds_file: Path, paths: runs.RunPaths,
+    data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, folds_file: Path, paths: artifacts.RunPaths,
     results: list[dict], record: dict, images: CompetitionImages, started: float,
 ) -> RunResult:
     metric = get_metric(data.competition.metric)
@@ -341,7 +348,7 @@ def _finish(
         "folds": results,
         "config": cfg.to_dict(),
         "seed": cfg.seed,
-        "versions": runs.library_versions(),
+        "versions": artifacts.library_versions(),
         "timings": {
             "decode_seconds": images.seconds,  # this session's; near 0 when read from the image cache
             "image_cache": images.cache,
@@ -359,11 +366,11 @@ def _finish(
         },
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    runs.save_npy(paths.oof, oof)
-    runs.save_npy(paths.preds, test)
-    runs.save_csv(paths.submission, make_submission(data, test))
-    runs.save_csv(paths.metrics, pd.concat([pd.read_csv(paths.fold_metrics(k)) for k in trained]))
-    runs.save_json(paths.sidecar, sidecar)  # last: marks the run finished
+    artifacts.save_npy(paths.oof, oof)
+    artifacts.save_npy(paths.preds, test)
+    artifacts.save_csv(paths.submission, make_submission(data, test))
+    artifacts.save_csv(paths.metrics, pd.concat([pd.read_csv(paths.fold_metrics(k)) for k in trained]))
+    artifacts.save_json(paths.sidecar, sidecar)  # last: marks the run finished
     log.debug("run %s: CV %s %.4f (pooled OOF), %.4f +- %.4f (mean of folds)", paths.name, metric.name,
              sidecar["cv"]["oof"], sidecar["cv"]["mean_of_folds"], sidecar["cv"]["std_of_folds"])
     return RunResult(paths.name, paths, sidecar)
@@ -372,7 +379,7 @@ def _finish(
 def _write_plots(result: RunResult, data: CompetitionData) -> list[Path]:
     """Plots never cost a finished run: a failure is a warning."""
     try:
-        from .plots import write_run_plots
+        from ..experiments.plots import write_run_plots
 
         return write_run_plots(result.paths, result.sidecar, data.train.labels)
     except Exception as exc:  # noqa: BLE001 - the run is already safely on disk

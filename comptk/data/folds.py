@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from . import runs
-from .data import Table
-from .errors import ComptkError
+from .. import artifacts
+from ..errors import ComptkError
+from .tables import Table
 
 
 def make_folds(
@@ -54,24 +54,24 @@ def folds_key(train: Table) -> str:
     """What a folds file is made from: the train ids and, when a group column is declared, the
     groups (so declaring or changing groups makes new folds rather than reusing ungrouped ones)."""
     if train.groups is None:
-        return runs.digest(train.ids)
-    return runs.digest(f"{i}\t{g}" for i, g in zip(train.ids, train.groups))
+        return artifacts.digest(train.ids)
+    return artifacts.digest(f"{i}\t{g}" for i, g in zip(train.ids, train.groups))
 
 
 def load_or_make_folds(
     workdir: Path, competition: str, train: Table, n_folds: int, seed: int, classes: tuple[str, ...] | None = None
 ) -> tuple[np.ndarray, Path]:
     """The saved folds for these train rows, made and saved on first use."""
-    path = runs.folds_path(workdir, competition, n_folds, seed, folds_key(train))
+    path = artifacts.folds_path(workdir, competition, n_folds, seed, folds_key(train))
     if path.is_file():
         saved = pd.read_csv(path, dtype={"id": str, "fold": np.int64}, keep_default_na=False)
         if saved["id"].tolist() != train.ids.tolist():
             raise ComptkError(f"{path}: its ids do not match the train table; delete the file to make folds anew")
         return saved["fold"].to_numpy(), path
     fold = make_folds(train.labels, n_folds, seed, train.groups, classes)
-    runs.save_csv(path, pd.DataFrame({"id": train.ids, "fold": fold}))
+    artifacts.save_csv(path, pd.DataFrame({"id": train.ids, "fold": fold}))
     return fold, path
 
 
 def folds_digest(ids: np.ndarray, fold: np.ndarray) -> str:
-    return runs.digest(f"{i},{f}" for i, f in zip(ids, fold))
+    return artifacts.digest(f"{i},{f}" for i, f in zip(ids, fold))

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runs
-from .data import CompetitionData
-from .errors import ComptkError
+from .. import artifacts
+from ..data.tables import CompetitionData
+from ..errors import ComptkError
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def _source_oof(workdir: Path, run: str) -> Path:
     given = Path(run)
     if given.suffix == ".npy" and given.is_file():
         return given
-    oof = runs.RunPaths(workdir, run).oof
+    oof = artifacts.RunPaths(workdir, run).oof
     if oof.is_file():
         return oof
     raise ComptkError(
@@ -57,14 +57,14 @@ def select_pseudo_labels(workdir: str | Path, run: str, threshold: float, data: 
     """Test rows whose top probability in ``run`` is at least ``threshold``, with that class."""
     if not 0 < threshold <= 1:
         raise ComptkError(f"setting 'pseudo_threshold' must be in (0, 1], got {threshold}")
-    source = runs.load_run(_source_oof(Path(workdir), run))
+    source = artifacts.load_run(_source_oof(Path(workdir), run))
     meta = source.sidecar
     comp = data.competition.name
     if meta.get("competition") != comp:
         raise ComptkError(
             f"pseudo-labels: run '{source.name}' is of competition '{meta.get('competition')}', not '{comp}'"
         )
-    if meta.get("test_ids_digest") != runs.digest(data.test.ids) or len(source.preds) != len(data.test.ids):
+    if meta.get("test_ids_digest") != artifacts.digest(data.test.ids) or len(source.preds) != len(data.test.ids):
         raise ComptkError(
             f"pseudo-labels: run '{source.name}' predicted other test rows than {comp}'s test table now has "
             "(test_ids_digest differs)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from timm.data import Mixup
 
-from .config import TrainConfig
+from ..config import TrainConfig
 
 
 class BatchMixer:

@@ -15,12 +15,12 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..config import TrainConfig
+from ..errors import ComptkError
+from ..metrics import Metric
 from .augment import BatchAugment
-from .config import TrainConfig
-from .data import ImageArrayDataset, keep_batch
-from .errors import ComptkError
+from .dataset import ImageArrayDataset, keep_batch
 from .losses import Criterion, class_weights
-from .metrics import Metric
 from .mixing import make_mixer
 from .models import set_backbone_frozen
 from .sampling import make_sampler

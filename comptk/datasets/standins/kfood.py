@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import STANDINS, StandIn, draw
+from . import draw
+from .base import STANDINS, StandIn
 
 DISHES = (
     "갈비구이", "갈치구이", "고등어구이", "곱창구이", "닭갈비", "더덕구이", "떡갈비", "불고기", "삼겹살", "장어구이",

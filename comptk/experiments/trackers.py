@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ComptkError, did_you_mean
+from ..errors import ComptkError, did_you_mean
 
 log = logging.getLogger("comptk")
 

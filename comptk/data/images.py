@@ -1,0 +1,69 @@
+"""Image files: finding them in folders and decoding them (any PIL mode -> RGB uint8).
+
+Images are decoded once and resized to the training size, so epochs index a uint8 array
+instead of decoding files again (see image_cache.py for the on-disk cache).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import ComptkError
+
+# Bump DECODE_VERSION whenever decode_image or load_images change the pixels they give:
+# it is part of the image cache's key (image_cache.py), so old caches are not reused.
+DECODE_VERSION = 1
+RESIZE_METHOD = "bilinear"
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def is_visible(path: Path) -> bool:
+    """Not a hidden file: macOS copies leave '._name.jpg' resource forks beside the images."""
+    return not path.name.startswith(".")
+
+
+def images_in(folder: Path) -> list[Path]:
+    """Image files under folder, not hidden nor in a hidden folder (e.g. .ipynb_checkpoints)."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def decode_image(path: Path) -> Image.Image:
+    """Open any image as RGB: grayscale is repeated, transparency goes onto white."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                return Image.alpha_composite(canvas, rgba).convert("RGB")
+            if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+                array = np.asarray(img, dtype=np.float64)
+                span = max(array.max() - array.min(), 1e-12)
+                return Image.fromarray(((array - array.min()) / span * 255).astype(np.uint8)).convert("RGB")
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        detail = "not a readable image file" if str(path) in str(exc) else str(exc)
+        raise ComptkError(f"cannot read image {path}: {detail}") from None
+
+
+def load_images(paths: tuple[Path, ...] | list[Path], size: int) -> np.ndarray:
+    """Decode and resize images to size x size, as one uint8 array (N, size, size, 3)."""
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+
+    def load(i: int) -> None:
+        img = decode_image(paths[i])
+        if img.size != (size, size):
+            img = img.resize((size, size), _RESAMPLE[RESIZE_METHOD])
+        out[i] = np.asarray(img)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(load, range(len(paths))))
+    return out

@@ -1,0 +1,48 @@
+"""The in-memory image dataset the training loop draws batches from."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class ImageArrayDataset(torch.utils.data.Dataset):
+    """Decoded images (N, H, W, 3 uint8) with optional labels and per-image augmentation.
+
+    Batches are fetched whole (``__getitems__``) and stay uint8 until the engine
+    moves them to the device, where they are normalised.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None = None, transform=None):
+        self.images = images
+        self.labels = labels
+        self.transform = transform  # albumentations (per image) or a batch callable (augment.BatchAugment)
+        self.batched = getattr(transform, "batched", False)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        index = np.asarray(indices)
+        batch = self.images[index]
+        if self.transform is not None and not self.batched:
+            batch = np.stack([self.transform(image=image)["image"] for image in batch])
+        batch = torch.from_numpy(batch)
+        if self.batched:
+            batch = self.transform(batch)
+        labels = None if self.labels is None else torch.from_numpy(self.labels[index])
+        return batch, labels
+
+    def without_batch_transform(self) -> ImageArrayDataset:
+        """The same images and labels with no batch-level augmentation (the engine then
+        applies it itself, on the device, after the copy)."""
+        return ImageArrayDataset(self.images, self.labels, None if self.batched else self.transform)
+
+    def __getitem__(self, index: int):
+        images, labels = self.__getitems__([index])
+        return images[0], None if labels is None else labels[0]
+
+
+def keep_batch(batch):
+    """collate_fn for ImageArrayDataset: batches arrive already stacked."""
+    return batch
