@@ -36,7 +36,7 @@ def run_arm(name: str, settings: dict, common: dict, workdir: Path, answers: Pat
     run_name = f"tech-{stamp}-{next(k for k, v in ARM_KEYS.items() if v == name)}"
     started = time.perf_counter()
     try:
-        result = run_cv("fashion-lt", workdir=workdir, name=run_name, progress=False, **common, **settings)
+        result = run_cv("fashion-lt", {**common, **settings}, workdir=workdir, name=run_name, progress=False)
     except ComptkError as exc:
         return {"arm": name, "error": str(exc), "seconds": time.perf_counter() - started}
     test = score_submission(result.paths.submission, answers, "macro_f1")

@@ -177,10 +177,9 @@ def train(competition: str, workdir: Path, data_dir: Path | None, name: str | No
         from .tune import best_settings
 
         base.update(best_settings(from_study, storage=storage, workdir=workdir))
-    options = {**base, **{k: v for k, v in options.items() if v is not None}}
-    result = run_cv(competition, workdir=workdir, data_dir=data_dir, name=name, progress=not quiet,
-                    folds_subset=_fold_list(folds_subset), tracker=tracker, plots=plots, cache=cache,
-                    **options)
+    result = run_cv(competition, options, base=base, workdir=workdir, data_dir=data_dir, name=name,
+                    progress=not quiet, folds_subset=_fold_list(folds_subset), tracker=tracker, plots=plots,
+                    cache=cache)
     cv = result.sidecar["cv"]
     partial = ""
     if result.partial:

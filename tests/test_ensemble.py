@@ -358,9 +358,10 @@ def test_auto_picks_the_best_cross_validated_method(tiny_work):
 
 @pytest.fixture(scope="module")
 def digits_runs(digits_workdir):
-    common = dict(workdir=digits_workdir, progress=False, n_folds=2, epochs=1, img_size=16)
-    a = run_cv("digits", name="ens_a", **common)
-    b = run_cv("digits", name="ens_b", lr=0.01, **common)
+    common = dict(workdir=digits_workdir, progress=False)
+    settings = dict(n_folds=2, epochs=1, img_size=16)
+    a = run_cv("digits", settings, name="ens_a", **common)
+    b = run_cv("digits", {**settings, "lr": 0.01}, name="ens_b", **common)
     return digits_workdir, a, b
 
 

@@ -101,10 +101,11 @@ def test_a_failed_decode_leaves_no_cache(tiny):
 
 def test_runs_with_and_without_the_cache_give_identical_results(tiny):
     work = tiny
-    kw = {"workdir": work, "progress": False, "n_folds": 2, "epochs": 1, "augment": "flip", "tta": "hflip"}
-    written = run_cv(tiny, name="a", **kw)
-    read = run_cv(tiny, name="b", **kw)
-    off = run_cv(tiny, name="c", cache=False, **kw)
+    settings = {"n_folds": 2, "epochs": 1, "augment": "flip", "tta": "hflip"}
+    kw = {"workdir": work, "progress": False}
+    written = run_cv(tiny, settings, name="a", **kw)
+    read = run_cv(tiny, settings, name="b", **kw)
+    off = run_cv(tiny, settings, name="c", cache=False, **kw)
     assert written.sidecar["timings"]["image_cache"] == {"train": "written", "test": "written"}
     assert read.sidecar["timings"]["image_cache"] == {"train": "hit", "test": "hit"}
     assert off.sidecar["timings"]["image_cache"] == {"train": "off", "test": "off"}
@@ -112,7 +113,7 @@ def test_runs_with_and_without_the_cache_give_identical_results(tiny):
         assert np.array_equal(np.load(other.paths.oof), np.load(written.paths.oof))
         assert np.array_equal(np.load(other.paths.preds), np.load(written.paths.preds))
     _bump_mtime(_paths(tiny)[1])  # a train-only image (test rows reuse the even ones)
-    touched = run_cv(tiny, name="d", **kw)
+    touched = run_cv(tiny, settings, name="d", **kw)
     assert touched.sidecar["timings"]["image_cache"] == {"train": "written", "test": "hit"}
 
 

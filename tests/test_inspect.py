@@ -273,7 +273,7 @@ def test_outliers_of_a_run_with_factorised_heads(tmp_path):
     from comptk.inspect import inspect_competition
 
     comp = make_tiny(tmp_path / "tiny", classes=("a", "b", "c", "d"))
-    run_cv(comp, workdir=comp, name="h", progress=False, plots=False, n_folds=2, heads="2x2")
+    run_cv(comp, {"n_folds": 2, "heads": "2x2"}, workdir=comp, name="h", progress=False, plots=False)
     result = inspect_competition(comp, workdir=comp, run="h", n_top=3)
     outliers = pd.read_csv(result.folder / "outliers.csv", keep_default_na=False)
     assert len(outliers) >= 3 and outliers["score"].notna().all()

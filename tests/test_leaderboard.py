@@ -18,7 +18,7 @@ from comptk.experiments import leaderboard
 from comptk.metrics import get_metric
 from comptk.submission import score_submission
 
-COMMON = {"progress": False, "n_folds": 2, "epochs": 1, "img_size": 16}
+COMMON = {"n_folds": 2, "epochs": 1, "img_size": 16}
 
 
 def invoke(*args):
@@ -30,10 +30,10 @@ def board(tmp_path_factory):
     """Own work directory (the session digits one collects other tests' runs): three runs and a blend."""
     work = tmp_path_factory.mktemp("board")
     prepare("digits", work)
-    a = run_cv("digits", workdir=work, name="r_a", **COMMON)
-    b = run_cv("digits", workdir=work, name="r_b", lr=0.01, **COMMON)
-    run_cv("digits", workdir=work, name="r_p", lr=0.01, epochs=2, folds_subset=[1],
-           **{k: v for k, v in COMMON.items() if k != "epochs"})
+    a = run_cv("digits", COMMON, workdir=work, name="r_a", progress=False)
+    b = run_cv("digits", {**COMMON, "lr": 0.01}, workdir=work, name="r_b", progress=False)
+    run_cv("digits", {**COMMON, "lr": 0.01, "epochs": 2}, workdir=work, name="r_p", folds_subset=[1],
+           progress=False)
     blend([a.paths.oof, b.paths.oof], out=work / "submissions" / "mix.csv", workdir=work, method="mean",
           compare=False)
     return work
@@ -138,19 +138,19 @@ def test_partial_run_trains_its_other_folds_later(board, tmp_path):
     paths = artifacts.RunPaths(work, "r_p")
     again = {**COMMON, "epochs": 2, "lr": 0.01}
     with pytest.raises(ComptkError, match="already trained folds 1 of 2"):
-        run_cv("digits", workdir=work, name="r_p", folds_subset=[1], **again)
+        run_cv("digits", again, workdir=work, name="r_p", folds_subset=[1], progress=False)
     for bad, message in (([2], "fold 2 does not exist; folds are 0..1"), ([0, 0], "given twice"),
                          ([], "at least one")):
         with pytest.raises(ComptkError, match=message):
-            run_cv("digits", workdir=work, name="new", folds_subset=bad, **again)
+            run_cv("digits", again, workdir=work, name="new", folds_subset=bad, progress=False)
     assert not artifacts.RunPaths(work, "new").run_dir.exists()
     fold1 = paths.checkpoint(1).stat().st_mtime_ns
-    result = run_cv("digits", workdir=work, name="r_p", **again)
+    result = run_cv("digits", again, workdir=work, name="r_p", progress=False)
     assert not result.partial and result.sidecar["folds_trained"] == [0, 1]
     assert paths.checkpoint(1).stat().st_mtime_ns == fold1  # kept, not retrained
     assert np.isfinite(np.load(paths.oof)).all()
     with pytest.raises(ComptkError, match="already finished"):
-        run_cv("digits", workdir=work, name="r_p", **again)
+        run_cv("digits", again, workdir=work, name="r_p", progress=False)
 
 
 def test_every_run_gets_its_plots_and_comptk_plots_remakes_them(board):

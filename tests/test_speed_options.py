@@ -74,7 +74,7 @@ def test_compile_failure_is_one_line_before_anything_is_written(tiny, monkeypatc
                                     "(RuntimeError: no working C++ compiler); train without --compile")
     assert not (tiny / "runs").exists() and not (tiny / "folds").exists()
     with pytest.raises(ComptkError, match="--compile"):
-        run_cv(tiny, workdir=tiny, compile=True, progress=False)
+        run_cv(tiny, {"compile": True}, workdir=tiny, progress=False)
 
 
 def test_a_diverging_loss_stops_training_with_one_line():
@@ -108,6 +108,6 @@ def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch, native):
 
 
 def test_fold_result_records_the_autocast_used(tiny):
-    result = run_cv(tiny, workdir=tiny, name="prec", progress=False, plots=False, n_folds=2, precision="bf16")
+    result = run_cv(tiny, {"n_folds": 2, "precision": "bf16"}, workdir=tiny, name="prec", progress=False, plots=False)
     for fold in result.sidecar["folds"]:
         assert fold["autocast"] == "bfloat16" and fold["device"] == "cpu"

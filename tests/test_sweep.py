@@ -119,7 +119,7 @@ class Recorder(Tracker):
 def test_tracker_gets_params_epochs_cv_and_artifacts(tiny, monkeypatch):
     recorder = Recorder()
     monkeypatch.setattr("comptk.train.crossval.open_tracker", lambda kind, workdir: recorder)
-    result = run_cv(tiny, workdir=tiny, name="t", progress=False, n_folds=2, epochs=2, lr=0.002)
+    result = run_cv(tiny, {"n_folds": 2, "epochs": 2, "lr": 0.002}, workdir=tiny, name="t", progress=False)
     assert recorder.calls[0] == ("start", "t", 0.002)
     assert [c[1:3] for c in recorder.calls if c[0] == "epoch"] == [(0, 1), (0, 2), (1, 1), (1, 2)]
     assert recorder.calls[-1] == ("finish", result.cv, ["confusion_matrix.png", "learning_curves.png",
@@ -134,7 +134,7 @@ def test_a_failing_tracker_or_plot_never_costs_the_run(tiny, monkeypatch, caplog
 
     monkeypatch.setattr("comptk.experiments.plots.write_run_plots", broken)
     with caplog.at_level(logging.WARNING, logger="comptk"):
-        result = run_cv(tiny, workdir=tiny, name="t", progress=False, n_folds=2, epochs=1)
+        result = run_cv(tiny, {"n_folds": 2, "epochs": 1}, workdir=tiny, name="t", progress=False)
     assert result.paths.sidecar.is_file() and result.paths.submission.is_file()
     assert not result.paths.plot_confusion.exists()
     messages = " ".join(r.getMessage() for r in caplog.records)
@@ -158,7 +158,7 @@ def test_tracker_not_installed_is_one_line_before_training(tiny, monkeypatch, ki
 def test_mlflow_gets_params_metrics_per_epoch_and_files_in_the_workdir(tiny, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    result = run_cv(tiny, workdir=tiny, name="ml", progress=False, n_folds=2, epochs=2, tracker="mlflow")
+    result = run_cv(tiny, {"n_folds": 2, "epochs": 2}, workdir=tiny, name="ml", progress=False, tracker="mlflow")
     mlflow.set_tracking_uri(f"sqlite:///{tiny / 'mlflow.db'}")
     found = mlflow.search_runs(experiment_names=["tiny"])
     assert list(found["tags.mlflow.runName"]) == ["ml"] and list(found["status"]) == ["FINISHED"]
@@ -176,7 +176,7 @@ def test_wandb_logs_offline_into_the_workdir(tiny, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.delenv("WANDB_MODE", raising=False)  # the tracker's default: offline, no server, no account
     monkeypatch.setenv("WANDB_SILENT", "true")
-    run_cv(tiny, workdir=tiny, name="wb", progress=False, n_folds=2, epochs=2, tracker="wandb")
+    run_cv(tiny, {"n_folds": 2, "epochs": 2}, workdir=tiny, name="wb", progress=False, tracker="wandb")
     runs_dirs = list((tiny / "wandb").glob("offline-run-*"))
     assert len(runs_dirs) == 1
     # offline wandb keeps the run in one binary log (synced later by `wandb sync`): look for what we logged

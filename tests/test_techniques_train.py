@@ -22,7 +22,7 @@ from comptk.train.mixing import BatchMixer
 from comptk.train.models import Classifier, create_model
 
 CPU = torch.device("cpu")
-FAST = {"progress": False, "n_folds": 2, "epochs": 1}
+FAST = {"n_folds": 2, "epochs": 1}
 
 
 def fit(**settings):
@@ -103,7 +103,7 @@ def test_techniques_together_end_to_end(tiny, monkeypatch):
     settings = {"loss": "ce+0.5*f1", "class_weights": "inverse", "sampler": "weighted", "mixup_alpha": 0.4,
                 "cutmix_alpha": 1.0, "ema_decay": 0.9, "clip_grad_norm": 1.0, "accum_steps": 2, "drop_rate": 0.1,
                 "drop_path_rate": 0.1, "freeze_epochs": 1, "epochs": 2}
-    result = run_cv(tiny, workdir=tiny, name="all", **{**FAST, **settings})
+    result = run_cv(tiny, {**FAST, **settings}, workdir=tiny, name="all", progress=False)
     assert mixed and all(n == 8 for n in mixed)  # every training batch was mixed
     assert result.paths.oof.is_file() and 0 <= result.cv <= 1
     assert {k: result.sidecar["config"][k] for k in settings} == settings
@@ -150,7 +150,7 @@ def test_training_from_scratch_is_fine_when_pretrained_is_forbidden(tiny):
 @pytest.fixture
 def source_run(tiny):
     """A finished tiny run to take pseudo-labels from, and a threshold half its test rows pass."""
-    result = run_cv(tiny, workdir=tiny, name="src", **FAST)
+    result = run_cv(tiny, FAST, workdir=tiny, name="src", progress=False)
     preds = np.load(result.paths.preds)
     return tiny, result, float(np.median(preds.max(1)))
 
@@ -167,7 +167,8 @@ def test_pseudo_labels_join_training_rows_only(source_run, monkeypatch):
         return original(model, train_set, valid_images, valid_labels, *args, **kwargs)
 
     monkeypatch.setattr(crossval, "train_one_fold", spy)
-    result = run_cv(root, workdir=root, name="pseudo", pseudo_run="src", pseudo_threshold=threshold, **FAST)
+    result = run_cv(root, {**FAST, "pseudo_run": "src", "pseudo_threshold": threshold}, workdir=root, name="pseudo",
+                    progress=False)
     preds = np.load(source.paths.preds)
     chosen = np.flatnonzero(preds.max(1) >= threshold)
     assert 0 < len(chosen) < len(preds)
@@ -218,15 +219,15 @@ def test_pseudo_label_errors(source_run, case, flags, message):
 
 def test_a_run_started_before_a_setting_existed_resumes(tiny):
     """config.json of an interrupted run lacks settings added since: they count as their defaults."""
-    first = run_cv(tiny, workdir=tiny, name="old", **FAST)
+    first = run_cv(tiny, FAST, workdir=tiny, name="old", progress=False)
     paths = first.paths
     saved = json.loads(paths.config.read_text())
     for key in ("loss", "sampler", "ema_decay", "pseudo_run"):
         del saved["config"][key]
     save_json(paths.config, saved)
     paths.sidecar.unlink()
-    result = run_cv(tiny, workdir=tiny, name="old", **FAST)
+    result = run_cv(tiny, FAST, workdir=tiny, name="old", progress=False)
     assert np.allclose(np.load(result.paths.oof), np.load(paths.oof))
     with pytest.raises(ComptkError, match="other settings: loss"):
         paths.sidecar.unlink()
-        run_cv(tiny, workdir=tiny, name="old", loss="focal", **FAST)
+        run_cv(tiny, {**FAST, "loss": "focal"}, workdir=tiny, name="old", progress=False)

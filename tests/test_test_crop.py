@@ -35,7 +35,7 @@ def _tiny_with_crop(root, crop="0.5", augment_line=True):
 @pytest.fixture(scope="module")
 def crop_run(tmp_path_factory):
     root = _tiny_with_crop(tmp_path_factory.mktemp("crop") / "tiny", augment_line=False)
-    return root, run_cv(root, workdir=root, name="crop", n_folds=2, epochs=1, progress=False)
+    return root, run_cv(root, {"n_folds": 2, "epochs": 1}, workdir=root, name="crop", progress=False)
 
 
 def test_test_crop_run_trains_on_crops_and_records_crop_validation(crop_run):
@@ -67,7 +67,7 @@ def test_oof_is_the_mean_of_five_crops_and_test_images_are_predicted_whole(crop_
 
 def test_an_augment_chosen_in_the_declaration_is_kept_and_whole_validation_is_recorded(tmp_path):
     root = _tiny_with_crop(tmp_path / "tiny")  # [train] says augment = "none"
-    result = run_cv(root, workdir=root, name="whole", n_folds=2, epochs=1, valid_crop="whole", progress=False)
+    result = run_cv(root, {"n_folds": 2, "epochs": 1, "valid_crop": "whole"}, workdir=root, name="whole", progress=False)
     assert result.sidecar["config"]["augment"] == "none"
     assert result.sidecar["test_time"]["valid_crop"] is None and result.sidecar["test_time"]["valid"].startswith("whole")
 
@@ -90,7 +90,7 @@ def test_tta_merge_and_valid_crop_are_validated():
 def test_a_model_or_tta_preset_that_cannot_take_the_images_fails_before_anything_is_written(tmp_path):
     root = make_tiny(tmp_path / "tiny")
     with pytest.raises(ComptkError, match="model 'test_vit' cannot take 12 px images"):
-        run_cv(root, workdir=root, model="test_vit", progress=False)
+        run_cv(root, {"model": "test_vit"}, workdir=root, progress=False)
     with pytest.raises(ComptkError, match="TTA preset 'multi-scale' does not work with model 'test_vit3' at 160 px"):
-        run_cv(root, workdir=root, model="test_vit3", img_size=160, tta="multi-scale", progress=False)
+        run_cv(root, {"model": "test_vit3", "img_size": 160, "tta": "multi-scale"}, workdir=root, progress=False)
     assert not (root / "runs").exists() and not (root / "folds").exists()

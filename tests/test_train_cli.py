@@ -124,7 +124,6 @@ def test_library_api_any_timm_model_and_a_local_weights_file(digits_workdir, tmp
     weights = tmp_path / "w.safetensors"
     net = __import__("timm").create_model("test_resnet", num_classes=1000)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
-    result = run_cv("digits", workdir=digits_workdir, name="lib", progress=False, n_folds=2, epochs=1,
-                    img_size=32, batch_size=128, model="test_resnet", weights=str(weights), tta="hflip")
+    result = run_cv("digits", {"n_folds": 2, "epochs": 1, "img_size": 32, "batch_size": 128, "model": "test_resnet", "weights": str(weights), "tta": "hflip"}, workdir=digits_workdir, name="lib", progress=False)
     assert result.paths.oof.is_file() and 0 <= result.cv <= 1
     assert result.sidecar["config"]["weights"] == str(weights)

@@ -20,7 +20,7 @@ from .. import artifacts
 from ..errors import ComptkError
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -37,7 +37,7 @@ def _save(fig, path: Path) -> Path:
 
 def learning_curves(histories: dict[int, pd.DataFrame], metric: str, title: str, path: Path) -> Path:
     """Loss (train solid, valid dashed) and the validation metric per epoch, one colour per fold."""
-    fig = _figure(10, 4)
+    fig = new_figure(10, 4)
     loss_ax, metric_ax = fig.subplots(1, 2)
     colours = [f"C{i % 10}" for i in range(len(histories))]
     for colour, (k, frame) in zip(colours, sorted(histories.items())):
@@ -68,7 +68,7 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str], ti
     counts = confusion_matrix(y_true, y_pred, labels=np.arange(n))
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     side = min(max(4.0, 0.35 * n + 2), 24.0)
-    fig = _figure(side + 1, side)
+    fig = new_figure(side + 1, side)
     ax = fig.subplots()
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
@@ -89,7 +89,7 @@ def per_class_f1(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str],
     """F1 of each class (one-vs-rest on the OOF rows), with the macro mean as a line."""
     n = len(classes)
     scores = f1_score(y_true, y_pred, labels=np.arange(n), average=None, zero_division=0)
-    fig = _figure(8, min(max(3.0, 0.25 * n + 1.5), 30.0))
+    fig = new_figure(8, min(max(3.0, 0.25 * n + 1.5), 30.0))
     ax = fig.subplots()
     positions = np.arange(n)
     ax.barh(positions, scores, color="C0")
@@ -148,7 +148,7 @@ def plot_run(name: str, workdir: str | Path = ".") -> list[Path]:
 
 def sweep_scatter(table: pd.DataFrame, title: str, path: Path) -> Path:
     """CV against training time, one labelled point per run (partial runs hollow)."""
-    fig = _figure(8, 5)
+    fig = new_figure(8, 5)
     ax = fig.subplots()
     frame = table.dropna(subset=["cv", "train_s"])
     for _, row in frame.iterrows():

@@ -24,9 +24,9 @@ def _png(fig) -> str:
 
 def _axes(width: float, height: float, n: int = 1):
     """A figure (comptk.plots' object API: no pyplot, no global backend) and its n axes."""
-    from ..experiments.plots import _figure
+    from ..experiments.plots import new_figure
 
-    fig = _figure(width, height)
+    fig = new_figure(width, height)
     axes = fig.subplots(1, n, squeeze=False)[0]
     return fig, axes
 

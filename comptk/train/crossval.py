@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,8 +208,9 @@ def _train_fold(
 
 def run_cv(
     competition: Competition | str | Path,
-    cfg: TrainConfig | None = None,
+    settings: TrainConfig | Mapping[str, Any] | None = None,
     *,
+    base: Mapping[str, Any] | None = None,
     workdir: str | Path = ".",
     data_dir: str | Path | None = None,
     name: str | None = None,
@@ -218,11 +219,12 @@ def run_cv(
     tracker: str = "none",
     plots: bool = True,
     cache: bool = True,
-    **overrides: Any,
 ) -> RunResult:
     """Train K folds; write OOF and test probabilities, the sidecar, a submission and plots.
 
-    ``cfg`` defaults to code defaults < the competition's [train] table < ``overrides``.
+    ``settings``: a resolved TrainConfig, or training settings (``{"epochs": 3}``) resolved as
+    code defaults < the competition's [train] table < ``base`` (a settings file, a study's best
+    trial) < ``settings`` (config.resolve_run).
     Re-running an interrupted run (same name, same settings) skips finished folds.
     ``folds_subset`` (fold indices) trains only those folds: a *partial* run whose sidecar lists
     ``folds_trained``, whose CV covers those folds' rows only and whose other OOF rows are NaN;
@@ -234,10 +236,12 @@ def run_cv(
     started = time.perf_counter()
     workdir = Path(workdir)
     comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
-    if cfg is None:
-        cfg = resolve_run(comp, overrides)
-    elif not comp.pretrained_allowed:
-        check_pretrained_allowed(comp.name, comp.source, cfg)
+    if isinstance(settings, TrainConfig):
+        cfg = settings
+        if not comp.pretrained_allowed:
+            check_pretrained_allowed(comp.name, comp.source, cfg)
+    else:
+        cfg = resolve_run(comp, settings, base=base)
     name = artifacts.check_run_name(name) if name else artifacts.new_run_name(comp.name, cfg.model)
     paths = artifacts.RunPaths(workdir, name)
     wanted = check_folds_subset(folds_subset, cfg.n_folds)
