@@ -1,7 +1,7 @@
 #!/bin/bash
 # The five contest stand-ins at their default sizes, each trained briefly from scratch (small_resnet, 32 px,
 # 2 folds x 6 epochs, lr 0.003, no TTA) and scored against the stand-in's answers: shows each stand-in is
-# learnable through its contest's layout. Usage: bash benchmarks/contests.sh [WORKDIR]   (README figures)
+# learnable through its contest's layout. Usage: bash benchmarks/contests.sh [WORKDIR]   (figures: docs/benchmarks.md)
 set -e
 work=${1:-bench/contests}
 mkdir -p "$work"

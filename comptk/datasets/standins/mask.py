@@ -1,7 +1,7 @@
 """Stand-in for the boostcamp mask contest (``mask``): train/train.csv ``id,gender,race,age,path``,
 one folder of 7 photos per person in train/images/<path>/ (mask1..mask5, incorrect_mask, normal;
 mixed .jpg/.png/.jpeg), eval/info.csv ``ImageID,ans`` and eval/images/<ImageID>. Classes follow
-``comptk.persons.mask_class``. Quirks kept: macOS ``._`` resource-fork files beside the images,
+``comptk.data.labelers.mask_class``. Quirks kept: macOS ``._`` resource-fork files beside the images,
 person folders named ``<id>_<gender>_<race>_<age>``, portrait-shaped photos (3:4)."""
 
 from __future__ import annotations
