@@ -54,10 +54,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     num_workers: int = 0  # DataLoader workers; images are decoded once, so 0 suits a CPU
     seed: int = 42
-    # Test-time crops and TTA merging (issue #5, items 4-5)
+    # test-time crops and how TTA views are merged
     tta_merge: str = "mean"  # how TTA views' probabilities are merged: mean | gmean (renormalised)
     valid_crop: str = "five"  # competitions with a [test_time] crop: validation rows as five crops | center | whole
-    # Training techniques (issue #5: imbalance, losses, mixup/cutmix, extras, pseudo-labels)
+    # training techniques: imbalance, losses, mixup/CutMix, EMA and other extras, pseudo-labels
     sampler: str = "random"  # random | weighted (inverse class frequency, with replacement)
     class_cap: int = 0  # at most this many rows of each class per epoch, re-drawn each epoch; 0 = off
     class_weights: str = "none"  # loss weight per class from the training rows: none | inverse | sqrt-inverse
@@ -75,9 +75,9 @@ class TrainConfig:
     freeze_epochs: int = 0  # train only the classifier head for the first N epochs, then all
     pseudo_run: str = ""  # a finished run whose confident test predictions become extra training rows
     pseudo_threshold: float = 0.9  # max probability a test row needs to be pseudo-labelled
-    # speed (issue #9): torch.compile the model for training and prediction
+    # speed: torch.compile the model for training and prediction
     compile: bool = False
-    # contests (issue #7): "3x2x3" = one head per factor (mask x gender x age band), combined into their product's
+    # factorised heads: "3x2x3" = one head per factor (mask x gender x age band), combined into their product's
     # classes (mixed radix, first factor most significant); "" = one head over all classes
     heads: str = ""
 

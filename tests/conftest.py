@@ -83,3 +83,20 @@ def assert_real_png(path, min_side=200):
         assert image.format == "PNG" and min(image.size) >= min_side
         pixels = np.asarray(image.convert("RGB"))
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10  # not one flat colour
+
+
+def assert_cv_is_pooled_oof(result, labels) -> None:
+    """The run's CV is the metric of its pooled OOF rows (the one to select on), and the mean of
+    folds is the mean of the per-fold scores: recomputed here from the saved arrays and folds."""
+    from comptk.metrics import get_metric
+
+    side = result.sidecar
+    metric = get_metric(side["metric"])
+    oof = np.load(result.paths.oof)
+    fold = pd.read_csv(side["folds_file"], dtype={"id": str})["fold"].to_numpy()
+    rows = np.isin(fold, side["folds_trained"])
+    labels = np.asarray(labels)
+    assert np.isclose(side["cv"]["oof"], metric.score_proba(labels[rows], oof[rows]))
+    per_fold = [metric.score_proba(labels[fold == k], oof[fold == k]) for k in side["folds_trained"]]
+    assert np.allclose(side["cv"]["per_fold"], per_fold)
+    assert np.isclose(side["cv"]["mean_of_folds"], np.mean(per_fold))

@@ -14,8 +14,8 @@ from comptk.cli import main
 from comptk.competition import BUNDLED_DIR, load_competition
 from comptk.data.labelers import age_band, mask_class
 from comptk.data.layouts import read_data
-from comptk.errors import ComptkError
 from comptk.datasets import prepare
+from comptk.errors import ComptkError
 
 
 @pytest.fixture(scope="module")

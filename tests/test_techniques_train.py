@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import assert_cv_is_pooled_oof
 
 from comptk import ComptkError, run_cv
 from comptk.artifacts import RunPaths, save_json, save_npy
@@ -105,7 +106,9 @@ def test_techniques_together_end_to_end(tiny, monkeypatch):
                 "drop_path_rate": 0.1, "freeze_epochs": 1, "epochs": 2}
     result = run_cv(tiny, {**FAST, **settings}, workdir=tiny, name="all", progress=False)
     assert mixed and all(n == 8 for n in mixed)  # every training batch was mixed
-    assert result.paths.oof.is_file() and 0 <= result.cv <= 1
+    classes = ["cat", "dog", "fox"]
+    labels = [classes.index(v) for v in __import__("pandas").read_csv(tiny / "data/train.csv")["label"]]
+    assert_cv_is_pooled_oof(result, labels)
     assert {k: result.sidecar["config"][k] for k in settings} == settings
 
 
@@ -145,6 +148,8 @@ def test_training_from_scratch_is_fine_when_pretrained_is_forbidden(tiny):
     toml_with(tiny, "pretrained_allowed = false")
     result = train_cli(tiny, "--folds", "2", "--name", "scratch")
     assert result.exit_code == 0, result.output
+    side = json.loads(RunPaths(tiny, "scratch").sidecar.read_text())
+    assert side["config"]["pretrained"] is False and side["config"]["weights"] == ""
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import assert_cv_is_pooled_oof
 from safetensors.torch import save_file
 
 from comptk import run_cv
@@ -124,6 +125,9 @@ def test_library_api_any_timm_model_and_a_local_weights_file(digits_workdir, tmp
     weights = tmp_path / "w.safetensors"
     net = __import__("timm").create_model("test_resnet", num_classes=1000)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
-    result = run_cv("digits", {"n_folds": 2, "epochs": 1, "img_size": 32, "batch_size": 128, "model": "test_resnet", "weights": str(weights), "tta": "hflip"}, workdir=digits_workdir, name="lib", progress=False)
-    assert result.paths.oof.is_file() and 0 <= result.cv <= 1
+    settings = {"n_folds": 2, "epochs": 1, "img_size": 32, "batch_size": 128, "model": "test_resnet",
+                "weights": str(weights), "tta": "hflip"}
+    result = run_cv("digits", settings, workdir=digits_workdir, name="lib", progress=False)
+    labels = pd.read_csv(digits_workdir / "data/digits/train.csv", dtype=str)["label"].astype(int)
+    assert_cv_is_pooled_oof(result, labels)
     assert result.sidecar["config"]["weights"] == str(weights)

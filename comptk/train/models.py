@@ -112,7 +112,7 @@ def _small(widths: tuple[int, ...], name: str, pretrained: bool, pretrained_cfg_
 
 @register_model
 def small_resnet(pretrained: bool = False, pretrained_cfg_overlay: dict | None = None, **kwargs) -> SmallResNet:
-    """Widths 16-32-64: about 0.12 M parameters, ~2,000 train images/s at 28 px on 2 CPU cores."""
+    """Widths 16-32-64: about 0.12 M parameters; made for small images (28-64 px) on a CPU."""
     return _small((16, 32, 64), "small_resnet", pretrained, pretrained_cfg_overlay, **kwargs)
 
 
