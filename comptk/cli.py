@@ -120,7 +120,7 @@ def prepare(name: str, workdir: Path, train_n: int | None, test_n: int | None, s
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--num-workers", type=int, help="DataLoader worker processes.")
 @click.option("--seed", type=int, help="Seed of folds, sampling and initialisation.")
-# training techniques (README "Techniques")
+# training techniques (docs/training.md)
 @click.option("--sampler", type=click.Choice(["random", "weighted"]),
               help="weighted: draw classes equally often (inverse class frequency).")
 @click.option("--class-cap", type=int, help="At most N rows of each class per epoch, re-drawn every epoch (0 = off).")

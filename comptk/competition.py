@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from . import config
+from .data.labelers import LABELERS
 from .errors import ComptkError, did_you_mean
 from .metrics import METRICS
 from .train import augment
@@ -57,7 +58,7 @@ class Competition:
     tune: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # search space (comptk tune)
     augments: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # [augment.NAME] pipelines
     label_fixes: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # train id -> right label
-    person_labels: str = ""  # person-folders layout: the labeler (comptk.persons.LABELERS) naming each photo's class
+    person_labels: str = ""  # person-folders layout: the labeler (comptk.data.labelers.LABELERS) naming each photo's class
     source: Path | None = None  # the declaration file
 
     def data_path(self, workdir: Path, override: str | Path | None = None) -> Path:
@@ -227,10 +228,6 @@ def _check_person_folders(raw: dict, path: Path) -> str:
     if table is None:
         raise ComptkError(f"{path}: layout \"person-folders\" needs a [person_folders] table with 'labels'")
     _check_table(table, _PERSON_FOLDERS, f"{path} [person_folders]")
-    from .data.labelers import (
-        LABELERS,  # late import: persons reads tables with comptk.data
-    )
-
     LABELERS.get(table["labels"])
     if not raw.get("columns", {}).get("group"):
         raise ComptkError(f"{path} [columns]: layout \"person-folders\" needs 'group', the train CSV's "

@@ -6,7 +6,7 @@ The cache key covers everything the decoded pixels depend on: each image's absol
 (in row order), byte size and modification time (ns), the image size, the resize method,
 the decoding code's version and Pillow's version. Touching, replacing, adding, removing or
 reordering an image, or changing the size, gives another key and so a fresh decode.
-Hashing file contents costs several times the stat calls (docs/speed.md has the figures),
+Hashing file contents costs several times the stat calls (docs/speed.md, "Image cache"),
 so the key uses stat.
 
 Files are written to a temporary name and renamed into place (artifacts.save_npy): a killed
