@@ -1,10 +1,11 @@
 """What `comptk train` writes to a log: outside a terminal one line per epoch and no \\r frames; in a
-terminal a progress bar; folds counted 1..K in both."""
+terminal a progress bar; folds counted 1..K in both. And NAME may be left out."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,20 @@ def test_in_a_terminal_a_progress_bar_replaces_the_epoch_lines(tmp_path):
     assert not any(EPOCH.match(line.strip("\r")) for line in shown.splitlines())
     run_log = (root / "runs" / "tty" / "log.txt").read_text()
     assert len(re.findall(r"fold \d/2 epoch \d/2: loss", run_log)) == 4  # epoch lines still reach the run's log
+
+
+def test_train_without_a_name_uses_the_only_declared_competition(tmp_path, monkeypatch):
+    work = make_tiny(tmp_path / "w")
+    (work / "competitions" / "tiny").mkdir(parents=True)
+    shutil.move(work / "competition.toml", work / "competitions" / "tiny" / "competition.toml")
+    monkeypatch.chdir(work)
+    result = CliRunner().invoke(main, ["train", "--folds", "2", "--name", "auto", "--quiet", "--no-plots"])
+    assert result.exit_code == 0, result.output
+    assert (work / "submissions" / "auto.csv").is_file()
+    second = work / "competitions" / "other"
+    shutil.copytree(work / "competitions" / "tiny", second)
+    for command in ("train", "tune", "sweep", "inspect"):
+        result = CliRunner().invoke(main, [command, "--quiet"] if command in ("train", "sweep") else [command])
+        assert result.exit_code == 2, (command, result.output)
+        assert result.output.strip().splitlines() == [
+            "error: no competition NAME given and competitions declares 2: other, tiny; pass one of them as NAME"]
