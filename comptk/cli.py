@@ -1,14 +1,25 @@
-"""The comptk command line: each command parses options and calls one library function."""
+"""The comptk command line: each command parses its options, calls one library function and prints.
+
+Adding a command: a function under ``@main.command()`` that takes the shared arguments and options
+declared below (``competition_argument``, ``workdir_option``, ``data_option``, ...), gives each new
+option a help text, imports the library inside the function (``comptk --help``, ``--version`` and
+shell completion must not load torch), calls one library function and echoes what it returns. A user
+mistake is a ComptkError from the library: the group prints it as one line and exits 2.
+tests/test_cli_help.py runs ``--help`` on every command and checks every option has help.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
+from click.shell_completion import CompletionItem
 
 from . import __version__
+from .config import CHOICES, FIELD_TYPES, parse_folds_subset
 from .errors import ComptkError
 
 
@@ -43,6 +54,9 @@ class _Group(click.Group):
 def main() -> None:
     """comptk: image-classification competitions, done right.
 
+    COMPETITION is a name declared in competitions/NAME/competition.toml (also WORKDIR/competitions,
+    then the bundled ones) or a path to a declaration; left out, the work directory's only competition.
+
     \b
     comptk prepare fashion --train-n 12000   build the local Fashion-MNIST competition
     comptk train fashion --folds 5           K-fold training: OOF + test probabilities, CV, submission
@@ -54,16 +68,123 @@ def main() -> None:
     log = logging.getLogger("comptk")
     if not any(isinstance(h, _Stderr) for h in log.handlers):
         console = _Stderr()
-        console.setLevel(logging.INFO)  # per-epoch lines go to the run's log.txt only
+        # INFO: progress lines; per-epoch lines are INFO only where no progress bar redraws (train/engine.py)
+        console.setLevel(logging.INFO)
         console.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(console)
 
 
+# ---- arguments and options shared by several commands: declared once, here -------------------------------------------
+
+def _complete_competition(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Shell completion of COMPETITION: the names find_declaration knows (no torch is imported)."""
+    from .competition import competition_names
+
+    workdir = ctx.params.get("workdir") or Path(".")
+    return [CompletionItem(name) for name in competition_names(workdir) if name.startswith(incomplete)]
+
+
+competition_argument = click.argument("competition", required=False, shell_complete=_complete_competition)
 workdir_option = click.option(
     "--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
     help="Where data/, folds/, oof/, preds/, runs/ and submissions/ live.",
 )
+data_option = click.option("--data", "data_dir", type=click.Path(path_type=Path),
+                           help="Data folder (overrides the declaration's).")
+quiet_option = click.option("--quiet", is_flag=True,
+                            help="No progress bar (outside a terminal: no per-epoch lines).")
+folds_subset_option = click.option(
+    "--folds-subset", help="Train only these folds, by 0-based index (0 is the log's fold 1/K), e.g. 0 or 0,1: a "
+    "partial run; the same command without it later trains the others.")
+tracker_option = click.option(
+    "--tracker", type=click.Choice(["none", "mlflow", "wandb"]), default="none", show_default=True,
+    help="Also log to MLflow (WORKDIR/mlflow.db) or W&B (offline); needs the package installed.")
+plots_option = click.option("--plots/--no-plots", default=True, show_default=True,
+                            help="Write runs/RUN/*.png (learning curves, confusion matrix, per-class F1).")
+storage_option = click.option(
+    "--storage", help="Optuna storage of the study (default WORKDIR/tune/studies.db): sqlite:///FILE.db, "
+    "postgresql://USER:PASS@HOST/DB to share a study between machines, or journal:FILE.")
 
+
+def name_option(text: str) -> Callable:
+    """--name: what it names differs by command (a run, a sweep), so only its help is given per command."""
+    return click.option("--name", help=text)
+
+
+# One help text per training setting (config.TrainConfig): `train` takes each as a flag, `sweep` as a list.
+SETTING_HELP: dict[str, str] = {
+    "model": "timm model name, e.g. resnet18, efficientnet_b0, small_resnet.",
+    "pretrained": "Start from pretrained weights (hub cache).",
+    "weights": "Local weights file (.safetensors / .pth) to start from.",
+    "img_size": "Images are resized to this square size (pixels).",
+    "n_folds": "Number of folds (K).",
+    "epochs": "Training epochs per fold.",
+    "batch_size": "Training images per batch.",
+    "lr": "Peak learning rate.",
+    "weight_decay": "Weight decay (norms and biases get none).",
+    "optimizer": "Optimizer (sgd: Nesterov momentum 0.9).",
+    "scheduler": "Learning-rate schedule, stepped per optimizer step (step: x0.1 after each third).",
+    "warmup_epochs": "Linear learning-rate warm-up over this many epochs (fractions allowed).",
+    "augment": "Augment preset: none, flip, shift, basic (batch-level, fast); albu-basic, geometric, strong, "
+               "crop-to-test (albumentations); or a pipeline declared as [augment.NAME] in the competition.",
+    "tta": "TTA preset: none, hflip, flip, five-crop, ten-crop, multi-scale.",
+    "patience": "Early stopping after N epochs without gain (0 = off).",
+    "label_smoothing": "Label smoothing of the loss, in [0, 1) (0 = off).",
+    "precision": "auto: AMP on CUDA, bf16 on CPUs with native bf16, else fp32.",
+    "device": "auto, cpu, cuda, cuda:N or mps.",
+    "num_workers": "DataLoader worker processes.",
+    "seed": "Seed of folds, sampling and initialisation.",
+    "tta_merge": "Merge TTA views' probabilities by mean or geometric mean (renormalised).",
+    "valid_crop": "Competitions with test crops: predict validation rows as five crops, one centre crop or whole.",
+    "sampler": "weighted: draw classes equally often (inverse class frequency).",
+    "class_cap": "At most N rows of each class per epoch, re-drawn every epoch (0 = off).",
+    "class_weights": "Loss weight of each class from its training-row count.",
+    "loss": "ce, focal, f1 (soft macro F1) or a weighted sum such as 'ce+0.5*f1'.",
+    "focal_gamma": "Focusing parameter of the focal loss.",
+    "mixup_alpha": "Mixup Beta(alpha, alpha); 0 = off.",
+    "cutmix_alpha": "CutMix Beta(alpha, alpha); 0 = off.",
+    "mix_prob": "Probability a batch is mixed.",
+    "mix_switch_prob": "Probability of CutMix rather than mixup when both are on.",
+    "ema_decay": "EMA of the weights (e.g. 0.999), used for validation and prediction; 0 = off.",
+    "clip_grad_norm": "Clip the gradient norm to this (0 = off).",
+    "accum_steps": "Batches per optimizer step (gradient accumulation).",
+    "drop_rate": "Dropout before the classifier (0 = the model's default).",
+    "drop_path_rate": "Stochastic depth (0 = the model's default).",
+    "freeze_epochs": "Train only the classifier head for the first N epochs.",
+    "pseudo_run": "Finished run (name or oof/RUN.npy) whose confident test predictions become extra training rows.",
+    "pseudo_threshold": "Top probability a test row needs to be pseudo-labelled.",
+    "compile": "torch.compile the model (slow first steps, then faster; needs a C++ compiler on CPU).",
+    "heads": "Factorised heads, e.g. 3x2x3 (mask x gender x age): one head per factor, combined into their "
+             "product's classes.",
+}
+_SETTING_FLAGS = {"n_folds": "--folds", "pseudo_run": "--pseudo"}  # flags not spelt like their setting
+
+
+def setting_options(command: Callable) -> Callable:
+    """One flag per training setting (None when not given, so the declaration's [train] value stays)."""
+    for key in reversed(list(FIELD_TYPES)):
+        flag, kind = _SETTING_FLAGS.get(key, f"--{key.replace('_', '-')}"), FIELD_TYPES[key]
+        if kind is bool:
+            option = click.option(f"{flag}/--no-{flag[2:]}", key, default=None, help=SETTING_HELP[key])
+        else:
+            kind = click.Choice(CHOICES[key]) if key in CHOICES else kind
+            option = click.option(flag, key, type=kind, default=None, help=SETTING_HELP[key])
+        command = option(command)
+    return command
+
+
+def grid_options(command: Callable) -> Callable:
+    """One comma-list option per training setting, so every setting can be swept."""
+    aliases = {"model": ["--models"], "n_folds": ["--folds"]}
+    for key in reversed(list(FIELD_TYPES)):
+        flag = f"--{key.replace('_', '-')}"
+        command = click.option(flag, *aliases.get(key, []), key, default=None, metavar="V1,V2,...",
+                               help=f"{SETTING_HELP[key]} Comma-separated {FIELD_TYPES[key].__name__} values: "
+                                    "two or more are swept.")(command)
+    return command
+
+
+# ---- commands --------------------------------------------------------------------------------------------------------
 
 @main.command()
 @click.argument("name")
@@ -95,110 +216,37 @@ def prepare(name: str, workdir: Path, train_n: int | None, test_n: int | None, s
 
 
 @main.command()
-@click.argument("competition")
+@competition_argument
 @workdir_option
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Data folder (overrides the declaration's).")
-@click.option("--name", help="Run name (default: COMPETITION-MODEL-TIME). Same name + same settings resumes.")
-@click.option("--folds", "n_folds", type=int, help="Number of folds (K).")
-@click.option("--model", help="timm model name, e.g. resnet18, efficientnet_b0, small_resnet.")
-@click.option("--pretrained/--no-pretrained", default=None, help="Start from pretrained weights (hub cache).")
-@click.option("--weights", help="Local weights file (.safetensors / .pth) to start from.")
-@click.option("--img-size", type=int, help="Images are resized to this square size.")
-@click.option("--epochs", type=int)
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float, help="Peak learning rate.")
-@click.option("--weight-decay", type=float)
-@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]))
-@click.option("--scheduler", type=click.Choice(["cosine", "step", "onecycle", "constant"]))
-@click.option("--warmup-epochs", type=float)
-@click.option("--augment", help="Augment preset: none, flip, shift, basic (batch-level, fast); albu-basic, geometric, "
-              "strong, crop-to-test (albumentations); or a pipeline declared as [augment.NAME] in the competition.")
-@click.option("--tta", help="TTA preset: none, hflip, flip, five-crop, ten-crop, multi-scale.")
-@click.option("--patience", type=int, help="Early stopping after N epochs without gain (0 = off).")
-@click.option("--label-smoothing", type=float)
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]))
-@click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--num-workers", type=int, help="DataLoader worker processes.")
-@click.option("--seed", type=int, help="Seed of folds, sampling and initialisation.")
-# training techniques (docs/training.md)
-@click.option("--sampler", type=click.Choice(["random", "weighted"]),
-              help="weighted: draw classes equally often (inverse class frequency).")
-@click.option("--class-cap", type=int, help="At most N rows of each class per epoch, re-drawn every epoch (0 = off).")
-@click.option("--class-weights", type=click.Choice(["none", "inverse", "sqrt-inverse"]),
-              help="Loss weight of each class from its training-row count.")
-@click.option("--loss", help="ce, focal, f1 (soft macro F1) or a weighted sum such as 'ce+0.5*f1'.")
-@click.option("--focal-gamma", type=float, help="Focusing parameter of the focal loss.")
-@click.option("--mixup-alpha", type=float, help="Mixup Beta(alpha, alpha); 0 = off.")
-@click.option("--cutmix-alpha", type=float, help="CutMix Beta(alpha, alpha); 0 = off.")
-@click.option("--mix-prob", type=float, help="Probability a batch is mixed.")
-@click.option("--mix-switch-prob", type=float, help="Probability of CutMix rather than mixup when both are on.")
-@click.option("--ema-decay", type=float,
-              help="EMA of the weights (e.g. 0.999), used for validation and prediction; 0 = off.")
-@click.option("--clip-grad-norm", type=float, help="Clip the gradient norm to this (0 = off).")
-@click.option("--accum-steps", type=int, help="Batches per optimizer step (gradient accumulation).")
-@click.option("--drop-rate", type=float, help="Dropout before the classifier (0 = the model's default).")
-@click.option("--drop-path-rate", type=float, help="Stochastic depth (0 = the model's default).")
-@click.option("--freeze-epochs", type=int, help="Train only the classifier head for the first N epochs.")
-@click.option("--heads", help="Factorised heads, e.g. 3x2x3 (mask x gender x age): one head per factor, combined "
-              "into their product's classes.")
-@click.option("--pseudo", "pseudo_run", help="Finished run (name or oof/RUN.npy) whose confident test predictions "
-              "become extra training rows.")
-@click.option("--pseudo-threshold", type=float, help="Top probability a test row needs to be pseudo-labelled.")
-@click.option("--tta-merge", type=click.Choice(["mean", "gmean"]),
-              help="Merge TTA views' probabilities by mean or geometric mean (renormalised).")
-@click.option("--valid-crop", type=click.Choice(["five", "center", "whole"]),
-              help="Competitions with test crops: predict validation rows as five crops, one centre crop or whole.")
+@data_option
+@name_option("Run name (default: COMPETITION-MODEL-TIME). Same name + same settings resumes.")
 @click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path),
               help="TOML file with a [train] table (e.g. from `comptk tune --export`); flags override it.")
-@click.option("--from-study", help="Use the best trial's settings of this tuning study; flags override them.")
-@click.option("--storage", help="Storage of --from-study (default: WORKDIR/tune/studies.db).")
-@click.option("--compile/--no-compile", default=None,
-              help="torch.compile the model (slow first steps, then faster; needs a C++ compiler on CPU).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--from-study", help="Use the best trial's settings of this tuning study (over --settings); flags "
+              "override them.")
+@storage_option
+@folds_subset_option
+@quiet_option
 @click.option("--cache/--no-cache", default=True, show_default=True,
               help="Keep decoded images in WORKDIR/cache/images and reuse them (never changes results).")
-@click.option("--folds-subset", help="Train only these folds (0-based, e.g. 0 or 0,1): a partial run; "
-              "the same command without it later trains the others.")
-@click.option("--tracker", type=click.Choice(["none", "mlflow", "wandb"]), default="none", show_default=True,
-              help="Also log to MLflow (WORKDIR/mlflow.db) or W&B (offline); needs the package installed.")
-@click.option("--plots/--no-plots", default=True, show_default=True,
-              help="Write runs/RUN/*.png (learning curves, confusion matrix, per-class F1).")
-def train(competition: str, workdir: Path, data_dir: Path | None, name: str | None, quiet: bool,
-          settings_file: Path | None, from_study: str | None, storage: str | None,
-          folds_subset: str | None, tracker: str, plots: bool, cache: bool, **options) -> None:
-    """Train K-fold models; write OOF/test probabilities, CV, a submission and plots."""
-    from .config import read_settings
+@tracker_option
+@plots_option
+@setting_options
+def train(competition: str | None, workdir: Path, data_dir: Path | None, name: str | None,
+          settings_file: Path | None, from_study: str | None, storage: str | None, folds_subset: str | None,
+          quiet: bool, cache: bool, tracker: str, plots: bool, **settings) -> None:
+    """Train K-fold models; write OOF/test probabilities, CV, a submission and plots.
+
+    Settings: code defaults < the competition's [train] table < --settings < --from-study < flags.
+    """
     from .train.crossval import run_cv
+    from .tune import base_settings
 
-    if storage and not from_study:
-        raise ComptkError("--storage is only used with --from-study")
-    base: dict = read_settings(settings_file) if settings_file else {}
-    if from_study:
-        from .tune import best_settings
-
-        base.update(best_settings(from_study, storage=storage, workdir=workdir))
-    result = run_cv(competition, options, base=base, workdir=workdir, data_dir=data_dir, name=name,
-                    progress=not quiet, folds_subset=_fold_list(folds_subset), tracker=tracker, plots=plots,
+    base = base_settings(settings_file, from_study, storage=storage, workdir=workdir)
+    result = run_cv(competition, settings, base=base, workdir=workdir, data_dir=data_dir, name=name,
+                    progress=not quiet, folds_subset=parse_folds_subset(folds_subset), tracker=tracker, plots=plots,
                     cache=cache)
-    cv = result.sidecar["cv"]
-    partial = ""
-    if result.partial:
-        partial = (f" [partial: folds {', '.join(map(str, result.sidecar['folds_trained']))} of "
-                   f"{result.sidecar['n_folds']}]")
-    click.echo(
-        f"run {result.name}: CV {result.sidecar['metric']} {cv['oof']:.4f} (pooled OOF), "
-        f"{cv['mean_of_folds']:.4f} +- {cv['std_of_folds']:.4f} (mean of folds){partial}\n"
-        f"submission: {result.paths.submission}"
-    )
-
-
-def _fold_list(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(part) for part in text.split(",")]
-    except ValueError:
-        raise ComptkError(f"--folds-subset '{text}': expected fold indices like 0 or 0,2") from None
+    click.echo(result.summary())
 
 
 @main.command()
@@ -207,16 +255,10 @@ def _fold_list(text: str | None) -> list[int] | None:
 @click.option("--metric", help="accuracy or macro_f1 (default: the run's competition metric).")
 def score(submission: Path, answers: Path, metric: str | None) -> None:
     """Score a submission against held-out answers (the local leaderboard)."""
-    from . import artifacts
-    from .submission import score_submission
+    from .submission import score_submission, submission_metric
 
-    if metric is None:
-        sidecar = artifacts.sidecar_of_submission(submission)
-        if not sidecar.is_file():
-            raise ComptkError(f"cannot tell the metric of {submission} (no run sidecar {sidecar}); pass --metric")
-        metric = artifacts.load_json(sidecar)["metric"]
-    value = score_submission(submission, answers, metric)
-    click.echo(f"{metric} {value:.4f}")
+    metric = metric or submission_metric(submission)
+    click.echo(f"{metric} {score_submission(submission, answers, metric):.4f}")
 
 
 @main.command()
@@ -236,38 +278,24 @@ def score(submission: Path, answers: Path, metric: str | None) -> None:
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="Also fit and report the other methods.")
 @click.option("--force", is_flag=True, help="Overwrite an existing blend of this name.")
-def ensemble(members: tuple[Path, ...], out: Path, meta_params: str | None, **options) -> None:
+def ensemble(members: tuple[Path, ...], meta_params: str | None, **options) -> None:
     """Blend finished runs' OOF/test probabilities (MEMBERS: oof/RUN.npy files) into a submission.
 
     \b
     comptk ensemble oof/a.npy oof/b.npy --out submissions/blend.csv --method hill
     """
-    import json
+    from .ensemble import blend, parse_meta_params
+    from .ensemble.report import summary
 
-    from .ensemble import blend
-    from .ensemble.report import to_text
-
-    params = None
-    if meta_params:
-        try:
-            params = json.loads(meta_params)
-        except json.JSONDecodeError as exc:
-            raise ComptkError(f"--meta-params '{meta_params}': not valid JSON ({exc})") from None
-        if not isinstance(params, dict):
-            raise ComptkError(f"--meta-params '{meta_params}': must be a JSON object")
-    result = blend(members, out=out, meta_params=params, **options)
-    click.echo(to_text(result.report))
-    click.echo(f"\nblend {result.name} ({result.method}): CV {result.sidecar['metric']} {result.cv:.4f} "
-               f"(cross-validated, pooled OOF)\nsubmission: {result.submission}\nreport: {result.report_md}")
+    click.echo(summary(blend(members, meta_params=parse_meta_params(meta_params), **options)))
 
 
 @main.command()
-@click.argument("competition")
+@competition_argument
 @workdir_option
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Data folder (overrides the declaration's).")
+@data_option
 @click.option("--study", help="Study name (default: the competition's name).")
-@click.option("--storage", help="Optuna storage: sqlite:///FILE.db (default WORKDIR/tune/studies.db), "
-                                "postgresql://USER:PASS@HOST/DB to share a study between machines, or journal:FILE.")
+@storage_option
 @click.option("--trials", "n_trials", type=int, default=20, show_default=True,
               help="Total trials the study should hold; re-running resumes up to it, workers share it.")
 @click.option("--timeout", type=float, help="Stop starting trials after this many seconds.")
@@ -281,8 +309,9 @@ def ensemble(members: tuple[Path, ...], out: Path, meta_params: str | None, **op
 @click.option("--show", is_flag=True, help="Print the study's trials and best settings; run nothing.")
 @click.option("--export", "export_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the best settings to this TOML file (for `comptk train --settings`); run nothing.")
-@click.option("--progress/--no-progress", default=False, show_default=True, help="A progress bar per trial.")
-def tune(competition: str, workdir: Path, data_dir: Path | None, study: str | None, storage: str | None,
+@click.option("--progress/--no-progress", default=False, show_default=True,
+              help="A progress bar per trial (where it can redraw in place).")
+def tune(competition: str | None, workdir: Path, data_dir: Path | None, study: str | None, storage: str | None,
          n_trials: int, timeout: float | None, folds_per_trial: int, pruner: str | None,
          assignments: tuple[str, ...], seed: int | None, show: bool, export_file: Path | None,
          progress: bool) -> None:
@@ -297,12 +326,11 @@ def tune(competition: str, workdir: Path, data_dir: Path | None, study: str | No
     from .config import parse_assignment
 
     if show or export_file:
-        name = study or _competition_name(competition, workdir)
+        name = tuning.study_name(study, competition, workdir)
         if show:
             click.echo(tuning.show(name, storage=storage, workdir=workdir))
         if export_file:
-            path = tuning.export_settings(name, export_file, storage=storage, workdir=workdir)
-            click.echo(f"wrote {path}")
+            click.echo(f"wrote {tuning.export_settings(name, export_file, storage=storage, workdir=workdir)}")
         return
     pins = dict(parse_assignment(a) for a in assignments)
     result = tuning.tune(competition, workdir=workdir, data_dir=data_dir, study=study, storage=storage,
@@ -311,20 +339,14 @@ def tune(competition: str, workdir: Path, data_dir: Path | None, study: str | No
     if result.best_value is not None:
         click.echo(f"study '{result.study}': {result.n_counted} trials, best {result.best_value:.4f} with "
                    + ", ".join(f"{k}={v!r}" for k, v in result.best_params.items()))
-        click.echo(f"next: comptk train {competition} --from-study {result.study}"
+        click.echo(f"next: comptk train {competition + ' ' if competition else ''}--from-study {result.study}"
                    + (f" --storage {storage}" if storage else ""))
     if result.interrupted:
         sys.exit(130)
 
 
-def _competition_name(competition: str, workdir: Path) -> str:
-    from .competition import load_competition
-
-    return load_competition(competition, workdir).name
-
-
 @main.command("runs")
-@click.argument("competition", required=False)
+@click.argument("competition", required=False, shell_complete=_complete_competition)
 @workdir_option
 @click.option("--sort", help="Column to sort by (default cv; scores, images/s and dates best first).")
 @click.option("--reverse", is_flag=True, help="Reverse the sort order.")
@@ -341,6 +363,7 @@ def runs_command(competition: str | None, workdir: Path, sort: str | None, rever
                  top: int | None, columns: str | None, answers: Path | None, diff: tuple[str, str] | None,
                  csv_path: Path | None) -> None:
     """The local leaderboard: finished runs and blends (CV pooled and per fold, test score, time, blends).
+    COMPETITION here only filters; without it, every competition's runs.
 
     \b
     comptk runs digits --where model=small_resnet --sort train_s --top 5
@@ -372,30 +395,18 @@ def plots(run: str, workdir: Path) -> None:
         click.echo(f"wrote {path}")
 
 
-def _grid_options(command):
-    """One comma-list option per TrainConfig field, so every train setting can be swept."""
-    from .config import FIELD_TYPES
-
-    aliases = {"model": ["--models"], "n_folds": ["--folds"]}
-    for key in reversed(list(FIELD_TYPES)):
-        flag = f"--{key.replace('_', '-')}"
-        command = click.option(flag, *aliases.get(key, []), key, default=None, metavar="V1,V2,...",
-                               help=f"{FIELD_TYPES[key].__name__} value(s), comma-separated.")(command)
-    return command
-
-
 @main.command()
-@click.argument("competition")
-@click.option("--name", help="Sweep name (default: the competition's); runs are NAME-MODEL[-KEYVALUE...].")
+@competition_argument
+@name_option("Sweep name (default: the competition's); runs are NAME-MODEL[-KEYVALUE...].")
 @workdir_option
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Data folder (overrides the declaration's).")
-@click.option("--folds-subset", help="Train only these folds of each run (e.g. 0): fast, partial runs.")
-@click.option("--tracker", type=click.Choice(["none", "mlflow", "wandb"]), default="none", show_default=True)
-@click.option("--plots/--no-plots", default=True, show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@_grid_options
-def sweep(competition: str, name: str | None, workdir: Path, data_dir: Path | None, folds_subset: str | None,
-          tracker: str, plots: bool, quiet: bool, **options) -> None:
+@data_option
+@folds_subset_option
+@tracker_option
+@plots_option
+@quiet_option
+@grid_options
+def sweep(competition: str | None, name: str | None, workdir: Path, data_dir: Path | None, folds_subset: str | None,
+          tracker: str, plots: bool, quiet: bool, **texts: str | None) -> None:
     """Train every combination of the listed settings (a grid) as normal K-fold runs; table and plot.
 
     Any train setting takes a comma-separated list; one value fixes it for all runs.
@@ -404,27 +415,20 @@ def sweep(competition: str, name: str | None, workdir: Path, data_dir: Path | No
     comptk sweep fashion --models resnet18,efficientnet_b0,convnext_nano --folds-subset 0 --epochs 5
     comptk sweep digits --name lr --lr 1e-3,3e-3 --img-size 16,28
     """
-    from .experiments import leaderboard
-    from .experiments.sweep import parse_values
+    from .experiments.sweep import parse_grid
     from .experiments.sweep import sweep as run_sweep
 
-    given = {key: parse_values(key, text) for key, text in options.items() if text is not None}
-    grid = {key: values for key, values in given.items() if len(values) > 1}
-    fixed = {key: values[0] for key, values in given.items() if len(values) == 1}
-    if not grid and "model" in fixed:
-        grid["model"] = [fixed.pop("model")]
+    grid, fixed = parse_grid(texts)
     result = run_sweep(competition, grid, name=name, workdir=workdir, data_dir=data_dir,
-                       folds_subset=_fold_list(folds_subset), progress=not quiet, tracker=tracker, plots=plots, **fixed)
-    click.echo(leaderboard.to_text(result.table))
-    click.echo(f"table: {result.paths.table}")
-    if result.plot:
-        click.echo(f"plot: {result.plot}")
+                       folds_subset=parse_folds_subset(folds_subset), progress=not quiet, tracker=tracker,
+                       plots=plots, **fixed)
+    click.echo(result.summary())
 
 
 @main.command("inspect")
-@click.argument("competition")
+@competition_argument
 @workdir_option
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Data folder (overrides the declaration's).")
+@data_option
 @click.option("--run", help="A finished run (name or oof/RUN.npy): adds label issues (from its OOF) and outliers "
               "(from its fold models).")
 @click.option("--max-distance", type=int, default=6, show_default=True,
@@ -439,8 +443,8 @@ def sweep(competition: str, name: str | None, workdir: Path, data_dir: Path | No
               help="Outliers: list at least this many top-scoring train rows.")
 @click.option("--no-outliers", is_flag=True, help="With --run: skip the embeddings (label issues only).")
 @click.option("--device", default="auto", show_default=True, help="Device for the embeddings.")
-def inspect_command(competition: str, workdir: Path, data_dir: Path | None, run: str | None, no_outliers: bool,
-                    **options) -> None:
+def inspect_command(competition: str | None, workdir: Path, data_dir: Path | None, run: str | None,
+                    no_outliers: bool, **options) -> None:
     """Data report (classes, sizes, modes, formats), duplicates and fold leakage; with --run, label issues
     and outliers. Writes WORKDIR/inspect/NAME/report.html and CSVs.
 

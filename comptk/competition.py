@@ -15,8 +15,6 @@ from typing import Any
 from . import config
 from .data.labelers import LABELERS
 from .errors import ComptkError, did_you_mean
-from .metrics import METRICS
-from .train import augment
 from .tune.space import check_declaration as check_tune_table
 
 DECLARATION = "competition.toml"
@@ -121,6 +119,10 @@ def _check_table(table: dict, schema: dict, where: str) -> None:
 def _check_augments(tables: dict, img_size: int, path: Path) -> dict[str, tuple[dict, ...]]:
     """[augment.NAME] tables: user-defined albumentations pipelines, built once here so a bad
     transform name or argument fails when the declaration is read."""
+    if not tables:
+        return {}
+    from .train import augment  # late import: albumentations and torch, only for declared pipelines
+
     found = {}
     for name, table in tables.items():
         where = f"{path} [augment.{name}]"
@@ -134,26 +136,72 @@ def _check_augments(tables: dict, img_size: int, path: Path) -> dict[str, tuple[
     return found
 
 
-def find_declaration(name_or_path: str | Path, workdir: str | Path = ".") -> Path:
-    """NAME (looked up in ./competitions, WORKDIR/competitions, then the bundled ones) or a path."""
+def _work_folders(workdir: str | Path) -> list[Path]:
+    """Where a work directory's declarations live: ./competitions, then WORKDIR/competitions."""
+    folders = [Path("competitions"), Path(workdir) / "competitions"]
+    return folders[:1] if folders[0].resolve() == folders[1].resolve() else folders
+
+
+def _declarations(folders: list[Path]) -> dict[str, Path]:
+    """Folder name -> declaration file; an earlier folder wins a name found twice."""
+    found: dict[str, Path] = {}
+    for folder in folders:
+        if folder.is_dir():
+            for path in sorted(folder.glob(f"*/{DECLARATION}")):
+                found.setdefault(path.parent.name, path)
+    return found
+
+
+def workdir_competitions(workdir: str | Path = ".") -> dict[str, Path]:
+    """The competitions declared in ./competitions and WORKDIR/competitions (not the bundled ones):
+    NAME -> its competition.toml."""
+    return _declarations(_work_folders(workdir))
+
+
+def competition_names(workdir: str | Path = ".") -> list[str]:
+    """Every NAME ``find_declaration`` knows: the work directory's and the bundled competitions."""
+    return sorted(_declarations([*_work_folders(workdir), BUNDLED_DIR]))
+
+
+def default_competition(workdir: str | Path = ".") -> Path:
+    """The declaration a command uses when no NAME is given: the work directory's only competition.
+    None or several is an error that lists what there is."""
+    found = workdir_competitions(workdir)
+    if len(found) == 1:
+        return next(iter(found.values()))
+    where = " or ".join(str(f) for f in _work_folders(workdir))
+    if not found:
+        bundled = ", ".join(sorted(_declarations([BUNDLED_DIR])))
+        raise ComptkError(f"no competition NAME given and none declared in {where}; pass a NAME "
+                          f"(bundled: {bundled}) or declare one in competitions/NAME/{DECLARATION}")
+    raise ComptkError(f"no competition NAME given and {where} declares {len(found)}: {', '.join(found)}; "
+                      f"pass one of them as NAME")
+
+
+def find_declaration(name_or_path: str | Path | None, workdir: str | Path = ".") -> Path:
+    """NAME (looked up in ./competitions, WORKDIR/competitions, then the bundled ones) or a path;
+    None: the work directory's only competition (``default_competition``)."""
+    if name_or_path is None:
+        return default_competition(workdir)
     given = Path(name_or_path)
     if given.is_file():
         return given
     if (given / DECLARATION).is_file():
         return given / DECLARATION
-    candidates = [Path("competitions"), Path(workdir) / "competitions", BUNDLED_DIR]
-    for folder in candidates:
+    for folder in [*_work_folders(workdir), BUNDLED_DIR]:
         if (folder / str(name_or_path) / DECLARATION).is_file():
             return folder / str(name_or_path) / DECLARATION
-    known = sorted({p.parent.name for c in candidates if c.is_dir() for p in c.glob(f"*/{DECLARATION}")})
+    known = competition_names(workdir)
     raise ComptkError(
         f"unknown competition '{name_or_path}'{did_you_mean(str(name_or_path), known)}: "
         f"no {DECLARATION} there or in competitions/ (known: {', '.join(known) or 'none'})"
     )
 
 
-def load_competition(name_or_path: str | Path, workdir: str | Path = ".") -> Competition:
-    """Read and validate a competition declaration."""
+def load_competition(name_or_path: str | Path | None, workdir: str | Path = ".") -> Competition:
+    """Read and validate a competition declaration (None: the work directory's only one)."""
+    from .metrics import METRICS  # late import: scikit-learn, not needed to find or list declarations
+
     path = find_declaration(name_or_path, workdir)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))

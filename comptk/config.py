@@ -256,3 +256,13 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     except tomllib.TOMLDecodeError:
         parsed = value.strip()
     return key, _coerce(key, parsed, "--set")
+
+
+def parse_folds_subset(text: str | None) -> list[int] | None:
+    """'0,2' from the command line -> [0, 2] (0-based fold indices; run_cv checks they exist); None stays None."""
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ComptkError(f"--folds-subset '{text}': expected fold indices like 0 or 0,2") from None

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import artifacts
 from .data.tables import CompetitionData, read_csv
 from .errors import ComptkError
 from .metrics import get_metric
@@ -40,8 +41,18 @@ def make_submission(data: CompetitionData, proba: np.ndarray) -> pd.DataFrame:
     return out
 
 
-def score_submission(submission: Path, answers: Path, metric: str, id_column: str | None = None) -> float:
-    """The metric of a label submission against an answers CSV (id, label)."""
+def submission_metric(submission: Path) -> str:
+    """The metric of the run or blend that wrote submissions/NAME.csv (from its oof/NAME.json sidecar)."""
+    sidecar = artifacts.sidecar_of_submission(submission)
+    if not sidecar.is_file():
+        raise ComptkError(f"cannot tell the metric of {submission} (no run sidecar {sidecar}); pass --metric")
+    return artifacts.load_json(sidecar)["metric"]
+
+
+def score_submission(submission: Path, answers: Path, metric: str | None = None, id_column: str | None = None) -> float:
+    """The metric of a label submission against an answers CSV (id, label); ``metric`` None: the one of
+    the run that wrote it (submission_metric)."""
+    metric = metric or submission_metric(submission)
     return score_frames(read_csv(Path(submission)), read_csv(Path(answers)), metric, id_column,
                         submission=submission, answers=answers)
 

@@ -94,9 +94,3 @@ def test_score_rejects_missing_ids(tmp_path):
     result = CliRunner().invoke(main, ["score", str(tmp_path / "sub.csv"), "--answers", str(tmp_path / "ans.csv"),
                                        "--metric", "accuracy"])
     assert result.exit_code == 2 and "no prediction for id 'b'" in result.output
-
-
-def test_help_of_every_command():
-    for args in ([], ["train"], ["prepare"], ["score"]):
-        result = CliRunner().invoke(main, [*args, "--help"])
-        assert result.exit_code == 0 and "Usage:" in result.output

@@ -67,3 +67,47 @@ def test_invalid_toml_names_the_file(tiny):
 
 def test_bundled_dir_is_the_repo_folder():
     assert (BUNDLED_DIR / "fashion" / "competition.toml").is_file()
+
+
+def _declare(folder: Path, name: str) -> Path:
+    (folder / name).mkdir(parents=True)
+    path = folder / name / "competition.toml"
+    path.write_text(f'name = "{name}"\nmetric = "accuracy"\nlayout = "csv"\n[files]\ntrain = "t.csv"\ntest = "s.csv"\n')
+    return path
+
+
+def test_no_name_uses_the_work_directorys_only_competition(tmp_path, monkeypatch):
+    from comptk.competition import default_competition
+
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "work"
+    path = _declare(work / "competitions", "mine")
+    assert default_competition(work) == path
+    assert load_competition(None, work).name == "mine"
+    assert load_competition(None, work).source == path
+
+
+def test_no_name_and_no_competition_says_so_and_names_the_bundled_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ComptkError, match=r"no competition NAME given and none declared in competitions or "
+                                          r".*work/competitions; pass a NAME \(bundled: .*fashion"):
+        load_competition(None, tmp_path / "work")
+
+
+def test_no_name_and_several_competitions_lists_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _declare(tmp_path / "competitions", "b")  # ./competitions and WORKDIR/competitions both count
+    _declare(tmp_path / "work" / "competitions", "a")
+    with pytest.raises(ComptkError, match=r"declares 2: b, a; pass one of them as NAME"):
+        load_competition(None, tmp_path / "work")
+
+
+def test_listing_declarations_imports_no_training_stack():
+    import subprocess
+    import sys
+
+    code = ("import sys; from comptk.competition import competition_names; assert 'digits' in competition_names(); "
+            "print(','.join(m for m in ('torch', 'albumentations', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == ""

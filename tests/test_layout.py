@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parent.parent / "comptk"
 
 
@@ -107,6 +109,23 @@ def test_no_private_name_is_imported_from_another_module():
     assert not offenders
 
 
+HEAVY = ("torch", "timm", "albumentations", "optuna")
+
+
+def _run_cli(args: list[str], env: dict[str, str] | None = None) -> tuple[str, str]:
+    """(stdout, the heavy modules imported) of `comptk ARGS` in a fresh interpreter."""
+    import os
+
+    code = ("import sys\nfrom comptk.cli import main\n"
+            f"try:\n    main({args!r}, prog_name='comptk')\nexcept SystemExit:\n    pass\n"
+            f"print('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent, env={**os.environ, **(env or {})})
+    heavy = [line for line in out.stderr.splitlines() if line.startswith("HEAVY:")]
+    assert heavy, out.stderr
+    return out.stdout, heavy[-1].removeprefix("HEAVY:")
+
+
 def test_the_command_line_starts_without_torch():
     code = ("import sys; import comptk, comptk.cli; "
             "from click.testing import CliRunner; "
@@ -115,3 +134,26 @@ def test_the_command_line_starts_without_torch():
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def _complete(words: str) -> dict[str, str]:
+    return {"_COMPTK_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+
+
+CHEAP = {  # args, environment, what stdout must hold
+    "help": (["--help"], None, "Commands:"),
+    "version": (["--version"], None, "comptk, version"),
+    "train help": (["train", "--help"], None, "--folds-subset"),
+    "completion script": ([], {"_COMPTK_COMPLETE": "bash_source"}, "_comptk_completion"),
+    "complete a command": ([], _complete("comptk tr"), "plain,train"),
+    "complete an option": ([], _complete("comptk train --folds-s"), "plain,--folds-subset"),
+    "complete a competition": ([], _complete("comptk train dig"), "plain,digits"),
+}
+
+
+@pytest.mark.parametrize("case", CHEAP)
+def test_help_version_and_shell_completion_load_no_training_stack(case):
+    args, env, expected = CHEAP[case]
+    stdout, heavy = _run_cli(args, env)
+    assert expected in stdout
+    assert heavy == ""

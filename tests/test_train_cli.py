@@ -43,7 +43,7 @@ def test_artifacts_have_the_documented_shapes(finished):
     for k in range(2):
         assert paths.checkpoint(k).is_file() and paths.fold_metrics(k).is_file()
     assert len(pd.read_csv(paths.metrics)) == 8  # 2 folds x 4 epochs
-    assert "fold 1 epoch 4" in paths.log.read_text()
+    assert "fold 2/2 epoch 4/4: loss " in paths.log.read_text()  # the engine's epoch line reaches the run log
 
 
 def test_sidecar_cv_equals_metric_recomputed_from_saved_oof(finished):
@@ -96,7 +96,7 @@ def test_resume_skips_finished_folds_and_gives_the_same_artifacts(finished, tmp_
     shutil.rmtree(copy.fold_dir(1))
     result = invoke("train", "digits", "--workdir", work, "--name", "e2e", *FAST)
     assert result.exit_code == 0, result.output
-    assert "fold 0: finished earlier, kept" in result.output
+    assert "fold 1/2: finished earlier, kept" in result.output
     assert copy.checkpoint(0).stat().st_mtime_ns == fold0_mtime
     assert np.allclose(np.load(copy.oof), before_oof, atol=1e-5)
     assert np.allclose(np.load(copy.preds), before_preds, atol=1e-5)

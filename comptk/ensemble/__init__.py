@@ -19,6 +19,7 @@ from .methods import (
     BlendOptions,
     fit_log_loss_weights,
     hill_climb,
+    parse_meta_params,
 )
 from .scoring import Scorer
 from .validate import Members, check_probabilities, load_members, load_truth
@@ -26,5 +27,5 @@ from .validate import Members, check_probabilities, load_members, load_truth
 __all__ = [
     "METHODS", "METHOD_ORDER", "BlendOptions", "BlendResult", "Members", "MethodResult", "Scorer",
     "apply_class_bias", "blend", "check_probabilities", "crossfit", "fit_class_bias", "fit_log_loss_weights",
-    "hill_climb", "load_members", "load_truth", "report_paths",
+    "hill_climb", "load_members", "load_truth", "parse_meta_params", "report_paths",
 ]

@@ -216,6 +216,22 @@ class Rank:
         return RankAverage()
 
 
+def parse_meta_params(text: str | None) -> dict[str, Any] | None:
+    """``--meta-params`` text (a JSON object, e.g. '{"n_estimators": 200}') -> keyword arguments of the
+    meta-model; None stays None."""
+    import json
+
+    if text is None:
+        return None
+    try:
+        params = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ComptkError(f"--meta-params '{text}': not valid JSON ({exc})") from None
+    if not isinstance(params, dict):
+        raise ComptkError(f"--meta-params '{text}': must be a JSON object")
+    return params
+
+
 def make_meta(path: str, params: dict[str, Any], seed: int) -> Any:
     """An unfitted scikit-learn classifier from its import path; fails before any fitting."""
     module_name, _, attr = path.rpartition(".")

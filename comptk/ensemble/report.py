@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .crossfit import MethodResult
 from .validate import Members
+
+if TYPE_CHECKING:  # annotations only: blend.py builds on this module
+    from .blend import BlendResult
 
 NOTES = (
     "in-sample: the blend fitted on all OOF rows and scored on those same rows (optimistic for "
@@ -121,3 +124,11 @@ def to_text(report: dict) -> str:
     lines += ["in-sample: fitted and scored on the same OOF rows (optimistic); cross-validated: fitted on the "
               "other folds, scored on the held-out fold, pooled (used to compare)"]
     return "\n".join(lines)
+
+
+def summary(result: BlendResult) -> str:
+    """What `comptk ensemble` prints: the methods table, then the written blend's cross-validated score
+    and its files."""
+    return (f"{to_text(result.report)}\n\nblend {result.name} ({result.method}): CV {result.sidecar['metric']} "
+            f"{result.cv:.4f} (cross-validated, pooled OOF)\nsubmission: {result.submission}\n"
+            f"report: {result.report_md}")

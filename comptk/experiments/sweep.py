@@ -40,6 +40,11 @@ class SweepResult:
     table: pd.DataFrame  # leaderboard rows of the sweep's runs, best CV first
     plot: Path | None  # None when plotting failed (a warning says why)
 
+    def summary(self) -> str:
+        """What `comptk sweep` prints: the runs' table, then where the table and plot are."""
+        lines = [leaderboard.to_text(self.table), f"table: {self.paths.table}"]
+        return "\n".join(lines + ([f"plot: {self.plot}"] if self.plot else []))
+
 
 def parse_values(key: str, text: str) -> list[Any]:
     """'1e-3,3e-3' -> [0.001, 0.003], typed as the TrainConfig field ``key``."""
@@ -140,6 +145,18 @@ def _needs_training(paths: artifacts.RunPaths, cfg: TrainConfig, wanted: list[in
         raise ComptkError(f"run '{paths.name}' exists ({paths.sidecar}) with other settings: {', '.join(diffs)}; "
                           f"use another sweep --name")
     return not set(wanted) <= set(artifacts.folds_trained(sidecar))
+
+
+def parse_grid(texts: Mapping[str, str | None]) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """Command-line text per setting ('resnet18,small_resnet', '3', None) -> (grid, fixed): a list of two or
+    more values is swept, one value is fixed for every run, None is not given. A single model alone is a grid
+    of one, so ``sweep --model X`` still names its run."""
+    given = {key: parse_values(key, text) for key, text in texts.items() if text is not None}
+    grid = {key: values for key, values in given.items() if len(values) > 1}
+    fixed = {key: values[0] for key, values in given.items() if len(values) == 1}
+    if not grid and "model" in fixed:
+        grid["model"] = [fixed.pop("model")]
+    return grid, fixed
 
 
 def sweep(

@@ -57,6 +57,30 @@ class RunResult:
     def partial(self) -> bool:
         return artifacts.is_partial(self.sidecar)
 
+    def summary(self) -> str:
+        """Two lines for people (what `comptk train` prints): the CV both ways, saying which is which,
+        the folds of a partial run, and the submission file."""
+        cv = self.sidecar["cv"]
+        partial = ""
+        if self.partial:
+            trained = artifacts.folds_trained(self.sidecar)
+            partial = f" [partial: {_trained_folds(trained, self.sidecar['n_folds'])}]"
+        return (f"run {self.name}: CV {self.sidecar['metric']} {cv['oof']:.4f} (pooled OOF), "
+                f"{cv['mean_of_folds']:.4f} +- {cv['std_of_folds']:.4f} (mean of folds){partial}\n"
+                f"submission: {self.paths.submission}")
+
+
+def fold_label(k: int, n_folds: int) -> str:
+    """How logs and progress bars name fold index k: 'fold 1/5' for k = 0 (fold indices in files and
+    --folds-subset are 0-based; people count from 1, as for epochs)."""
+    return f"fold {k + 1}/{n_folds}"
+
+
+def _trained_folds(trained: Sequence[int], n_folds: int) -> str:
+    """'trained folds 1/5, 3/5 (--folds-subset 0,2)': the log's names and the flag that trains them."""
+    return (f"trained fold{'s' if len(trained) > 1 else ''} {', '.join(f'{k + 1}/{n_folds}' for k in trained)} "
+            f"(--folds-subset {','.join(map(str, trained))})")
+
 
 def check_folds_subset(folds_subset: Sequence[int] | None, n_folds: int) -> list[int]:
     """The folds to train: all of them, or a subset given by index (0-based)."""
@@ -149,7 +173,7 @@ def fit_fold(
     outcome = train_one_fold(
         model, train_set, train_images[valid_idx], data.train.labels[valid_idx], cfg, metric,
         device=device, seed=seed, n_classes=data.n_classes, on_epoch=on_epoch,
-        desc=f"fold {k + 1}/{cfg.n_folds}", progress=progress, valid_crop=valid_crop(data.competition, cfg),
+        desc=fold_label(k, cfg.n_folds), progress=progress, valid_crop=valid_crop(data.competition, cfg),
     )
     return model, outcome
 
@@ -166,9 +190,7 @@ def _train_fold(
     def on_epoch(record: dict) -> None:
         history.append({"fold": k, **record})
         artifacts.save_csv(paths.fold_metrics(k), pd.DataFrame(history))
-        tracker.log_epoch(k, record)
-        log.debug("fold %d epoch %d: %s", k, record["epoch"],
-                 ", ".join(f"{key}={val:.4g}" for key, val in record.items() if key != "epoch"))
+        tracker.log_epoch(k, record)  # the epoch's log line is the engine's
 
     extra = (test_images[pseudo.rows], pseudo.labels) if pseudo is not None else None
     model, outcome = fit_fold(k, data, cfg, fold, train_images, device, on_epoch=on_epoch, progress=progress,
@@ -201,7 +223,7 @@ def _train_fold(
         "predict_images_per_s": (len(valid_idx) + len(test_images)) / predict_seconds,
     }
     artifacts.save_json(paths.fold_result(k), result)  # last: marks the fold finished
-    log.info("fold %d: %s %.4f (best epoch %d, %.0f train images/s)", k, metric.name,
+    log.info("%s: %s %.4f (best epoch %d, %.0f train images/s)", fold_label(k, cfg.n_folds), metric.name,
              result["score"], outcome.best_epoch, outcome.train_images_per_s)
     return result
 
@@ -291,7 +313,7 @@ def run_cv(
         results = []
         for k in range(cfg.n_folds):
             if paths.fold_result(k).exists():
-                log.info("fold %d: finished earlier, kept", k)
+                log.info("%s: finished earlier, kept", fold_label(k, cfg.n_folds))
                 results.append(artifacts.load_json(paths.fold_result(k)))
             elif k in wanted:
                 results.append(_train_fold(k, data, cfg, fold, train_images, test_images, paths, device, progress,
@@ -326,8 +348,7 @@ def _finish(
     per_fold = [r["score"] for r in results]
     partial = len(trained) < cfg.n_folds
     if partial:
-        log.info("run %s: partial, folds %s of %d trained; CV covers their rows only", paths.name,
-                 ", ".join(map(str, trained)), cfg.n_folds)
+        log.info("run %s: partial, %s; CV covers their rows only", paths.name, _trained_folds(trained, cfg.n_folds))
     sidecar = {
         "name": paths.name,
         **{k: v for k, v in record.items() if k != "config"},

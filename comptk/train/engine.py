@@ -4,7 +4,9 @@ metric, and predict class probabilities (optionally with TTA)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +15,7 @@ import numpy as np
 import torch
 from timm.utils import ModelEmaV3
 from torch import nn
+from tqdm import autonotebook, std
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
@@ -25,6 +28,8 @@ from .mixing import make_mixer
 from .models import set_backbone_frozen
 from .sampling import make_sampler
 from .tta import with_tta
+
+log = logging.getLogger("comptk")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -164,6 +169,24 @@ def predict_proba(
     return torch.cat(out).cpu().numpy().astype(np.float32)
 
 
+def bar_redraws_in_place() -> bool:
+    """True where a progress bar redraws in place: stderr is a terminal, or tqdm.auto draws a Jupyter widget.
+    Elsewhere (a file or a pipe: nohup, CI, a notebook's saved log) its \\r frames would pile up in the
+    log, so training writes one line per epoch instead."""
+    if sys.stderr is not None and sys.stderr.isatty():
+        return True
+    return autonotebook.tqdm is not std.tqdm  # tqdm picked its notebook widget
+
+
+def epoch_line(desc: str, record: dict, n_epochs: int, metric: str) -> str:
+    """One epoch for people, e.g. 'fold 1/5 epoch 3/10: loss 0.4321, valid loss 0.3810, valid accuracy 0.8750,
+    lr 0.000655, 12.3 s, 1234 images/s'."""
+    where = f"{desc} epoch" if desc else "epoch"
+    return (f"{where} {record['epoch']}/{n_epochs}: loss {record['train_loss']:.4f}, valid loss "
+            f"{record['valid_loss']:.4f}, valid {metric} {record[f'valid_{metric}']:.4f}, lr {record['lr']:.3g}, "
+            f"{record['seconds']:.1f} s, {record['train_images_per_s']:.0f} images/s")
+
+
 def device_augment(transform, on_device: bool) -> BatchAugment | None:
     """The transform to run on the device after the copy: only torch batch augmentations
     (albumentations pipelines work on numpy batches, so they stay in the loader)."""
@@ -210,6 +233,8 @@ def train_one_fold(
     compiled for the predictions that follow, and its state dict keeps the plain names.
     A batch-level augmentation runs on the device after the copy when ``augment_on_device``
     (default: on CUDA); its random draws are the same either way.
+    ``progress``: a progress bar where it redraws in place (bar_redraws_in_place), else each epoch's
+    line logged at INFO; the epoch lines are always logged (DEBUG otherwise, for the run's log file).
     """
     model.to(device).to(memory_format=torch.channels_last)
     if cfg.compile:
@@ -244,7 +269,9 @@ def train_one_fold(
     evaluated = ema.module if ema is not None else model
     sign = 1.0 if metric.greater_is_better else -1.0
     outcome = FoldOutcome(state_dict={}, best_epoch=-1, best_score=math.nan)
-    bar = tqdm(total=cfg.epochs * batches, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    show_bar = progress and bar_redraws_in_place()
+    epoch_level = logging.INFO if progress and not show_bar else logging.DEBUG
+    bar = tqdm(total=cfg.epochs * batches, desc=desc, disable=not show_bar, leave=False, dynamic_ncols=True)
     updates = 0
     # Reading the loss waits for the device: on a CPU that costs nothing, on a GPU it would stop
     # the loader from preparing the next batch while the GPU computes, so read it every 50 steps.
@@ -302,6 +329,7 @@ def train_one_fold(
         outcome.history.append(record)
         bar.set_postfix(epoch=epoch + 1, loss=f"{record['train_loss']:.4f}", **{metric.name: f"{score:.4f}"},
                         img_s=f"{record['train_images_per_s']:.0f}")
+        log.log(epoch_level, "%s", epoch_line(desc, record, cfg.epochs, metric.name))
         if on_epoch:
             on_epoch(record)
         if outcome.best_epoch < 0 or sign * score > sign * outcome.best_score:
