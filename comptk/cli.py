@@ -119,7 +119,9 @@ def prepare(name: str, workdir: Path, train_n: int | None, test_n: int | None, s
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]))
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--num-workers", type=int, help="DataLoader worker processes.")
-@click.option("--seed", type=int, help="Seed of folds, sampling and initialisation.")
+@click.option("--seed", type=int, help="Seed of sampling, augmentation and initialisation (not of the folds).")
+@click.option("--folds-seed", type=int, help="Seed of the fold assignment (default: the competition's [folds] seed, "
+              "42); runs blend only when they share folds.")
 # training techniques (README "Techniques")
 @click.option("--sampler", type=click.Choice(["random", "weighted"]),
               help="weighted: draw classes equally often (inverse class frequency).")
@@ -454,3 +456,29 @@ def inspect_command(competition: str, workdir: Path, data_dir: Path | None, run:
                                  outliers=not no_outliers, echo=click.echo, **options)
     for line in result.lines:
         click.echo(line)
+
+
+@main.command()
+@click.argument("competition")
+@click.option("--budget", required=True, help="Wall-clock time for everything: 15m, 2h, 1h30m or seconds.")
+@click.option("--preset", type=click.Choice(["fast", "best"]), default="fast", show_default=True,
+              help="fast: up to 3 members; best: up to 6 (families x seeds), each with fewer epochs if needed.")
+@workdir_option
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Data folder (overrides the declaration's).")
+@click.option("--name", help="Name of the blend and prefix of its members (default: auto-COMPETITION); the same "
+              "name resumes.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Pin a training setting for every member (repeatable), e.g. --set batch_size=64.")
+def auto(competition: str, budget: str, preset: str, workdir: Path, data_dir: Path | None, name: str | None,
+         assignments: tuple[str, ...]) -> None:
+    """The best submission in a time budget: measure, plan members, train them K-fold, blend.
+
+    \b
+    comptk auto fashion --budget 15m
+    comptk auto fashion --budget 2h --preset best
+    """
+    from .auto import run_auto
+    from .config import parse_assignment
+
+    run_auto(competition, budget=budget, preset=preset, workdir=workdir, data_dir=data_dir, name=name,
+             settings=dict(parse_assignment(a) for a in assignments), echo=click.echo)
