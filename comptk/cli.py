@@ -133,7 +133,9 @@ SETTING_HELP: dict[str, str] = {
     "precision": "auto: AMP on CUDA, bf16 on CPUs with native bf16, else fp32.",
     "device": "auto, cpu, cuda, cuda:N or mps.",
     "num_workers": "DataLoader worker processes.",
-    "seed": "Seed of folds, sampling and initialisation.",
+    "seed": "Seed of sampling, augmentation and initialisation (not of the folds).",
+    "folds_seed": "Seed of the fold assignment (default: the competition's [folds] seed, 42); runs blend only when "
+                  "they share folds.",
     "tta_merge": "Merge TTA views' probabilities by mean or geometric mean (renormalised).",
     "valid_crop": "Competitions with test crops: predict validation rows as five crops, one centre crop or whole.",
     "sampler": "weighted: draw classes equally often (inverse class frequency).",
@@ -458,3 +460,28 @@ def inspect_command(competition: str | None, workdir: Path, data_dir: Path | Non
                                  outliers=not no_outliers, echo=click.echo, **options)
     for line in result.lines:
         click.echo(line)
+
+
+@main.command()
+@competition_argument
+@click.option("--budget", required=True, help="Wall-clock time for everything: 15m, 2h, 1h30m or seconds.")
+@click.option("--preset", type=click.Choice(["fast", "best"]), default="fast", show_default=True,
+              help="fast: up to 3 members; best: up to 6 (families x seeds), each with fewer epochs if needed.")
+@workdir_option
+@data_option
+@name_option("Name of the blend and prefix of its members (default: auto-COMPETITION); the same name resumes.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Pin a training setting for every member (repeatable), e.g. --set batch_size=64.")
+def auto(competition: str | None, budget: str, preset: str, workdir: Path, data_dir: Path | None, name: str | None,
+         assignments: tuple[str, ...]) -> None:
+    """The best submission in a time budget: measure, plan members, train them K-fold, blend.
+
+    \b
+    comptk auto fashion --budget 15m
+    comptk auto fashion --budget 2h --preset best
+    """
+    from .auto import run_auto
+    from .config import parse_assignment
+
+    run_auto(competition, budget=budget, preset=preset, workdir=workdir, data_dir=data_dir, name=name,
+             settings=dict(parse_assignment(a) for a in assignments), echo=click.echo)

@@ -53,6 +53,7 @@ class Competition:
     test_crop: float | None = None  # test images show about this fraction of each side
     pretrained_allowed: bool = True  # false: the rules forbid pretrained weights (pretrained / weights are errors)
     train: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    folds: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # [folds]: n_folds, seed
     tune: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # search space (comptk tune)
     augments: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # [augment.NAME] pipelines
     label_fixes: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # train id -> right label
@@ -65,6 +66,11 @@ class Competition:
 
     def train_defaults(self) -> dict[str, Any]:
         return dict(self.train)
+
+    def folds_defaults(self) -> dict[str, Any]:
+        """The declared fold assignment as settings: K (n_folds) and the folds seed (folds_seed)."""
+        keys = {"n_folds": "n_folds", "seed": "folds_seed"}
+        return {keys[k]: v for k, v in self.folds.items()}
 
     @property
     def has_test_crop(self) -> bool:
@@ -89,12 +95,14 @@ _TOP = {
     "pretrained_allowed": (bool, False),
     "label_fixes": (dict, False),
     "person_folders": (dict, False),
+    "folds": (dict, False),
 }
 _FILES = {"train": (str, True), "test": (str, True), "sample_submission": (str, False),
           "train_images": (str, False), "test_images": (str, False), "extra_train": (list, False)}
 _COLUMNS = {"id": (str, False), "image": (str, False), "label": (str, False), "group": (str, False)}
 _PERSON_FOLDERS = {"labels": (str, True)}
 _TEST_TIME = {"crop": (float, False)}
+_FOLDS = {"n_folds": (int, False), "seed": (int, False)}
 _AUGMENT = {"transforms": (list, True)}
 
 
@@ -212,6 +220,11 @@ def load_competition(name_or_path: str | Path | None, workdir: str | Path = ".")
     _check_table(raw.get("columns", {}), _COLUMNS, f"{path} [columns]")
     _check_table(raw.get("test_time", {}), _TEST_TIME, f"{path} [test_time]")
     config.check_keys(raw.get("train", {}), f"{path} [train]")
+    _check_table(raw.get("folds", {}), _FOLDS, f"{path} [folds]")
+    for key, train_key in (("n_folds", "n_folds"), ("seed", "folds_seed")):
+        if key in raw.get("folds", {}) and train_key in raw.get("train", {}):
+            raise ComptkError(f"{path}: the fold assignment is declared twice ([folds] {key} and [train] "
+                              f"{train_key}); keep it in [folds]")
     if raw["metric"] not in METRICS:
         raise ComptkError(
             f"{path}: metric '{raw['metric']}' is not known{did_you_mean(raw['metric'], METRICS)}; "
@@ -228,7 +241,8 @@ def load_competition(name_or_path: str | Path | None, workdir: str | Path = ".")
     if crop is not None and not 0 < crop <= 1:
         raise ComptkError(f"{path} [test_time]: 'crop' must be in (0, 1], got {crop}")
     # Check the [train] defaults now, so a bad value fails before any data is read.
-    defaults = config.resolve(raw.get("train", {}), where=f"{path} [train]")
+    folds = {{"n_folds": "n_folds", "seed": "folds_seed"}[k]: v for k, v in raw.get("folds", {}).items()}
+    defaults = config.resolve({**folds, **raw.get("train", {})}, where=f"{path} [train] / [folds]")
     augments = _check_augments(raw.get("augment", {}), defaults.img_size, path)
     check_tune_table(raw.get("tune", {}), str(path))
     pretrained_allowed = raw.get("pretrained_allowed", True)
@@ -249,6 +263,7 @@ def load_competition(name_or_path: str | Path | None, workdir: str | Path = ".")
         test_crop=float(crop) if crop is not None else None,
         pretrained_allowed=pretrained_allowed,
         train=MappingProxyType(dict(raw.get("train", {}))),
+        folds=MappingProxyType(dict(raw.get("folds", {}))),
         tune=MappingProxyType(dict(raw.get("tune", {}))),
         augments=MappingProxyType(augments),
         label_fixes=MappingProxyType(_check_label_fixes(raw.get("label_fixes", {}), classes, path)),

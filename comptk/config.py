@@ -53,7 +53,8 @@ class TrainConfig:
     precision: str = "auto"  # auto: AMP on CUDA, bf16 on CPUs with native bf16, else fp32
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     num_workers: int = 0  # DataLoader workers; images are decoded once, so 0 suits a CPU
-    seed: int = 42
+    seed: int = 42  # seed of sampling, augmentation and initialisation (fold k uses seed + k)
+    folds_seed: int = 42  # seed of the fold assignment: the competition's ([folds] seed), shared by every run
     # test-time crops and how TTA views are merged
     tta_merge: str = "mean"  # how TTA views' probabilities are merged: mean | gmean (renormalised)
     valid_crop: str = "five"  # competitions with a [test_time] crop: validation rows as five crops | center | whole
@@ -193,12 +194,13 @@ def resolve_run(
     *,
     base: Mapping[str, Any] | None = None,
 ) -> TrainConfig:
-    """The settings a run of ``competition`` gets: code defaults < its [train] table < ``base``
+    """The settings a run of ``competition`` gets: code defaults < its [folds] and [train] tables < ``base``
     (a settings file, a study's best trial) < ``overrides`` (None values are ignored); then
     crop-to-test augmentation for test crops unless an augment was chosen, and the
     pretrained-weights rule."""
     given = {**(base or {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    cfg = resolve(competition.train_defaults(), given, where=f"{competition.source} [train]")
+    declared = {**competition.folds_defaults(), **competition.train_defaults()}
+    cfg = resolve(declared, given, where=f"{competition.source} [train]")
     chosen = {*competition.train_defaults(), *given}
     if competition.has_test_crop and "augment" not in chosen:
         cfg = dataclasses.replace(cfg, augment="crop-to-test")

@@ -101,7 +101,7 @@ def load_members(oof_paths: list[str | Path] | tuple[str | Path, ...]) -> Member
                               f"missing: {', '.join(lacking) or '-'})")
         for key, what, fix in (
             ("train_ids_digest", "train rows", "train them on the same train.csv"),
-            ("folds_digest", "folds", "train them with the same --folds and --seed"),
+            ("folds_digest", "folds", "train them with the same --folds and --folds-seed"),
             ("test_ids_digest", "test rows", "predict the same test.csv"),
         ):
             if meta[key] != first[key]:

@@ -279,7 +279,7 @@ def run_cv(
     pseudo = select_pseudo_labels(workdir, cfg.pseudo_run, cfg.pseudo_threshold, data) if cfg.pseudo_run else None
     if cfg.compile:
         check_compile(device)
-    fold, folds_file = load_or_make_folds(workdir, comp.name, data.train, cfg.n_folds, cfg.seed, data.classes)
+    fold, folds_file = load_or_make_folds(workdir, comp.name, data.train, cfg.n_folds, cfg.folds_seed, data.classes)
     record = {
         "competition": comp.name,
         "competition_file": str(Path(comp.source).resolve()) if comp.source else None,
@@ -373,6 +373,7 @@ def _finish(
         "folds": results,
         "config": cfg.to_dict(),
         "seed": cfg.seed,
+        "folds_seed": cfg.folds_seed,
         "versions": artifacts.library_versions(),
         "timings": {
             "decode_seconds": images.seconds,  # this session's; near 0 when read from the image cache

@@ -146,11 +146,11 @@ def tune(
         raise ComptkError("--pruner wilcoxon compares trials fold by fold: use --folds-per-trial 2 or more")
     _check_space(space, comp)
     data = read_data(comp, comp.data_path(workdir, data_dir))
-    fold, _ = load_or_make_folds(workdir, comp.name, data.train, base.n_folds, base.seed, data.classes)
+    fold, _ = load_or_make_folds(workdir, comp.name, data.train, base.n_folds, base.folds_seed, data.classes)
     metric = get_metric(comp.metric)
     direction = "maximize" if metric.greater_is_better else "minimize"
     record = {
-        "competition": comp.name, "metric": metric.name, "n_folds": base.n_folds, "folds_seed": base.seed,
+        "competition": comp.name, "metric": metric.name, "n_folds": base.n_folds, "folds_seed": base.folds_seed,
         "folds_digest": folds_digest(data.train.ids, fold), "folds_per_trial": folds_per_trial,
         "space": space.to_dict(),
     }

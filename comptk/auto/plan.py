@@ -1,0 +1,143 @@
+"""Plan the members of an ``auto`` ensemble so they fit a wall-clock budget.
+
+Members are normal K-fold runs on the competition's shared folds, differing in model family
+and seed (the seed changes initialisation, sampling and augmentation, not the folds). The
+ladder of candidates (``PRESETS``) alternates families and seeds so that any prefix of it is a
+diverse ensemble; the plan takes the longest prefix whose members each get at least half of the
+recipe's epochs when the available time is shared equally, with at most 1.5x the recipe's epochs
+(time a capped member does not need goes to the others).
+
+Time model of one member (seconds), from measured images/s (measure.py) and a loop factor:
+
+    fixed     = start-up + K x (OOF rows x valid views x TTA views + test rows x TTA views) / predict ips
+    per epoch = K x (train rows of a fold / train ips + valid rows x valid views / predict ips)
+    member    = factor x (fixed + epochs x per epoch)
+
+``factor`` starts at ``DEFAULT_FACTOR`` and is re-measured on each finished member (runner.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..config import TrainConfig
+from .measure import Throughput
+
+DEFAULT_FACTOR = 1.25  # the real loop (batching, augmentation, bookkeeping) over the synthetic steps
+STARTUP_SECONDS = 8.0  # a member's process: imports, reading the tables and the image cache, pre-flight
+MIN_EPOCH_SHARE, MAX_EPOCH_SHARE = 0.5, 1.5  # of the recipe's epochs, per member
+SMALL_CNNS = ("small_resnet", "small_resnet_wide")
+TIMM_FAMILIES = ("resnet18", "efficientnet_b0", "convnext_nano")
+# ladder of (family index, seed offset); any prefix is a diverse ensemble
+PRESETS: dict[str, tuple[tuple[int, int], ...]] = {
+    "fast": ((0, 0), (1, 0), (0, 1)),
+    "best": ((0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)),
+}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What one member has to compute."""
+
+    n_train: int
+    n_test: int
+    n_folds: int
+    valid_views: int  # 5 when validation rows are predicted as five crops (test-time crops), else 1
+    tta_views: int
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    model: str
+    seed: int
+    epochs: int
+    estimate_s: float
+
+    def settings(self) -> dict:
+        """The member's own settings on top of the competition's (its [train] table)."""
+        return {"model": self.model, "seed": self.seed, "epochs": self.epochs}
+
+
+def families(base: TrainConfig) -> list[str]:
+    """Model families for the ensemble: the recipe's model first, then one of a similar kind
+    (comptk's small CNNs for small images; timm ImageNet families otherwise)."""
+    pool = SMALL_CNNS if base.model in SMALL_CNNS else TIMM_FAMILIES
+    return [base.model, *[m for m in pool if m != base.model]][:2]
+
+
+def member_seconds(epochs: int, work: Workload, tp: Throughput, factor: float) -> float:
+    fold_train = work.n_train * (work.n_folds - 1) / work.n_folds
+    fold_valid = work.n_train / work.n_folds
+    per_epoch = work.n_folds * (fold_train / tp.train_images_per_s
+                                + fold_valid * work.valid_views / tp.predict_images_per_s)
+    final = (work.n_train * work.valid_views + work.n_test) * work.tta_views / tp.predict_images_per_s
+    return STARTUP_SECONDS + factor * (final + epochs * per_epoch)
+
+
+def _epochs_within(seconds: float, work: Workload, tp: Throughput, factor: float) -> int:
+    fixed = member_seconds(0, work, tp, factor)
+    per_epoch = member_seconds(1, work, tp, factor) - fixed
+    return int(math.floor((seconds - fixed) / per_epoch)) if seconds > fixed else 0
+
+
+def plan_members(
+    base: TrainConfig,
+    work: Workload,
+    throughput: Callable[[str], Throughput],
+    available_s: float,
+    *,
+    preset: str = "fast",
+    factor: float = DEFAULT_FACTOR,
+    prefix: str = "auto",
+    done: Sequence[Member] = (),
+) -> list[Member]:
+    """Members to train in ``available_s`` seconds (besides ``done``, already trained), longest
+    diverse ladder prefix first. At least one member: if even one at half its epochs does not fit,
+    one member gets the epochs that fit (at least 1)."""
+    names = families(base)
+    full = base.epochs
+    low, high = max(1, math.ceil(MIN_EPOCH_SHARE * full)), max(1, math.ceil(MAX_EPOCH_SHARE * full))
+    taken = {(m.model, m.seed) for m in done}
+    ladder = [(names[f % len(names)], base.seed + s) for f, s in PRESETS[preset]]
+    ladder = [(model, seed) for model, seed in ladder if (model, seed) not in taken]
+    for n in range(len(ladder), 0, -1):
+        chosen = ladder[:n]
+        epochs = _share(chosen, available_s, work, throughput, factor, low, high)
+        if epochs is not None:
+            return [_member(prefix, model, seed, e, work, throughput(model), factor)
+                    for (model, seed), e in zip(chosen, epochs)]
+    if not ladder:
+        return []
+    model, seed = ladder[0]
+    e = max(1, min(high, _epochs_within(available_s, work, throughput(model), factor)))
+    return [_member(prefix, model, seed, e, work, throughput(model), factor)]
+
+
+def _share(chosen, available_s, work, throughput, factor, low, high) -> list[int] | None:
+    """Epochs per member when the time is shared equally (capped members give the rest back),
+    or None when a member would get fewer than ``low`` epochs."""
+    epochs: dict[int, int] = {}
+    free, budget = list(range(len(chosen))), available_s
+    while free:
+        share = budget / len(free)
+        fits = {i: _epochs_within(share, work, throughput(chosen[i][0]), factor) for i in free}
+        capped = [i for i in free if fits[i] >= high]
+        if not capped:
+            if min(fits.values()) < low:
+                return None
+            epochs.update(fits)
+            break
+        for i in capped:
+            epochs[i] = high
+            budget -= member_seconds(high, work, throughput(chosen[i][0]), factor)
+            free.remove(i)
+    return [epochs[i] for i in range(len(chosen))]
+
+
+def _member(prefix: str, model: str, seed: int, epochs: int, work: Workload, tp: Throughput,
+            factor: float) -> Member:
+    return Member(name=f"{prefix}-{model}-s{seed}-e{epochs}", model=model, seed=seed, epochs=epochs,
+                  estimate_s=member_seconds(epochs, work, tp, factor))

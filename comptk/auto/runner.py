@@ -1,0 +1,304 @@
+"""``comptk auto``: measure, plan, train each member as a normal run, blend, report.
+
+Each member is trained by a ``comptk train`` child process (the same code path as the command,
+so every member is a normal run that ``comptk runs`` lists and ``comptk ensemble`` can blend).
+A child is the unit the budget can stop cleanly: at the deadline it is killed, its finished
+folds stay on disk (atomic writes), and it is left out of the blend. The plan is saved in
+WORKDIR/auto/NAME/plan.json, so running the same command again resumes: finished members are
+kept, an interrupted one goes on from its finished folds, and the rest is planned anew for the
+new budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import artifacts
+from ..competition import Competition, load_competition
+from ..config import TrainConfig, resolve_run
+from ..data.image_cache import load_competition_images
+from ..data.layouts import read_data
+from ..errors import ComptkError
+from ..train.engine import autocast_dtype, resolve_device
+from ..train.tta import TTA, valid_crop
+from .budget import format_seconds, parse_budget
+from .measure import Throughput, measure_throughput
+from .plan import (
+    DEFAULT_FACTOR,
+    PRESETS,
+    STARTUP_SECONDS,
+    Member,
+    Workload,
+    plan_members,
+)
+
+PLAN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AutoResult:
+    name: str
+    submission: Path
+    cv: float
+    metric: str
+    members: list[dict]  # name, model, seed, epochs, estimate_s, seconds, cv, status
+    blend_method: str
+    seconds: float
+    budget_s: float
+    report: Path
+
+
+def blend_reserve_s(n_train: int, n_members: int) -> float:
+    """Time kept for the blend: fitting five methods cross-validated on the OOF rows."""
+    return 15.0 + 4e-4 * n_train * max(n_members, 2)
+
+
+def run_auto(
+    competition: Competition | str | Path,
+    *,
+    budget: str | float,
+    preset: str = "fast",
+    workdir: str | Path = ".",
+    data_dir: str | Path | None = None,
+    name: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+    echo: Callable[[str], None] = print,
+) -> AutoResult:
+    """Train and blend the members that fit ``budget`` (seconds, or text like "15m"), write
+    submissions/NAME.csv and WORKDIR/auto/NAME/report.md. ``settings`` pin training settings for
+    every member (the competition's [train] table and the fitted defaults fill the rest)."""
+    started = time.monotonic()
+    budget_s = parse_budget(str(budget)) if not isinstance(budget, (int, float)) else float(budget)
+    if preset not in PRESETS:
+        raise ComptkError(f"--preset '{preset}' is not known; choose one of {', '.join(PRESETS)}")
+    workdir = Path(workdir)
+    comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
+    name = artifacts.check_run_name(name or f"auto-{comp.name}")
+    pins = dict(settings or {})
+    for key in ("model", "seed", "epochs"):
+        if key in pins:
+            raise ComptkError(f"auto chooses '{key}' per member; pin other settings, or train with `comptk train`")
+    base = resolve_run(comp, pins)
+    data = read_data(comp, comp.data_path(workdir, data_dir))
+    device = resolve_device(base.device)
+    folder = workdir / "auto" / name
+    deadline = started + budget_s
+
+    images = load_competition_images(data, base.img_size, workdir=workdir)  # members then read the cache
+    echo(f"auto {name}: {comp.name}, {len(data.train.ids)} train / {len(data.test.ids)} test images, "
+         f"metric {comp.metric}, {base.n_folds} folds (folds seed {base.folds_seed}), device {device}"
+         f"{_precision(device, base)}; budget {format_seconds(budget_s)}, preset {preset}")
+    echo(f"  {images.describe()}")
+    crop = valid_crop(comp, base)
+    work = Workload(n_train=len(data.train.ids), n_test=len(data.test.ids), n_folds=base.n_folds,
+                    valid_views=(5 if base.valid_crop == "five" else 1) if crop is not None else 1,
+                    tta_views=len(TTA.get(base.tta)()))
+    speeds: dict[str, Throughput] = {}
+
+    def throughput(model: str) -> Throughput:
+        if model not in speeds:
+            speeds[model] = measure_throughput(dataclasses.replace(base, model=model), data.n_classes, device)
+            echo(f"  measured {model} at {base.img_size} px, batch {base.batch_size}: "
+                 f"{speeds[model].train_images_per_s:.0f} train / {speeds[model].predict_images_per_s:.0f} "
+                 f"predict images/s")
+        return speeds[model]
+
+    state = _load_state(folder, comp, preset)
+    factor = state.get("factor", DEFAULT_FACTOR)
+    trained = [Member(**m["member"]) for m in state.get("members", []) if _finished(workdir, m["member"]["name"])]
+    pending = [Member(**m["member"]) for m in state.get("members", [])
+               if m["member"]["name"] not in {t.name for t in trained} and _started(workdir, m["member"]["name"])]
+    reserve = blend_reserve_s(work.n_train, len(PRESETS[preset]))
+    members = pending + plan_members(base, work, throughput, deadline - time.monotonic() - reserve - _cost(pending),
+                                     preset=preset, factor=factor, prefix=name, done=trained + pending)
+    plan_s = sum(m.estimate_s for m in members)
+    echo(f"plan: {len(members)} member(s) to train"
+         + (f", {len(trained)} trained earlier" if trained else "")
+         + f"; estimated {format_seconds(plan_s + reserve)} with the blend "
+         f"(finishing about {format_seconds(time.monotonic() - started + plan_s + reserve)} after the start)")
+    for m in trained:
+        echo(f"  = {m.name}: trained earlier")
+    for i, m in enumerate(members, 1):
+        echo(f"  {i}. {m.name}: {m.model}, seed {m.seed}, {m.epochs} epochs, ~{format_seconds(m.estimate_s)}")
+    records = {m.name: {"member": dataclasses.asdict(m), "status": "trained earlier"} for m in trained}
+    _save_state(folder, comp, preset, budget_s, factor, trained, members)
+
+    queue = list(members)
+    while queue:
+        member = queue.pop(0)
+        left = deadline - time.monotonic() - reserve
+        if left < STOP_MARGIN_S:
+            records[member.name] = {"member": dataclasses.asdict(member), "status": "dropped: no time left"}
+            echo(f"  - {member.name}: dropped, no time left")
+            continue
+        t0 = time.monotonic()
+        status = _train_member(comp, member, pins, workdir, data_dir, folder, timeout=left)
+        seconds = time.monotonic() - t0
+        record = {"member": dataclasses.asdict(member), "status": status, "seconds": seconds}
+        if status == "trained":
+            sidecar = artifacts.load_json(artifacts.RunPaths(workdir, member.name).sidecar)
+            record["cv"] = sidecar["cv"]["oof"]
+            trained.append(member)
+            raw = (member.estimate_s - STARTUP_SECONDS) / factor if member.estimate_s > 0 else 0
+            if raw > 0 and seconds > 0:
+                measured = (seconds - STARTUP_SECONDS) / raw
+                factor = 0.5 * factor + 0.5 * measured if len(trained) > 1 else measured
+            echo(f"  + {member.name}: CV {comp.metric} {record['cv']:.4f} in {format_seconds(seconds)} "
+                 f"(estimated {format_seconds(member.estimate_s)})")
+            if queue:  # re-plan what is left with the time left and the re-measured factor
+                queue = plan_members(base, work, throughput, deadline - time.monotonic() - reserve, preset=preset,
+                                     factor=factor, prefix=name, done=trained)
+                echo("  re-planned: " + (", ".join(f"{m.name} ~{format_seconds(m.estimate_s)}" for m in queue)
+                                        or "nothing more fits"))
+        else:
+            echo(f"  - {member.name}: {status}")
+        records[member.name] = record
+        _save_state(folder, comp, preset, budget_s, factor, trained, queue)
+
+    if not trained:
+        raise ComptkError(f"auto {name}: no member finished within {format_seconds(budget_s)}; "
+                          f"give a larger --budget (see {folder / 'plan.json'})")
+    result = _blend(name, trained, workdir, comp)
+    seconds = time.monotonic() - started
+    report = _write_report(folder, name, comp, budget_s, seconds, plan_s + reserve, records, result)
+    echo(f"blend {name} ({result['method']}): CV {comp.metric} {result['cv']:.4f} (cross-validated, pooled OOF) "
+         f"from {len(trained)} member(s)")
+    echo(f"finished in {format_seconds(seconds)} of {format_seconds(budget_s)} "
+         f"(planned {format_seconds(plan_s + reserve)})\nsubmission: {result['submission']}\nreport: {report}")
+    return AutoResult(name=name, submission=Path(result["submission"]), cv=result["cv"], metric=comp.metric,
+                      members=list(records.values()), blend_method=result["method"], seconds=seconds,
+                      budget_s=budget_s, report=report)
+
+
+STOP_MARGIN_S = 20.0  # no member is started with less time than this
+
+
+def _precision(device, base: TrainConfig) -> str:
+    dtype = autocast_dtype(device, base.precision)
+    return f" ({str(dtype).replace('torch.', '')} autocast)" if dtype is not None else ""
+
+
+def _cost(members: list[Member]) -> float:
+    return sum(m.estimate_s for m in members)
+
+
+def _finished(workdir: Path, name: str) -> bool:
+    return artifacts.RunPaths(workdir, name).is_finished()
+
+
+def _started(workdir: Path, name: str) -> bool:
+    return artifacts.RunPaths(workdir, name).run_dir.is_dir()
+
+
+def _load_state(folder: Path, comp: Competition, preset: str) -> dict:
+    path = folder / "plan.json"
+    if not path.is_file():
+        return {}
+    state = artifacts.load_json(path)
+    if state.get("competition") != comp.name:
+        raise ComptkError(f"{path} belongs to competition '{state.get('competition')}'; use another --name")
+    return state
+
+
+def _save_state(folder: Path, comp: Competition, preset: str, budget_s: float, factor: float,
+                trained: list[Member], planned: list[Member]) -> None:
+    artifacts.save_json(folder / "plan.json", {
+        "version": PLAN_VERSION, "competition": comp.name, "preset": preset, "budget_s": budget_s,
+        "factor": factor,
+        "members": [{"member": dataclasses.asdict(m), "status": "trained"} for m in trained]
+        + [{"member": dataclasses.asdict(m), "status": "planned"} for m in planned],
+    })
+
+
+def _train_member(comp: Competition, member: Member, pins: Mapping[str, Any], workdir: Path,
+                  data_dir: str | Path | None, folder: Path, *, timeout: float) -> str:
+    """Train one member with `comptk train` in a child process; 'trained', or why not."""
+    settings = folder / "members" / f"{member.name}.toml"
+    values = {**pins, **member.settings()}
+    with artifacts.atomic_path(settings) as tmp:
+        tmp.write_text("[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()),
+                       encoding="utf-8")
+    command = [sys.executable, "-m", "comptk", "train", str(comp.source), "--workdir", str(workdir),
+               "--name", member.name, "--settings", str(settings), "--quiet", "--no-plots"]
+    if data_dir is not None:
+        command += ["--data", str(data_dir)]
+    log_path = folder / "members" / f"{member.name}.log"
+    with open(log_path, "ab") as log:
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _stop(child)
+            return "stopped at the budget (its finished folds are kept: re-run to resume)"
+        except BaseException:
+            _stop(child)
+            raise
+    if code != 0:
+        lines = [line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        return f"failed ({lines[-1] if lines else f'exit {code}'}; log {log_path})"
+    return "trained"
+
+
+def _stop(child: subprocess.Popen) -> None:
+    with _quiet():
+        os.killpg(child.pid, signal.SIGTERM)
+    try:
+        child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with _quiet():
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+class _quiet:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return exc[0] is ProcessLookupError
+
+
+def _blend(name: str, trained: list[Member], workdir: Path, comp: Competition) -> dict:
+    submission = workdir / "submissions" / f"{name}.csv"
+    if len(trained) == 1:
+        only = artifacts.RunPaths(workdir, trained[0].name)
+        sidecar = artifacts.load_json(only.sidecar)
+        with artifacts.atomic_path(submission) as tmp:
+            tmp.write_bytes(only.submission.read_bytes())
+        return {"method": f"single member {trained[0].name}", "cv": sidecar["cv"]["oof"],
+                "submission": str(submission), "weights": {trained[0].name: 1.0}}
+    from ..ensemble import blend
+
+    result = blend([artifacts.RunPaths(workdir, m.name).oof for m in trained], out=submission, method="auto",
+                   workdir=workdir, force=True)
+    return {"method": result.method, "cv": result.cv, "submission": str(result.submission),
+            "weights": result.weights}
+
+
+def _write_report(folder: Path, name: str, comp: Competition, budget_s: float, seconds: float, planned_s: float,
+                  records: dict, result: dict) -> Path:
+    lines = [f"# auto {name}", "", f"competition {comp.name}, metric {comp.metric}; budget {format_seconds(budget_s)}, "
+             f"wall time {format_seconds(seconds)} (planned {format_seconds(planned_s)})", "",
+             "| member | model | seed | epochs | estimated | took | CV | status |", "|---|---|---|---|---|---|---|---|"]
+    for rec in records.values():
+        m = rec["member"]
+        took = format_seconds(rec["seconds"]) if "seconds" in rec else ""
+        cv = f"{rec['cv']:.4f}" if "cv" in rec else ""
+        lines.append(f"| {m['name']} | {m['model']} | {m['seed']} | {m['epochs']} | {format_seconds(m['estimate_s'])} "
+                     f"| {took} | {cv} | {rec['status']} |")
+    lines += ["", f"blend: {result['method']}, CV {result['cv']:.4f} (cross-validated, pooled OOF)",
+              f"weights: {result.get('weights')}", f"submission: {result['submission']}", ""]
+    path = folder / "report.md"
+    with artifacts.atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines), encoding="utf-8")
+    return path

@@ -1,0 +1,114 @@
+"""comptk auto: budgets, the plan's time model, and a tiny end-to-end run that resumes."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from comptk import ComptkError, load_competition
+from comptk.artifacts import RunPaths
+from comptk.auto import parse_budget
+from comptk.auto.measure import Throughput
+from comptk.auto.plan import Member, Workload, member_seconds, plan_members
+from comptk.auto.runner import _train_member
+from comptk.cli import main
+from comptk.config import resolve, resolve_run
+
+
+@pytest.mark.parametrize("text, seconds", [("15m", 900), ("2h", 7200), ("1h30m", 5400), ("90s", 90), ("900", 900),
+                                           ("1.5h", 5400)])
+def test_budgets_read_as_people_write_them(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["15 minutes", "m15", "", "10s", "-5m"])
+def test_a_bad_budget_is_one_line_error(text):
+    with pytest.raises(ComptkError, match="--budget"):
+        parse_budget(text)
+
+
+WORK = Workload(n_train=12000, n_test=10000, n_folds=5, valid_views=1, tta_views=2)
+SPEED = {"small_resnet": Throughput(4000, 15000), "small_resnet_wide": Throughput(1500, 6000)}
+
+
+def test_the_plan_fits_the_budget_and_alternates_families_and_seeds():
+    base = resolve(None, {"model": "small_resnet", "epochs": 19, "seed": 42})
+    members = plan_members(base, WORK, SPEED.__getitem__, 1100, preset="fast", factor=1.2)
+    assert sum(m.estimate_s for m in members) <= 1100
+    assert [(m.model, m.seed) for m in members][:2] == [("small_resnet", 42), ("small_resnet_wide", 42)]
+    assert all(10 <= m.epochs <= 29 for m in members)  # between half and 1.5x the recipe's 19 epochs
+    assert len({m.name for m in members}) == len(members)
+    # a longer budget gives the "best" ladder more members, and never more time than it has
+    more = plan_members(base, WORK, SPEED.__getitem__, 4000, preset="best", factor=1.2)
+    assert len(more) > len(members) and sum(m.estimate_s for m in more) <= 4000
+
+
+def test_members_get_equal_time_and_capped_ones_give_theirs_back():
+    base = resolve(None, {"model": "small_resnet", "epochs": 4, "seed": 0})
+    members = plan_members(base, WORK, SPEED.__getitem__, 2000, preset="fast", factor=1.0)
+    small = [m for m in members if m.model == "small_resnet"]
+    assert all(m.epochs == 6 for m in small)  # capped at 1.5 x 4
+    wide = [m for m in members if m.model == "small_resnet_wide"][0]
+    assert wide.epochs > 6 or wide.epochs == 6  # the time the small ones did not need went to the wide one
+    assert sum(m.estimate_s for m in members) <= 2000
+
+
+def test_a_budget_too_short_for_half_the_epochs_still_plans_one_member():
+    base = resolve(None, {"model": "small_resnet", "epochs": 19})
+    members = plan_members(base, WORK, SPEED.__getitem__, 60, preset="best", factor=1.0)
+    assert len(members) == 1 and members[0].epochs >= 1
+
+
+def test_the_time_model_grows_with_epochs_images_and_views():
+    tp = SPEED["small_resnet"]
+    assert member_seconds(10, WORK, tp, 1.0) > member_seconds(5, WORK, tp, 1.0)
+    crops = Workload(**{**WORK.__dict__, "valid_views": 5})
+    assert member_seconds(5, crops, tp, 1.0) > member_seconds(5, WORK, tp, 1.0)
+    assert member_seconds(5, WORK, tp, 2.0) > member_seconds(5, WORK, tp, 1.0)
+
+
+def test_folds_belong_to_the_competition_not_the_model_seed(tiny):
+    (tiny / "competition.toml").write_text((tiny / "competition.toml").read_text() + "\n[folds]\nseed = 7\n")
+    comp = load_competition(tiny)
+    a, b = resolve_run(comp, {"seed": 1}), resolve_run(comp, {"seed": 2})
+    assert (a.folds_seed, b.folds_seed, a.seed, b.seed) == (7, 7, 1, 2)
+    assert resolve_run(comp, {"folds_seed": 3}).folds_seed == 3  # overridable
+    text = (tiny / "competition.toml").read_text().replace("epochs = 1", "epochs = 1\nfolds_seed = 5")
+    (tiny / "competition.toml").write_text(text)
+    with pytest.raises(ComptkError, match="declared twice"):
+        load_competition(tiny)
+
+
+def test_a_member_past_the_budget_is_stopped_and_not_finished(tiny):
+    comp = load_competition(tiny)
+    member = Member(name="late", model="small_resnet", seed=0, epochs=1, estimate_s=1.0)
+    started = time.monotonic()
+    status = _train_member(comp, member, {}, tiny, None, tiny / "auto" / "x", timeout=0.5)
+    assert status.startswith("stopped at the budget") and time.monotonic() - started < 15
+    assert not RunPaths(tiny, "late").is_finished()
+
+
+def test_auto_end_to_end_members_are_normal_runs_blended_and_a_rerun_resumes(tiny):
+    args = ["auto", str(tiny), "--workdir", str(tiny), "--budget", "75s", "--name", "a"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    plan = json.loads((tiny / "auto" / "a" / "plan.json").read_text())
+    trained = [m["member"]["name"] for m in plan["members"] if m["status"] == "trained"]
+    assert len(trained) >= 2, result.output
+    for name in trained:  # normal runs on the same folds, seeds and families differing
+        assert RunPaths(tiny, name).is_finished() and f"+ {name}: CV accuracy" in result.output
+    folds = {json.loads(RunPaths(tiny, n).sidecar.read_text())["folds_digest"] for n in trained}
+    assert len(folds) == 1
+    sub = pd.read_csv(tiny / "submissions" / "a.csv", dtype=str)
+    sample = pd.read_csv(tiny / "data" / "sample_submission.csv", dtype=str)
+    assert list(sub.columns) == list(sample.columns) and sub["id"].tolist() == sample["id"].tolist()
+    assert "plan:" in result.output and "blend a (" in result.output
+    assert (tiny / "auto" / "a" / "report.md").is_file()
+    again = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert all(f"= {name}: trained earlier" in again.output for name in trained)
+    assert not any(f"+ {name}" in again.output for name in trained)  # kept, not trained again
