@@ -180,14 +180,13 @@ def train(competition: str, workdir: Path, data_dir: Path | None, name: str | No
     result = run_cv(competition, options, base=base, workdir=workdir, data_dir=data_dir, name=name,
                     progress=not quiet, folds_subset=_fold_list(folds_subset), tracker=tracker, plots=plots,
                     cache=cache)
-    cv = result.sidecar["cv"]
+    record, cv = result.record, result.record.cv
     partial = ""
     if result.partial:
-        partial = (f" [partial: folds {', '.join(map(str, result.sidecar['folds_trained']))} of "
-                   f"{result.sidecar['n_folds']}]")
+        partial = f" [partial: folds {', '.join(map(str, record.trained_folds))} of {record.n_folds}]"
     click.echo(
-        f"run {result.name}: CV {result.sidecar['metric']} {cv['oof']:.4f} (pooled OOF), "
-        f"{cv['mean_of_folds']:.4f} +- {cv['std_of_folds']:.4f} (mean of folds){partial}\n"
+        f"run {result.name}: CV {record.metric} {cv.oof:.4f} (pooled OOF), "
+        f"{cv.mean_of_folds:.4f} +- {cv.std_of_folds:.4f} (mean of folds){partial}\n"
         f"submission: {result.paths.submission}"
     )
 
@@ -257,7 +256,7 @@ def ensemble(members: tuple[Path, ...], out: Path, meta_params: str | None, **op
             raise ComptkError(f"--meta-params '{meta_params}': must be a JSON object")
     result = blend(members, out=out, meta_params=params, **options)
     click.echo(to_text(result.report))
-    click.echo(f"\nblend {result.name} ({result.method}): CV {result.sidecar['metric']} {result.cv:.4f} "
+    click.echo(f"\nblend {result.name} ({result.method}): CV {result.record.metric} {result.cv:.4f} "
                f"(cross-validated, pooled OOF)\nsubmission: {result.submission}\nreport: {result.report_md}")
 
 

@@ -32,7 +32,7 @@ def build_report(
         rows.append(row)
     return {
         "name": name,
-        "competition": members.first["competition"],
+        "competition": members.first.competition,
         "metric": metric,
         "method": chosen,
         "n_members": len(members.names),
