@@ -5,6 +5,7 @@ one "same run?" check and one pre-flight."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 
 from comptk import ComptkError, artifacts, run_cv
+from comptk.cli import main
 from comptk.experiments import leaderboard
 from comptk.experiments.sweep import sweep
 
@@ -125,6 +128,9 @@ def test_a_resume_refuses_changed_train_labels(started):
         run_cv(root, FAST, workdir=root, name="r", progress=False, plots=False)
     assert not result.paths.fold_dir(1).exists()  # nothing trained on the new labels
     assert len(list((root / "folds").glob("*.csv"))) == 2  # the new labels got folds of their own
+    cli = CliRunner().invoke(main, ["train", str(root), "--workdir", str(root), "--name", "r", "--folds", "2",
+                                    "--epochs", "1", "--quiet", "--no-plots"])
+    assert cli.exit_code == 2 and cli.output.count("\n") == 1 and "train labels (train_labels_digest)" in cli.output
 
 
 def test_a_resume_refuses_changed_image_contents(started):
@@ -192,3 +198,35 @@ def test_tune_runs_the_preflight_on_its_base_settings(tiny):
     with pytest.raises(ComptkError, match="'nope'"):
         tune(tiny, workdir=tiny, n_trials=1, pins={"tta": "nope"}, echo=lambda _: None)
     assert not (tiny / "tune").exists()
+
+
+def test_a_damaged_folds_file_stops_train_ensemble_and_inspect_with_one_line(tiny):
+    from comptk.ensemble import blend
+    from comptk.inspect.inspector import inspect_competition
+
+    a = run_cv(tiny, FAST, workdir=tiny, name="a", progress=False, plots=False)
+    b = run_cv(tiny, {**FAST, "lr": 3e-3}, workdir=tiny, name="b", progress=False, plots=False)
+    folds = Path(a.record.folds_file)
+    folds.write_text("".join(folds.read_text().splitlines(keepends=True)[:-3]))  # truncated
+    calls = {
+        "train": lambda: run_cv(tiny, FAST, workdir=tiny, name="c", progress=False, plots=False),
+        "ensemble": lambda: blend([a.paths.oof, b.paths.oof], out=tiny / "submissions" / "x.csv", workdir=tiny),
+        "inspect --run": lambda: inspect_competition(tiny, workdir=tiny, run="a", outliers=False),
+        "inspect": lambda: inspect_competition(tiny, workdir=tiny),
+    }
+    for what, call in calls.items():
+        with pytest.raises(ComptkError, match=re.escape(str(folds)) + ": its ids do not match") as caught:
+            call()
+        assert "delete it to make folds anew" in str(caught.value), what
+    assert not artifacts.RunPaths(tiny, "c").run_dir.exists() and not (tiny / "submissions" / "x.csv").exists()
+
+
+def test_a_fold_number_out_of_range_is_refused_not_trained_into_nan_rows(tiny):
+    first = run_cv(tiny, FAST, workdir=tiny, name="a", progress=False, plots=False)
+    folds = Path(first.record.folds_file)
+    frame = pd.read_csv(folds, dtype=str)
+    frame.loc[3, "fold"] = "7"
+    frame.to_csv(folds, index=False)
+    with pytest.raises(ComptkError, match=rf"id '{frame.loc[3, 'id']}' has fold 7, but folds are 0\.\.1"):
+        run_cv(tiny, FAST, workdir=tiny, name="b", progress=False, plots=False)
+    assert not artifacts.RunPaths(tiny, "b").run_dir.exists()
