@@ -10,7 +10,7 @@ machine without it, prepare WORKDIR/data/fashion elsewhere and copy it over).
 
 (a) compute limit: train steps (forward, backward, AdamW) and TTA predictions of the model on
     random tensors already in memory, in the layout and precision comptk uses;
-(b) comptk: one epoch of ``engine.train_one_fold`` on fold 0 of the real competition (the same
+(b) comptk: one epoch of ``engine.fit`` on fold 0 of the real competition (the same
     code path as ``comptk train``: uint8 images, augment preset, batching, the GPU path) and
     ``predict_proba`` with the TTA preset on the test images; image decoding (or reading the
     image cache, WORKDIR/cache) is reported separately. With --epochs 2 or more the train
@@ -41,9 +41,9 @@ from comptk.train.engine import (
     autocast_context,
     autocast_dtype,
     check_compile,
+    fit,
     predict_proba,
     resolve_device,
-    train_one_fold,
 )
 from comptk.train.models import Classifier, create_model
 from comptk.train.tta import with_tta
@@ -179,8 +179,8 @@ def main() -> None:
     torch.manual_seed(cfg.seed)
     model = Classifier(create_model(cfg, data.n_classes))
     dataset = ImageArrayDataset(train_images[tr], data.train.labels[tr], train_transform(cfg.augment, cfg.img_size, 0))
-    outcome = train_one_fold(model, dataset, train_images[va], data.train.labels[va], cfg, get_metric(comp.metric),
-                             device=device, seed=0, progress=False)
+    outcome = fit(model, dataset, train_images[va], data.train.labels[va], cfg, get_metric(comp.metric),
+                  device=device, seed=0, progress=False)
     started = time.perf_counter()
     predict_proba(model, test_images, device=device, precision=cfg.precision, tta=cfg.tta,
                   batch_size=args.predict_batch_size)

@@ -3,13 +3,15 @@
 Layout under the work directory:
 
     oof/RUN.npy         N_train x C float32 out-of-fold probabilities, train-CSV row order
-    oof/RUN.json        sidecar: classes, digests, CV, config, versions, timings
+    oof/RUN.json        sidecar: the run record (RunRecord below): classes, data digests, CV, config, versions,
+                        timings; written and read only here (write_record / read_record)
     preds/RUN.npy       N_test x C float32 test probabilities (fold mean), test-CSV row order
     submissions/RUN.csv the sample submission's format
     runs/RUN/           config.json, log.txt, metrics.csv, fold<k>/{model.safetensors, metrics.csv, oof.npy, test.npy,
                         result.json}, plots: learning_curves.png, confusion_matrix.png, per_class_f1.png
     sweeps/NAME.json    a sweep's grid and run names; sweeps/NAME.csv its table, sweeps/NAME.png CV vs training time
-    folds/NAME-k<K>-seed<S>-<digest>.csv   fold of each train row, shared by all runs
+    folds/NAME-k<K>-seed<S>-<digest>.csv   fold of each train row, shared by all runs; digest of the train
+                        ids, labels (and groups) it was made from (data/folds.py)
     cache/images/NAME-SPLIT-<size>px-<key>.npy  decoded uint8 images (N, size, size, 3); see image_cache.py
     inspect/NAME/       `comptk inspect`: report.html, images.csv, duplicates.csv, label_issues.csv, outliers.csv,
                         summary.json; derived/{train.csv, competition.toml} (a corrected copy)
@@ -31,9 +33,9 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -121,14 +123,15 @@ def library_versions() -> dict[str, str]:
     return found
 
 
-def folds_path(workdir: Path, competition: str, n_folds: int, seed: int, train_digest: str) -> Path:
-    return Path(workdir) / "folds" / f"{competition}-k{n_folds}-seed{seed}-{train_digest[:12]}.csv"
+def folds_path(workdir: Path, competition: str, n_folds: int, seed: int, key: str) -> Path:
+    """key: data.folds.folds_key(train), the digest of what the folds are made from."""
+    return Path(workdir) / "folds" / f"{competition}-k{n_folds}-seed{seed}-{key[:12]}.csv"
 
 
-def saved_folds_files(workdir: Path, competition: str, train_digest: str) -> list[Path]:
-    """The folds files (any K and seed) saved for these train rows, newest first."""
+def saved_folds_files(workdir: Path, competition: str, key: str) -> list[Path]:
+    """The folds files (any K and seed) saved for this folds key, newest first."""
     folder = Path(workdir) / "folds"
-    found = folder.glob(f"{glob.escape(competition)}-k*-seed*-{train_digest[:12]}.csv") if folder.is_dir() else []
+    found = folder.glob(f"{glob.escape(competition)}-k*-seed*-{key[:12]}.csv") if folder.is_dir() else []
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
@@ -258,16 +261,6 @@ def run_names(workdir: Path) -> list[str]:
     return sorted(p.stem for p in (Path(workdir) / "oof").glob("*.json") if not p.name.startswith("."))
 
 
-def folds_trained(sidecar: dict) -> list[int]:
-    """The folds a run trained; sidecars written before partial runs existed trained all of them."""
-    return list(sidecar.get("folds_trained", range(int(sidecar.get("n_folds", 0)))))
-
-
-def is_partial(sidecar: dict) -> bool:
-    """True for a run trained on some folds only (``--folds-subset``): its other OOF rows are NaN."""
-    return len(folds_trained(sidecar)) < int(sidecar.get("n_folds", 0))
-
-
 @dataclass(frozen=True)
 class SweepPaths:
     workdir: Path
@@ -340,21 +333,274 @@ class RunArtifacts:
     name: str
     oof: np.ndarray
     preds: np.ndarray
-    sidecar: dict
+    record: RunRecord
 
 
 def load_run(oof_path: Path) -> RunArtifacts:
-    """Load and check a finished run from its oof/RUN.npy path."""
+    """Load and check a finished run or blend from its oof/RUN.npy path (its record must hold
+    RunRecord.REQUIRED: what ensemble, inspect and pseudo-labels compare against the data)."""
     oof_path = Path(oof_path)
     if not oof_path.is_file():
         raise ComptkError(f"file not found: {oof_path}")
     name = oof_path.stem
-    meta = load_json(sidecar_for(oof_path))
+    record = read_record(sidecar_for(oof_path))
+    record.require(sidecar_for(oof_path))
     paths = RunPaths(oof_path.parent.parent, name)
     if not paths.preds.is_file():
         raise ComptkError(f"{oof_path}: no test predictions at {paths.preds}")
     oof, preds = np.load(oof_path), np.load(paths.preds)
-    n_classes = len(meta["classes"])
+    n_classes = len(record.classes)
     if oof.ndim != 2 or oof.shape[1] != n_classes or preds.ndim != 2 or preds.shape[1] != n_classes:
         raise ComptkError(f"{oof_path}: arrays do not have {n_classes} class columns as its sidecar says")
-    return RunArtifacts(name, oof, preds, meta)
+    return RunArtifacts(name, oof, preds, record)
+
+
+# --- the run record: oof/RUN.json ---------------------------------------------------------------------------------
+
+RECORD_VERSION = 2  # 1: sidecars without a "version" key (comptk up to cfba1c9); 2 adds the data digests below
+# Keys of the record that say what a run was trained on and how: written to runs/RUN/config.json when the run
+# starts, and compared when it is resumed (check_same_run). "config" holds the TrainConfig settings.
+IDENTITY_KEYS = ("competition", "competition_file", "classes", "train_ids_digest", "test_ids_digest",
+                 "train_labels_digest", "train_images_digest", "test_images_digest", "folds_digest", "test_time",
+                 "augment_pipeline", "pseudo_labels", "label_fixes", "config")
+# Identity keys a record written before them lacks: such a saved run is not compared on them.
+ADDED_IN_V2 = ("train_labels_digest", "train_images_digest", "test_images_digest")
+DATA_KEYS = ("classes", "train_ids_digest", "test_ids_digest", "train_labels_digest", "train_images_digest",
+             "test_images_digest", "folds_digest", "label_fixes")
+DESCRIBE_KEY = {  # how a difference reads in an error message
+    "classes": "classes", "train_ids_digest": "train rows (ids)", "test_ids_digest": "test rows (ids)",
+    "train_labels_digest": "train labels", "train_images_digest": "train image contents",
+    "test_images_digest": "test image contents", "folds_digest": "folds", "label_fixes": "[label_fixes]",
+    "competition": "competition", "competition_file": "declaration file", "test_time": "test-time handling",
+    "augment_pipeline": "augment pipeline", "pseudo_labels": "pseudo-labels",
+}
+_RUN_KEYS = ("version", "name", "kind", "competition", "competition_file", "classes", "train_ids_digest",
+             "test_ids_digest", "train_labels_digest", "train_images_digest", "test_images_digest", "folds_digest",
+             "test_time", "augment_pipeline", "pseudo_labels", "label_fixes", "metric", "n_train", "n_test",
+             "n_folds", "folds_trained", "partial", "folds_file", "data_dir", "cv", "folds", "config", "seed",
+             "folds_seed", "versions", "torch_threads", "timings", "artifacts", "finished_at")
+_BLEND_KEYS = ("version", "name", "kind", "competition", "competition_file", "classes", "train_ids_digest",
+               "test_ids_digest", "train_labels_digest", "folds_digest", "metric", "n_train", "n_test", "n_folds",
+               "folds_file", "data_dir", "cv", "method", "members", "weights", "class_bias", "methods", "config",
+               "seed", "versions", "timings", "artifacts", "finished_at")
+_OMITTED_WHEN_NONE = ("pseudo_labels", "label_fixes", "train_labels_digest", "folds_seed")  # written only when known
+
+
+@dataclass(frozen=True)
+class CVScores:
+    """A run's (or blend's) cross-validated score. ``oof`` is the metric of the pooled out-of-fold
+    predictions, the one to select on; ``mean_of_folds`` averages the per-fold scores (they differ for
+    macro F1)."""
+
+    oof: float | None = None
+    n_rows: int | None = None  # runs: the rows scored (a partial run's trained folds only)
+    mean_of_folds: float | None = None
+    std_of_folds: float | None = None
+    per_fold: tuple[float, ...] = ()
+    in_sample: float | None = None  # blends: fitted and scored on the same rows (optimistic)
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["per_fold"] = list(self.per_fold)
+        return {k: v for k, v in out.items() if not (v is None and k in ("n_rows", "in_sample"))}
+
+    @classmethod
+    def from_json(cls, payload: Any, where: Path | str) -> CVScores:
+        if not isinstance(payload, dict):
+            raise ComptkError(f"{where}: 'cv' must be a JSON object, got {payload!r}")
+        per_fold = payload.get("per_fold") or ()
+        if not isinstance(per_fold, (list, tuple)):
+            raise ComptkError(f"{where}: 'cv.per_fold' must be a list, got {per_fold!r}")
+        return cls(oof=payload.get("oof"), n_rows=payload.get("n_rows"), mean_of_folds=payload.get("mean_of_folds"),
+                   std_of_folds=payload.get("std_of_folds"), per_fold=tuple(per_fold),
+                   in_sample=payload.get("in_sample"), note=str(payload.get("note") or ""))
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a finished run or blend is: the sidecar oof/RUN.json, a plain JSON object with these keys.
+
+    Written by write_record and read by read_record only. A sidecar without "version" (written by
+    comptk up to cfba1c9) reads as version 1: its data digests (train labels, image contents) and
+    torch_threads are None. Keys a blend or an older comptk did not write read as None (or empty).
+    """
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("competition", "classes", "train_ids_digest", "test_ids_digest",
+                                           "folds_digest", "folds_file", "metric", "data_dir")
+
+    version: int = RECORD_VERSION
+    name: str = ""
+    kind: str = "run"  # run | blend
+    competition: str | None = None
+    competition_file: str | None = None  # absolute path of the declaration, when there is one
+    classes: tuple[str, ...] = ()  # column order of the OOF and test probabilities
+    train_ids_digest: str | None = None  # artifacts.digest of the train ids, in row order
+    test_ids_digest: str | None = None
+    train_labels_digest: str | None = None  # data.folds.labels_digest: ids and labels used (after [label_fixes])
+    train_images_digest: str | None = None  # data.image_cache.images_digest of the decoded train images at img_size
+    test_images_digest: str | None = None
+    folds_digest: str | None = None  # data.folds.folds_digest: ids and their fold
+    test_time: dict[str, Any] | None = None  # runs: how validation and test rows were predicted
+    augment_pipeline: list[Any] | None = None  # runs: the declaration's pipeline, when the augment names one
+    pseudo_labels: dict[str, Any] | None = None  # runs trained with pseudo-labels
+    label_fixes: tuple[dict[str, str], ...] | None = None  # runs: [label_fixes] as applied (id, from, to)
+    metric: str | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    n_folds: int | None = None
+    folds_trained: tuple[int, ...] | None = None  # runs; None (older sidecars): every fold
+    folds_file: str | None = None  # absolute: an ensemble may run from elsewhere
+    data_dir: str | None = None
+    cv: CVScores | None = None
+    folds: tuple[dict[str, Any], ...] = ()  # runs: each trained fold's result (score, best epoch, timings)
+    method: str | None = None  # blends: the method written
+    members: tuple[dict[str, Any], ...] | None = None  # blends: name, path, cv of each member
+    weights: dict[str, float] | None = None  # blends
+    class_bias: dict[str, float] | None = None  # blends
+    methods: dict[str, Any] | None = None  # blends: every method fitted, with its scores
+    config: dict[str, Any] = field(default_factory=dict)  # runs: TrainConfig.to_dict(); blends: BlendOptions
+    seed: int | None = None  # runs: seed of sampling, augmentation and initialisation
+    folds_seed: int | None = None  # runs: seed of the fold assignment (None: older runs, where it was ``seed``)
+    versions: dict[str, str] = field(default_factory=dict)  # Python and library versions
+    torch_threads: int | None = None  # runs: torch.get_num_threads() (OOF differs in the last digits with it)
+    timings: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)  # paths of the files the run wrote
+    finished_at: str | None = None
+
+    @property
+    def is_blend(self) -> bool:
+        return self.kind == "blend"
+
+    @property
+    def trained_folds(self) -> list[int]:
+        """The folds a run trained; sidecars written before partial runs existed trained all of them."""
+        return list(self.folds_trained) if self.folds_trained is not None else list(range(self.n_folds or 0))
+
+    @property
+    def is_partial(self) -> bool:
+        """True for a run trained on some folds only (``--folds-subset``): its other OOF rows are NaN."""
+        return len(self.trained_folds) < (self.n_folds or 0)
+
+    def identity(self, keys: tuple[str, ...] = IDENTITY_KEYS) -> dict[str, Any]:
+        """The identity keys (all, or ``keys``) as JSON values, None included: what a resume compares."""
+        return self.to_json(keys=keys, omit_none=False)
+
+    def require(self, where: Path | str, keys: tuple[str, ...] | None = None) -> None:
+        """A ComptkError naming the first of ``keys`` (default REQUIRED) the record lacks."""
+        for key in keys or self.REQUIRED:
+            if getattr(self, key) in (None, (), {}):
+                raise ComptkError(f"{where}: no '{key}' key; is it a finished comptk run?")
+
+    def to_json(self, keys: tuple[str, ...] | None = None, omit_none: bool = True) -> dict[str, Any]:
+        """The sidecar's JSON object (keys in a fixed order: a run's or a blend's)."""
+        keys = keys or (_BLEND_KEYS if self.is_blend else _RUN_KEYS)
+        out: dict[str, Any] = {}
+        for key in keys:
+            value = self.is_partial if key == "partial" else getattr(self, key)
+            if value is None and omit_none and key in _OMITTED_WHEN_NONE:
+                continue
+            if key == "folds_trained" and value is None:
+                value = self.trained_folds
+            out[key] = _plain(value)
+        return out
+
+    @classmethod
+    def from_json(cls, payload: Any, where: Path | str, *, name: str = "") -> RunRecord:
+        """Read a sidecar's object (any version up to RECORD_VERSION); ``name`` fills a missing name."""
+        if not isinstance(payload, dict):
+            raise ComptkError(f"{where}: not a run record (a JSON object with the run's keys)")
+        version = payload.get("version", 1)
+        if not isinstance(version, int) or version > RECORD_VERSION:
+            raise ComptkError(f"{where}: record version {version!r} is newer than this comptk reads "
+                              f"(up to {RECORD_VERSION}); upgrade comptk")
+        values: dict[str, Any] = {"version": version}
+        for f in fields(cls):
+            if f.name in payload and f.name != "version" and payload[f.name] is not None:
+                values[f.name] = _typed(f.name, payload[f.name], where)
+        values.setdefault("name", name)
+        return cls(**values)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-shaped: tuples become lists, nested records their objects."""
+    if isinstance(value, CVScores):
+        return value.to_json()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+_TUPLE_KEYS = ("classes", "folds_trained", "folds", "members", "label_fixes")
+_DICT_KEYS = ("test_time", "pseudo_labels", "weights", "class_bias", "methods", "config", "versions", "timings",
+              "artifacts")
+_INT_KEYS = ("n_train", "n_test", "n_folds", "seed", "folds_seed", "torch_threads")
+
+
+def _typed(key: str, value: Any, where: Path | str) -> Any:
+    if key == "cv":
+        return CVScores.from_json(value, where)
+    if key in _TUPLE_KEYS:
+        if not isinstance(value, list):
+            raise ComptkError(f"{where}: '{key}' must be a list, got {value!r}")
+        return tuple(str(v) for v in value) if key == "classes" else tuple(value)
+    if key in _DICT_KEYS and not isinstance(value, dict):
+        raise ComptkError(f"{where}: '{key}' must be a JSON object, got {value!r}")
+    if key in _INT_KEYS and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ComptkError(f"{where}: '{key}' must be an integer, got {value!r}")
+    return value
+
+
+def write_record(path: Path, record: RunRecord) -> None:
+    """Write a sidecar atomically (last of a run's files: its presence marks the run finished)."""
+    save_json(path, record.to_json())
+
+
+def read_record(path: Path) -> RunRecord:
+    """A sidecar as a RunRecord; a missing name reads as the file's stem."""
+    return RunRecord.from_json(load_json(path), path, name=Path(path).stem)
+
+
+def run_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str]]:
+    """What differs between a run's saved identity (runs/RUN/config.json, or its sidecar) and ``new``
+    (RunRecord.identity(), or some of its keys: only the keys ``new`` holds are compared), as
+    (kind, text) pairs, kind "data" or "settings".
+
+    A data digest the saved record lacks was added to comptk since the run started: not compared.
+    A setting added to TrainConfig since the run started counts as its default.
+    """
+    from .config import TrainConfig
+
+    diffs = []
+    for key in IDENTITY_KEYS:
+        if key == "config" or key not in new or (key in ADDED_IN_V2 and saved.get(key) is None):
+            continue
+        if saved.get(key) != _plain(new[key]):
+            diffs.append(("data" if key in DATA_KEYS else "settings", f"{DESCRIBE_KEY.get(key, key)} ({key})"))
+    if "config" in new:
+        before = saved.get("config") or {}
+        defaults = TrainConfig().to_dict()
+        diffs += [("settings", f"{k} ({before.get(k, defaults.get(k))!r} -> {v!r})")
+                  for k, v in new["config"].items() if before.get(k, defaults.get(k)) != v]
+    return diffs
+
+
+def check_same_run(paths: RunPaths, new: dict[str, Any], *, fix: str) -> None:
+    """Refuse to resume (or keep) run ``paths.name`` when its saved identity differs from ``new``
+    (run_differences); a run with nothing saved yet passes. ``fix``: what to do instead."""
+    saved_path = paths.config if paths.config.is_file() else paths.sidecar if paths.sidecar.is_file() else None
+    if saved_path is None:
+        return
+    saved = load_json(saved_path)
+    diffs = run_differences(saved if isinstance(saved, dict) else {}, new)
+    if diffs:
+        what = " and ".join(kind for kind in ("data", "settings") if any(k == kind for k, _ in diffs))
+        changed = ", ".join(text for _, text in diffs)
+        raise ComptkError(f"run '{paths.name}' exists ({saved_path}) with other {what}: {changed}; {fix}")
+
+
+def write_identity(paths: RunPaths, record: RunRecord) -> None:
+    """runs/RUN/config.json: the identity of a run as it starts (what a resume is checked against)."""
+    save_json(paths.config, record.to_json(keys=IDENTITY_KEYS))

@@ -46,7 +46,7 @@ def submission_metric(submission: Path) -> str:
     sidecar = artifacts.sidecar_of_submission(submission)
     if not sidecar.is_file():
         raise ComptkError(f"cannot tell the metric of {submission} (no run sidecar {sidecar}); pass --metric")
-    return artifacts.load_json(sidecar)["metric"]
+    return artifacts.read_record(sidecar).metric
 
 
 def score_submission(submission: Path, answers: Path, metric: str | None = None, id_column: str | None = None) -> float:

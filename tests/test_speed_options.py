@@ -15,7 +15,7 @@ from comptk.cli import main
 from comptk.metrics import get_metric
 from comptk.train.augment import train_transform
 from comptk.train.dataset import ImageArrayDataset
-from comptk.train.engine import predict_proba, train_one_fold
+from comptk.train.engine import fit, predict_proba
 from comptk.train.models import Classifier, create_model
 
 CPU = torch.device("cpu")
@@ -25,8 +25,8 @@ def _train(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, **kwargs):
     torch.manual_seed(0)
     model = Classifier(create_model(cfg, 2))
     dataset = ImageArrayDataset(images, labels, train_transform(cfg.augment, cfg.img_size, 0))
-    outcome = train_one_fold(model, dataset, images[:16], labels[:16], cfg,
-                             get_metric("accuracy"), device=CPU, seed=0, progress=False, **kwargs)
+    outcome = fit(model, dataset, images[:16], labels[:16], cfg,
+                  get_metric("accuracy"), device=CPU, seed=0, progress=False, **kwargs)
     return model, outcome
 
 

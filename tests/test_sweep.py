@@ -112,13 +112,13 @@ class Recorder(Tracker):
             raise ConnectionError("server gone")
         self.calls.append(("epoch", fold, record["epoch"], record["train_loss"]))
 
-    def _finish(self, sidecar, artifacts):
-        self.calls.append(("finish", sidecar["cv"]["oof"], sorted(p.name for p in artifacts)))
+    def _finish(self, record, artifacts):
+        self.calls.append(("finish", record.cv.oof, sorted(p.name for p in artifacts)))
 
 
 def test_tracker_gets_params_epochs_cv_and_artifacts(tiny, monkeypatch):
     recorder = Recorder()
-    monkeypatch.setattr("comptk.train.crossval.open_tracker", lambda kind, workdir: recorder)
+    monkeypatch.setattr("comptk.train.preflight.open_tracker", lambda kind, workdir: recorder)
     result = run_cv(tiny, {"n_folds": 2, "epochs": 2, "lr": 0.002}, workdir=tiny, name="t", progress=False)
     assert recorder.calls[0] == ("start", "t", 0.002)
     assert [c[1:3] for c in recorder.calls if c[0] == "epoch"] == [(0, 1), (0, 2), (1, 1), (1, 2)]
@@ -127,7 +127,7 @@ def test_tracker_gets_params_epochs_cv_and_artifacts(tiny, monkeypatch):
 
 
 def test_a_failing_tracker_or_plot_never_costs_the_run(tiny, monkeypatch, caplog):
-    monkeypatch.setattr("comptk.train.crossval.open_tracker", lambda kind, workdir: Recorder(fail_on="log"))
+    monkeypatch.setattr("comptk.train.preflight.open_tracker", lambda kind, workdir: Recorder(fail_on="log"))
 
     def broken(*args, **kwargs):
         raise MemoryError("no memory for figures")

@@ -17,8 +17,9 @@ from comptk.artifacts import RunPaths, save_json, save_npy
 from comptk.cli import main
 from comptk.config import resolve
 from comptk.metrics import get_metric
+from comptk.train import engine
 from comptk.train.dataset import ImageArrayDataset
-from comptk.train.engine import predict_proba, train_one_fold
+from comptk.train.engine import predict_proba
 from comptk.train.mixing import BatchMixer
 from comptk.train.models import Classifier, create_model
 
@@ -39,7 +40,7 @@ def fit(**settings):
     model = Classifier(create_model(cfg, 3))
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     snapshots = []
-    outcome = train_one_fold(
+    outcome = engine.fit(
         model, ImageArrayDataset(images[:36], labels[:36]), images[36:], labels[36:], cfg, get_metric("accuracy"),
         device=CPU, seed=0, n_classes=3, progress=False,
         on_epoch=lambda record: snapshots.append({k: v.clone() for k, v in model.state_dict().items()}),
@@ -165,13 +166,13 @@ def test_pseudo_labels_join_training_rows_only(source_run, monkeypatch):
     from comptk.train import crossval
 
     seen = []
-    original = crossval.train_one_fold
+    original = crossval.fit
 
     def spy(model, train_set, valid_images, valid_labels, *args, **kwargs):
         seen.append((train_set.labels.copy(), valid_labels.copy()))
         return original(model, train_set, valid_images, valid_labels, *args, **kwargs)
 
-    monkeypatch.setattr(crossval, "train_one_fold", spy)
+    monkeypatch.setattr(crossval, "fit", spy)
     result = run_cv(root, {**FAST, "pseudo_run": "src", "pseudo_threshold": threshold}, workdir=root, name="pseudo",
                     progress=False)
     preds = np.load(source.paths.preds)

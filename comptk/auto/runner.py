@@ -146,8 +146,7 @@ def run_auto(
         seconds = time.monotonic() - t0
         record = {"member": dataclasses.asdict(member), "status": status, "seconds": seconds}
         if status == "trained":
-            sidecar = artifacts.load_json(artifacts.RunPaths(workdir, member.name).sidecar)
-            record["cv"] = sidecar["cv"]["oof"]
+            record["cv"] = artifacts.read_record(artifacts.RunPaths(workdir, member.name).sidecar).cv.oof
             trained.append(member)
             raw = (member.estimate_s - STARTUP_SECONDS) / factor if member.estimate_s > 0 else 0
             if raw > 0 and seconds > 0:
@@ -272,10 +271,10 @@ def _blend(name: str, trained: list[Member], workdir: Path, comp: Competition) -
     submission = workdir / "submissions" / f"{name}.csv"
     if len(trained) == 1:
         only = artifacts.RunPaths(workdir, trained[0].name)
-        sidecar = artifacts.load_json(only.sidecar)
+        cv = artifacts.read_record(only.sidecar).cv.oof
         with artifacts.atomic_path(submission) as tmp:
             tmp.write_bytes(only.submission.read_bytes())
-        return {"method": f"single member {trained[0].name}", "cv": sidecar["cv"]["oof"],
+        return {"method": f"single member {trained[0].name}", "cv": cv,
                 "submission": str(submission), "weights": {trained[0].name: 1.0}}
     from ..ensemble import blend
 

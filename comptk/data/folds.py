@@ -51,23 +51,69 @@ def make_folds(
 
 
 def folds_key(train: Table) -> str:
-    """What a folds file is made from: the train ids and, when a group column is declared, the
-    groups (so declaring or changing groups makes new folds rather than reusing ungrouped ones)."""
+    """What a folds file is made from: the train ids, their labels and, when a group column is
+    declared, the groups. Changed labels or groups give another key, so new folds are made rather
+    than folds stratified on other labels reused."""
     if train.groups is None:
-        return artifacts.digest(train.ids)
-    return artifacts.digest(f"{i}\t{g}" for i, g in zip(train.ids, train.groups))
+        return artifacts.digest(f"{i}\t{y}" for i, y in zip(train.ids, train.labels))
+    return artifacts.digest(f"{i}\t{y}\t{g}" for i, y, g in zip(train.ids, train.labels, train.groups))
+
+
+def labels_digest(train: Table) -> str:
+    """The train labels as used (after [label_fixes]), id by id: recorded with a run, so a resume
+    and an ensemble can tell that the labels changed even when the ids did not."""
+    return artifacts.digest(f"{i}\t{y}" for i, y in zip(train.ids, train.labels))
+
+
+def read_folds(path: Path, train: Table, n_folds: int | None = None) -> np.ndarray:
+    """The fold of each train row (in the train table's order) from a folds file, checked: an id and a
+    fold column; every train id exactly once and no other id; every fold a whole number in 0..K-1
+    (K = ``n_folds``, or the largest fold + 1) and every fold used. A damaged or truncated file is a
+    one-line ComptkError naming it."""
+    path = Path(path)
+    fix = "delete it to make folds anew (the next `comptk train` writes it again)"
+    try:
+        saved = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise ComptkError(f"folds file not found: {path}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise ComptkError(f"{path}: not a readable folds file ({str(exc).splitlines()[0]}); {fix}") from None
+    if list(saved.columns) != ["id", "fold"]:
+        raise ComptkError(f"{path}: a folds file has the columns id,fold, this one {','.join(saved.columns)}; {fix}")
+    ids, text = saved["id"].to_numpy(), saved["fold"].to_numpy()
+    bad = next((row for row, t in enumerate(text) if not (t.isascii() and t.isdigit())), None)
+    if bad is not None:
+        raise ComptkError(f"{path} line {bad + 2}: fold '{text[bad]}' is not a fold number; {fix}")
+    fold_of = dict(zip(ids, text.astype(np.int64)))
+    if len(fold_of) != len(ids):
+        seen: set[str] = set()
+        twice = next(i for i in ids if i in seen or seen.add(i))
+        raise ComptkError(f"{path}: id '{twice}' is listed twice; {fix}")
+    missing = [i for i in train.ids if i not in fold_of]
+    if missing or len(ids) != len(train.ids):
+        extra = sorted(set(ids) - set(train.ids))
+        detail = (f"train id '{missing[0]}' is missing ({len(missing)} of {len(train.ids)})" if missing
+                  else f"id '{extra[0]}' is not a train id")
+        raise ComptkError(f"{path}: its ids do not match the train table ({len(ids)} rows for {len(train.ids)} "
+                          f"train rows; {detail}); {fix}")
+    fold = np.array([fold_of[i] for i in train.ids], dtype=np.int64)
+    k = n_folds if n_folds is not None else int(fold.max()) + 1
+    if fold.max() >= k:
+        row = int(np.argmax(fold >= k))
+        raise ComptkError(f"{path}: id '{train.ids[row]}' has fold {fold[row]}, but folds are 0..{k - 1}; {fix}")
+    empty = [f for f in range(k) if not (fold == f).any()]
+    if empty:
+        raise ComptkError(f"{path}: fold {empty[0]} of 0..{k - 1} has no rows; {fix}")
+    return fold
 
 
 def load_or_make_folds(
     workdir: Path, competition: str, train: Table, n_folds: int, seed: int, classes: tuple[str, ...] | None = None
 ) -> tuple[np.ndarray, Path]:
-    """The saved folds for these train rows, made and saved on first use."""
+    """The saved folds for these train rows and labels (read_folds), made and saved on first use."""
     path = artifacts.folds_path(workdir, competition, n_folds, seed, folds_key(train))
     if path.is_file():
-        saved = pd.read_csv(path, dtype={"id": str, "fold": np.int64}, keep_default_na=False)
-        if saved["id"].tolist() != train.ids.tolist():
-            raise ComptkError(f"{path}: its ids do not match the train table; delete the file to make folds anew")
-        return saved["fold"].to_numpy(), path
+        return read_folds(path, train, n_folds), path
     fold = make_folds(train.labels, n_folds, seed, train.groups, classes)
     artifacts.save_csv(path, pd.DataFrame({"id": train.ids, "fold": fold}))
     return fold, path

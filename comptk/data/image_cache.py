@@ -48,6 +48,21 @@ def cache_key(paths: tuple[Path, ...] | list[Path], size: int) -> str:
     return h.hexdigest()
 
 
+def images_digest(images: np.ndarray) -> str:
+    """sha256 of decoded images (shape, dtype and every pixel): what a run records of its image contents.
+
+    The decoded uint8 arrays are what the model sees and are already in memory when a run starts, so
+    one pass over them is exact and reads no file again (hashing every file's bytes would read the
+    whole data set again on each start, and would also flag changes that decode to the same pixels).
+    The digest depends on the size the images were decoded at, so it compares runs of one img_size:
+    a resume, not two runs of another size. Like the cache key, it trusts the cache for unchanged
+    path, size and mtime: the same pixels the run trains on.
+    """
+    h = hashlib.sha256(f"{images.shape} {images.dtype}\n".encode())
+    h.update(np.ascontiguousarray(images).reshape(-1))  # a view: no copy of the pixels
+    return h.hexdigest()
+
+
 @dataclass(frozen=True)
 class CachedImages:
     images: np.ndarray  # (N, size, size, 3) uint8; a copy-on-write memory map when read from the cache
@@ -113,6 +128,10 @@ class CompetitionImages:
                "unwritable": "decoded (cache not writable)"}
         parts = [f"{split} {how[state]}" for split, state in self.cache.items()]
         return f"images: {', '.join(parts)} ({self.seconds:.1f} s)"
+
+    def digests(self) -> tuple[str, str]:
+        """images_digest of the train and the test images."""
+        return images_digest(self.train), images_digest(self.test)
 
 
 def load_competition_images(data: CompetitionData, size: int, *, workdir: Path, cache: bool = True) -> CompetitionImages:

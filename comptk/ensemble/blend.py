@@ -17,7 +17,7 @@ from .crossfit import MethodResult, crossfit
 from .methods import DEFAULT_META, METHOD_ORDER, BlendOptions, make_meta
 from .report import build_report, to_markdown
 from .scoring import Scorer
-from .validate import Members, load_members, load_truth
+from .validate import Members, Truth, load_members, load_truth
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,17 @@ class BlendResult:
     method: str  # the method whose predictions were written
     methods: dict[str, MethodResult]  # every method fitted (all of them unless compare=False)
     report: dict
-    sidecar: dict
+    record: artifacts.RunRecord  # oof/NAME.json, kind "blend"
 
     @property
     def cv(self) -> float:
         """The written blend's cross-validated score (pooled over the saved folds)."""
-        return self.sidecar["cv"]["oof"]
+        return self.record.cv.oof
+
+    @property
+    def sidecar(self) -> dict[str, Any]:
+        """The sidecar's JSON object as written (plain data for notebooks; comptk reads ``record``)."""
+        return self.record.to_json()
 
     @property
     def weights(self) -> dict[str, float] | None:
@@ -97,58 +102,78 @@ def blend(
     if "stack" in methods:
         make_meta(options.meta, options.meta_params, options.seed)  # a bad --meta fails before any fitting
     truth = load_truth(members)
+    scorer = Scorer(members.first.metric, len(members.classes))
+    results, seconds = _fit_methods(methods, truth, members, scorer, options)
+    chosen = max(methods, key=lambda m: results[m].cv) if method == "auto" else method  # max keeps the first tie
     y, fold = truth.y, truth.fold
-    scorer = Scorer(members.first["metric"], len(members.classes))
+    member_scores = [(scorer.score_proba(y, p), float(np.mean(scorer.per_fold(y, p, fold)))) for p in members.oof]
+    outputs = {"submission": str(out), "report_md": str(md_path), "report_json": str(json_path),
+               "oof": str(paths.oof), "preds": str(paths.preds), "sidecar": str(paths.sidecar)}
+    n_folds = int(len(np.unique(fold)))
+    report = build_report(name, members, member_scores, results, chosen, seconds, scorer.name, n_folds, outputs)
+    record = _blend_record(name, members, truth, results[chosen], chosen, report, member_scores, options,
+                           timings={"wall_seconds": time.perf_counter() - started, "fit_seconds": seconds})
+    _write_blend(paths, out, md_path, json_path, truth, members, results[chosen], report, record)
+    return BlendResult(name, paths, out, md_path, json_path, chosen, results, report, record)
 
+
+def _fit_methods(methods: Sequence[str], truth: Truth, members: Members, scorer: Scorer,
+                 options: BlendOptions) -> tuple[dict[str, MethodResult], dict[str, float]]:
+    """Each method fitted on all OOF rows and scored out-of-fold over the saved folds; seconds each."""
     results: dict[str, MethodResult] = {}
     seconds: dict[str, float] = {}
     for m in methods:
         t0 = time.perf_counter()
-        results[m] = crossfit(m, y, fold, members.oof, members.preds, scorer, options)
+        results[m] = crossfit(m, truth.y, truth.fold, members.oof, members.preds, scorer, options)
         seconds[m] = time.perf_counter() - t0
-    chosen = max(methods, key=lambda m: results[m].cv) if method == "auto" else method  # max keeps the first tie
-    pick = results[chosen]
+    return results, seconds
 
-    member_scores = [(scorer.score_proba(y, p), float(np.mean(scorer.per_fold(y, p, fold)))) for p in members.oof]
-    outputs = {"submission": str(out), "report_md": str(md_path), "report_json": str(json_path),
-                 "oof": str(paths.oof), "preds": str(paths.preds), "sidecar": str(paths.sidecar)}
-    n_folds = int(len(np.unique(fold)))
-    report = build_report(name, members, member_scores, results, chosen, seconds, scorer.name, n_folds, outputs)
+
+def _blend_record(name: str, members: Members, truth: Truth, pick: MethodResult, chosen: str, report: dict,
+                  member_scores: list[tuple[float, float]], options: BlendOptions,
+                  timings: dict[str, Any]) -> artifacts.RunRecord:
+    """The blend's record: the first member's identity (same rows, labels and folds by load_members),
+    its cross-validated score and how it was made."""
     first = members.first
-    sidecar = {
-        "name": name,
-        "kind": "blend",
-        **{k: first[k] for k in ("competition", "train_ids_digest", "test_ids_digest", "folds_digest")},
-        "competition_file": first.get("competition_file"),
-        "classes": list(members.classes),
-        "metric": scorer.name,
-        "n_train": int(len(y)),
-        "n_test": int(members.preds.shape[1]),
-        "n_folds": n_folds,
-        "folds_file": str(truth.folds_file),
-        "data_dir": first["data_dir"],
-        "cv": {
-            "oof": pick.cv,
-            "mean_of_folds": float(np.mean(pick.cv_per_fold)),
-            "std_of_folds": float(np.std(pick.cv_per_fold)),
-            "per_fold": pick.cv_per_fold,
-            "in_sample": pick.in_sample,
-            "note": "'oof' scores the cross-validated blend (fitted on the other folds, pooled), the one to "
-                    "select on; 'in_sample' fits and scores on the same rows (optimistic)",
-        },
-        "method": chosen,
-        "members": [{"name": n, "path": str(p), "cv": s} for n, p, (s, _) in zip(members.names, members.paths,
-                                                                                  member_scores)],
-        "weights": report["weights"],
-        "class_bias": report["class_bias"],
-        "methods": {r["method"]: {k: v for k, v in r.items() if k != "method"} for r in report["methods"]},
-        "config": asdict(options),
-        "seed": seed,
-        "versions": artifacts.library_versions(),
-        "timings": {"wall_seconds": time.perf_counter() - started, "fit_seconds": seconds},
-        "artifacts": outputs,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    return artifacts.RunRecord(
+        name=name,
+        kind="blend",
+        competition=first.competition,
+        competition_file=first.competition_file,
+        classes=members.classes,
+        train_ids_digest=first.train_ids_digest,
+        test_ids_digest=first.test_ids_digest,
+        train_labels_digest=first.train_labels_digest,
+        folds_digest=first.folds_digest,
+        metric=report["metric"],
+        n_train=int(len(truth.y)),
+        n_test=int(members.preds.shape[1]),
+        n_folds=int(len(np.unique(truth.fold))),
+        folds_file=str(truth.folds_file),
+        data_dir=first.data_dir,
+        cv=artifacts.CVScores(
+            oof=pick.cv, mean_of_folds=float(np.mean(pick.cv_per_fold)), std_of_folds=float(np.std(pick.cv_per_fold)),
+            per_fold=tuple(pick.cv_per_fold), in_sample=pick.in_sample,
+            note="'oof' scores the cross-validated blend (fitted on the other folds, pooled), the one to "
+                 "select on; 'in_sample' fits and scores on the same rows (optimistic)",
+        ),
+        method=chosen,
+        members=tuple({"name": n, "path": str(p), "cv": s}
+                      for n, p, (s, _) in zip(members.names, members.paths, member_scores)),
+        weights=report["weights"],
+        class_bias=report["class_bias"],
+        methods={r["method"]: {k: v for k, v in r.items() if k != "method"} for r in report["methods"]},
+        config=asdict(options),
+        seed=options.seed,
+        versions=artifacts.library_versions(),
+        timings=timings,
+        artifacts=report["artifacts"],
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+
+
+def _write_blend(paths: artifacts.RunPaths, out: Path, md_path: Path, json_path: Path, truth: Truth,
+                 members: Members, pick: MethodResult, report: dict, record: artifacts.RunRecord) -> None:
     # Submission columns follow the data's class order, which may differ from the members'.
     to_data = [members.classes.index(c) for c in truth.data.classes]
     artifacts.save_npy(paths.oof, pick.oof.astype(np.float32))
@@ -158,5 +183,4 @@ def blend(
     md_path.parent.mkdir(parents=True, exist_ok=True)
     with artifacts.atomic_path(md_path) as tmp:
         tmp.write_text(to_markdown(report), encoding="utf-8")
-    artifacts.save_json(paths.sidecar, sidecar)  # last: marks the blend finished
-    return BlendResult(name, paths, out, md_path, json_path, chosen, results, report, sidecar)
+    artifacts.write_record(paths.sidecar, record)  # last: marks the blend finished

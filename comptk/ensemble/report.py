@@ -35,7 +35,7 @@ def build_report(
         rows.append(row)
     return {
         "name": name,
-        "competition": members.first["competition"],
+        "competition": members.first.competition,
         "metric": metric,
         "method": chosen,
         "n_members": len(members.names),
@@ -129,6 +129,6 @@ def to_text(report: dict) -> str:
 def summary(result: BlendResult) -> str:
     """What `comptk ensemble` prints: the methods table, then the written blend's cross-validated score
     and its files."""
-    return (f"{to_text(result.report)}\n\nblend {result.name} ({result.method}): CV {result.sidecar['metric']} "
+    return (f"{to_text(result.report)}\n\nblend {result.name} ({result.method}): CV {result.record.metric} "
             f"{result.cv:.4f} (cross-validated, pooled OOF)\nsubmission: {result.submission}\n"
             f"report: {result.report_md}")

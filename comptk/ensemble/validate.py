@@ -9,17 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .. import artifacts
 from ..competition import load_competition
-from ..data.folds import folds_digest
+from ..data.folds import folds_digest, labels_digest, read_folds
 from ..data.layouts import read_data
 from ..data.tables import CompetitionData
 from ..errors import ComptkError
 
-REQUIRED_KEYS = ("competition", "classes", "train_ids_digest", "test_ids_digest", "folds_digest", "folds_file",
-                 "metric", "data_dir")
 SUM_TOLERANCE = 1e-3  # float32 probabilities from softmax sum to 1 within ~1e-6
 
 
@@ -27,14 +24,14 @@ SUM_TOLERANCE = 1e-3  # float32 probabilities from softmax sum to 1 within ~1e-6
 class Members:
     paths: tuple[Path, ...]  # the oof/RUN.npy files, as given
     names: tuple[str, ...]
-    sidecars: tuple[dict, ...]
+    records: tuple[artifacts.RunRecord, ...]
     classes: tuple[str, ...]  # column order of oof and preds (the first member's)
     oof: np.ndarray  # (M, N_train, C) float32
     preds: np.ndarray  # (M, N_test, C) float32
 
     @property
-    def first(self) -> dict:
-        return self.sidecars[0]
+    def first(self) -> artifacts.RunRecord:
+        return self.records[0]
 
 
 @dataclass(frozen=True)
@@ -76,27 +73,24 @@ def load_members(oof_paths: list[str | Path] | tuple[str | Path, ...]) -> Member
         seen[key] = path
     loaded = []
     for path in paths:
-        run = artifacts.load_run(path)
-        missing = [k for k in REQUIRED_KEYS if k not in run.sidecar]
-        if missing:
-            raise ComptkError(f"{artifacts.sidecar_for(path)}: no '{missing[0]}' key; is it a finished comptk run?")
-        if artifacts.is_partial(run.sidecar):
-            done, k = artifacts.folds_trained(run.sidecar), run.sidecar["n_folds"]
+        run = artifacts.load_run(path)  # its record holds RunRecord.REQUIRED
+        if run.record.is_partial:
+            done, k = run.record.trained_folds, run.record.n_folds
             raise ComptkError(f"{path}: run '{run.name}' is partial (folds {', '.join(map(str, done))} of {k} "
                               f"trained, the other OOF rows are NaN); train its other folds first (the same "
                               f"`comptk train ... --name {run.name}` without --folds-subset)")
         loaded.append(run)
-    first, first_path = loaded[0].sidecar, paths[0]
-    classes = tuple(first["classes"])
+    first, first_path = loaded[0].record, paths[0]
+    classes = first.classes
     oof, preds = [], []
     for path, run in zip(paths, loaded):
-        meta = run.sidecar
-        if meta["competition"] != first["competition"]:
-            raise ComptkError(f"{path}: competition '{meta['competition']}' differs from {first_path}'s "
-                              f"'{first['competition']}'; blend runs of one competition")
-        if set(meta["classes"]) != set(classes) or len(meta["classes"]) != len(classes):
-            extra = sorted(set(meta["classes"]) - set(classes))
-            lacking = sorted(set(classes) - set(meta["classes"]))
+        record = run.record
+        if record.competition != first.competition:
+            raise ComptkError(f"{path}: competition '{record.competition}' differs from {first_path}'s "
+                              f"'{first.competition}'; blend runs of one competition")
+        if set(record.classes) != set(classes) or len(record.classes) != len(classes):
+            extra = sorted(set(record.classes) - set(classes))
+            lacking = sorted(set(classes) - set(record.classes))
             raise ComptkError(f"{path}: its classes differ from {first_path}'s (extra: {', '.join(extra) or '-'}; "
                               f"missing: {', '.join(lacking) or '-'})")
         for key, what, fix in (
@@ -104,46 +98,50 @@ def load_members(oof_paths: list[str | Path] | tuple[str | Path, ...]) -> Member
             ("folds_digest", "folds", "train them with the same --folds and --folds-seed"),
             ("test_ids_digest", "test rows", "predict the same test.csv"),
         ):
-            if meta[key] != first[key]:
+            if getattr(record, key) != getattr(first, key):
                 raise ComptkError(f"{path}: other {what} than {first_path} ({key} differs); {fix}")
         check_probabilities(run.oof, f"{path} (OOF)")
         check_probabilities(run.preds, f"{artifacts.RunPaths(path.parent.parent, run.name).preds} (test)")
         if len(run.oof) != len(loaded[0].oof) or len(run.preds) != len(loaded[0].preds):
             raise ComptkError(f"{path}: {len(run.oof)} OOF / {len(run.preds)} test rows, but {first_path} has "
                               f"{len(loaded[0].oof)} / {len(loaded[0].preds)}")
-        oof.append(_align(run.oof, meta["classes"], classes).astype(np.float32, copy=False))
-        preds.append(_align(run.preds, meta["classes"], classes).astype(np.float32, copy=False))
+        if record.train_labels_digest and first.train_labels_digest \
+                and record.train_labels_digest != first.train_labels_digest:
+            raise ComptkError(f"{path}: trained on other train labels than {first_path} (train_labels_digest "
+                              f"differs); retrain one of them on the current labels")
+        oof.append(_align(run.oof, list(record.classes), classes).astype(np.float32, copy=False))
+        preds.append(_align(run.preds, list(record.classes), classes).astype(np.float32, copy=False))
     for i in range(len(paths)):
         for j in range(i):
             if np.array_equal(oof[i], oof[j]) and np.array_equal(preds[i], preds[j]):
                 raise ComptkError(f"{paths[i]}: identical OOF and test arrays to {paths[j]} (the same run twice?); "
                                   f"give each member once")
-    return Members(paths, tuple(r.name for r in loaded), tuple(r.sidecar for r in loaded), classes,
+    return Members(paths, tuple(r.name for r in loaded), tuple(r.record for r in loaded), classes,
                    np.ascontiguousarray(np.stack(oof)), np.ascontiguousarray(np.stack(preds)))
 
 
 def load_truth(members: Members) -> Truth:
     """Labels and saved folds of the OOF rows, checked against the members' digests."""
-    meta, where = members.first, members.paths[0]
-    declaration = meta.get("competition_file")
-    comp = load_competition(declaration if declaration and Path(declaration).is_file() else meta["competition"],
+    first, where = members.first, members.paths[0]
+    declaration = first.competition_file
+    comp = load_competition(declaration if declaration and Path(declaration).is_file() else first.competition,
                             where.parent.parent)
-    data = read_data(comp, Path(meta["data_dir"]))
-    if artifacts.digest(data.train.ids) != meta["train_ids_digest"]:
-        raise ComptkError(f"{meta['data_dir']}: train rows changed since {where} was trained (train_ids_digest)")
-    if artifacts.digest(data.test.ids) != meta["test_ids_digest"]:
-        raise ComptkError(f"{meta['data_dir']}: test rows changed since {where} was trained (test_ids_digest)")
+    data = read_data(comp, Path(first.data_dir))
+    if artifacts.digest(data.train.ids) != first.train_ids_digest:
+        raise ComptkError(f"{first.data_dir}: train rows changed since {where} was trained (train_ids_digest)")
+    if artifacts.digest(data.test.ids) != first.test_ids_digest:
+        raise ComptkError(f"{first.data_dir}: test rows changed since {where} was trained (test_ids_digest)")
+    if first.train_labels_digest and labels_digest(data.train) != first.train_labels_digest:
+        raise ComptkError(f"{first.data_dir}: train labels changed since {where} was trained (train_labels_digest); "
+                          f"the OOF would be scored against other labels: retrain the members")
     if set(data.classes) != set(members.classes):
-        raise ComptkError(f"{meta['data_dir']}: its classes differ from {where}'s")
+        raise ComptkError(f"{first.data_dir}: its classes differ from {where}'s")
     order = np.array([data.classes.index(c) for c in members.classes])
     y = np.argsort(order)[data.train.labels]  # data's class index -> members' column
-    folds_file = Path(meta["folds_file"])
+    folds_file = Path(first.folds_file)
     if not folds_file.is_file():
         raise ComptkError(f"{where}: its folds file {folds_file} is missing")
-    saved = pd.read_csv(folds_file, dtype={"id": str}, keep_default_na=False)
-    if "fold" not in saved.columns or saved["id"].tolist() != data.train.ids.tolist():
-        raise ComptkError(f"{folds_file}: its ids do not match the train table's")
-    fold = saved["fold"].to_numpy(dtype=np.int64)
-    if folds_digest(data.train.ids, fold) != meta["folds_digest"]:
+    fold = read_folds(folds_file, data.train, first.n_folds)
+    if folds_digest(data.train.ids, fold) != first.folds_digest:
         raise ComptkError(f"{folds_file}: its folds differ from those {where} was trained on (folds_digest)")
     return Truth(data, y, fold, folds_file)

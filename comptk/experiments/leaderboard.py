@@ -1,8 +1,8 @@
 """The local leaderboard: every finished run and blend of a work directory as one table.
 
-Rows come from the sidecars (oof/NAME.json); nothing else is needed, and a sidecar written by an
-older comptk (missing fields) gives blanks, not an error. A blend's sidecar names its members, so
-each run's row lists the blends it is in. The test score is filled in when the answers are known:
+Rows come from the run records (oof/NAME.json, artifacts.read_record); nothing else is needed, and a
+record written by an older comptk (missing fields) gives blanks, not an error. A blend's record names its
+members, so each run's row lists the blends it is in. The test score is filled in when the answers are known:
 ``answers=`` or an ``answers.csv`` next to the run's data (what ``comptk prepare`` writes).
 
     table = collect("work")                         # pandas DataFrame, one row per run/blend
@@ -35,34 +35,25 @@ COLUMNS = ("name", "competition", "model", "img_size", "epochs", "folds", "cv", 
 DESCENDING = ("cv", "cv_mean", "test", "img_s", "date")  # best / newest first
 ANSWERS = "answers.csv"  # held-out test labels next to the data (comptk prepare writes it)
 DIFF_KEYS = ("kind", "competition", "metric", "n_folds", "folds_trained", "classes", "train_ids_digest",
-             "test_ids_digest", "folds_digest", "method", "members")
+             "test_ids_digest", "train_labels_digest", "folds_digest", "method", "members")
 _CONDITION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(>=|<=|!=|==|=|>|<)\s*(.*?)\s*$")
 
 
-def _get(mapping: Any, *keys: str, default: Any = None) -> Any:
-    for key in keys:
-        if not isinstance(mapping, dict) or key not in mapping:
-            return default
-        mapping = mapping[key]
-    return mapping
-
-
-def _submission_path(workdir: Path, sidecar: dict) -> Path:
-    if sidecar.get("kind") == "blend":
-        saved = _get(sidecar, "artifacts", "submission")
+def _submission_path(workdir: Path, record: artifacts.RunRecord) -> Path:
+    if record.is_blend:
+        saved = record.artifacts.get("submission")
         if saved:
             return Path(saved) if Path(saved).is_absolute() else Path(workdir) / saved
-    return artifacts.RunPaths(workdir, sidecar["name"]).submission
+    return artifacts.RunPaths(workdir, record.name).submission
 
 
-def score_on_answers(workdir: Path, sidecar: dict, answers: Path | None = None,
+def score_on_answers(workdir: Path, record: artifacts.RunRecord, answers: Path | None = None,
                      cache: dict[Path, pd.DataFrame] | None = None) -> float:
     """The run's submission scored against the answers (NaN when they are unknown or do not fit)."""
     if answers is None:
-        data_dir = sidecar.get("data_dir")
-        answers = Path(data_dir) / ANSWERS if data_dir else None
-    submission = _submission_path(workdir, sidecar)
-    metric = sidecar.get("metric")
+        answers = Path(record.data_dir) / ANSWERS if record.data_dir else None
+    submission = _submission_path(workdir, record)
+    metric = record.metric
     if answers is None or not answers.is_file() or not submission.is_file() or not metric:
         return math.nan
     cache = {} if cache is None else cache
@@ -70,7 +61,7 @@ def score_on_answers(workdir: Path, sidecar: dict, answers: Path | None = None,
         if answers not in cache:
             cache[answers] = read_csv(answers)
         ans, sub = cache[answers], read_csv(submission)
-        classes = [str(c) for c in sidecar.get("classes", [])]
+        classes = list(record.classes)
         id_col, label_col = ans.columns[0], ans.columns[-1]
         if classes and set(classes) <= set(sub.columns) and id_col in sub.columns:
             # A probability submission (one column per class): score its predicted classes.
@@ -81,56 +72,52 @@ def score_on_answers(workdir: Path, sidecar: dict, answers: Path | None = None,
         return math.nan
 
 
-def _row(workdir: Path, sidecar: dict, answers: Path | None, cache: dict) -> dict[str, Any]:
-    config = sidecar.get("config") if isinstance(sidecar.get("config"), dict) else {}
-    blend = sidecar.get("kind") == "blend"
-    n_folds = sidecar.get("n_folds", config.get("n_folds"))
-    trained = artifacts.folds_trained(sidecar) if n_folds else []
-    per_fold = _get(sidecar, "cv", "per_fold", default=[]) or []
-    finished = str(sidecar.get("finished_at") or "")
+def _row(workdir: Path, record: artifacts.RunRecord, answers: Path | None, cache: dict) -> dict[str, Any]:
+    config = record.config
+    blend = record.is_blend
+    n_folds = record.n_folds if record.n_folds is not None else config.get("n_folds")
+    trained, partial = record.trained_folds, record.is_partial
+    cv = record.cv or artifacts.CVScores()
+    finished = str(record.finished_at or "")
     row = {
         **{k: v for k, v in config.items() if isinstance(v, (str, int, float, bool)) or v is None},
-        "name": sidecar.get("name"),
+        "name": record.name,
         "kind": "blend" if blend else "run",
-        "competition": sidecar.get("competition"),
-        "metric": sidecar.get("metric"),
-        "model": f"blend:{sidecar.get('method', '?')}" if blend else config.get("model"),
+        "competition": record.competition,
+        "metric": record.metric,
+        "model": f"blend:{record.method or '?'}" if blend else config.get("model"),
         "img_size": None if blend else config.get("img_size"),
         "epochs": None if blend else config.get("epochs"),
         "n_folds": n_folds,
-        "folds": (f"{len(trained)}/{n_folds}" if artifacts.is_partial(sidecar) else str(n_folds)) if n_folds else None,
-        "partial": bool(n_folds) and artifacts.is_partial(sidecar),
-        "cv": _get(sidecar, "cv", "oof"),
-        "cv_mean": _get(sidecar, "cv", "mean_of_folds"),
-        "cv_std": _get(sidecar, "cv", "std_of_folds"),
-        "cv_folds": " ".join(f"{s:.4f}" for s in per_fold if isinstance(s, (int, float))),
-        "test": score_on_answers(workdir, sidecar, answers, cache),
-        "train_s": _get(sidecar, "timings", "train_seconds"),
-        "wall_s": _get(sidecar, "timings", "wall_seconds" if blend else "wall_seconds_this_session"),
-        "img_s": _get(sidecar, "timings", "train_images_per_s"),
+        "folds": (f"{len(trained)}/{n_folds}" if partial else str(n_folds)) if n_folds else None,
+        "partial": partial,
+        "cv": cv.oof,
+        "cv_mean": cv.mean_of_folds,
+        "cv_std": cv.std_of_folds,
+        "cv_folds": " ".join(f"{s:.4f}" for s in cv.per_fold if isinstance(s, (int, float))),
+        "test": score_on_answers(workdir, record, answers, cache),
+        "train_s": record.timings.get("train_seconds"),
+        "wall_s": record.timings.get("wall_seconds" if blend else "wall_seconds_this_session"),
+        "img_s": record.timings.get("train_images_per_s"),
         "date": f"{finished[:10]} {finished[11:16]}".strip() if finished else None,
-        "members": ",".join(m.get("name", "?") for m in sidecar.get("members", []) if isinstance(m, dict)),
-        "seed": sidecar.get("seed", config.get("seed")),
+        "members": ",".join(str(m.get("name", "?")) for m in record.members or () if isinstance(m, dict)),
+        "seed": record.seed if record.seed is not None else config.get("seed"),
+        "torch_threads": record.torch_threads,
     }
     if blend:
         row["train_s"] = None  # a blend's fit time is not training time
     return row
 
 
-def load_sidecars(workdir: str | Path = ".") -> list[dict]:
-    """Every readable sidecar under WORKDIR/oof, named; unreadable ones are skipped with a warning."""
+def load_records(workdir: str | Path = ".") -> list[artifacts.RunRecord]:
+    """Every readable run record under WORKDIR/oof; unreadable ones are skipped with a warning."""
     found = []
     for name in artifacts.run_names(workdir):
         path = artifacts.RunPaths(Path(workdir), name).sidecar
         try:
-            sidecar = artifacts.load_json(path)
+            found.append(artifacts.read_record(path))
         except ComptkError as exc:
             log.warning("skipped %s", exc)
-            continue
-        if not isinstance(sidecar, dict):
-            log.warning("skipped %s: not a run sidecar", path)
-            continue
-        found.append({**sidecar, "name": sidecar.get("name") or name})
     return found
 
 
@@ -140,25 +127,25 @@ def collect(workdir: str | Path = ".", *, competition: str | None = None, answer
     workdir = Path(workdir)
     if answers is not None and not Path(answers).is_file():
         raise ComptkError(f"--answers {answers}: file not found")
-    everything = load_sidecars(workdir)
+    everything = load_records(workdir)
     in_blends: dict[str, list[str]] = {}
-    for s in everything:
-        if s.get("kind") == "blend":
-            for member in s.get("members", []):
+    for r in everything:
+        if r.is_blend:
+            for member in r.members or ():
                 if isinstance(member, dict) and member.get("name"):
-                    in_blends.setdefault(member["name"], []).append(s["name"])
-    sidecars = everything
+                    in_blends.setdefault(member["name"], []).append(r.name)
+    records = everything
     if competition is not None:
-        known = sorted({str(s.get("competition")) for s in everything})
+        known = sorted({str(r.competition) for r in everything})
         if competition not in known:
             raise ComptkError(f"no runs of competition '{competition}' in {workdir / 'oof'}"
                               f"{did_you_mean(competition, known)}")
-        sidecars = [s for s in sidecars if s.get("competition") == competition]
+        records = [r for r in records if r.competition == competition]
     if names is not None:
-        sidecars = [s for s in sidecars if s["name"] in set(names)]
+        records = [r for r in records if r.name in set(names)]
     rows, cache = [], {}
-    for sidecar in sidecars:
-        row = _row(workdir, sidecar, Path(answers) if answers else None, cache)
+    for record in records:
+        row = _row(workdir, record, Path(answers) if answers else None, cache)
         row["blends"] = ",".join(in_blends.get(row["name"], []))
         rows.append(row)
     frame = pd.DataFrame(rows, columns=None if rows else list(COLUMNS))
@@ -238,23 +225,25 @@ def to_text(frame: pd.DataFrame, columns: Sequence[str] = COLUMNS) -> str:
 def diff(workdir: str | Path, a: str, b: str) -> list[tuple[str, Any, Any]]:
     """(key, value in a, value in b) for the config keys and the identity fields that differ."""
     known = artifacts.run_names(workdir)
-    sidecars = []
+    records = []
     for name in (a, b):
         path = artifacts.RunPaths(Path(workdir), artifacts.check_run_name(name)).sidecar
         if not path.is_file():
             raise ComptkError(f"no finished run '{name}' in {Path(workdir) / 'oof'}{did_you_mean(name, known)}")
-        sidecars.append(artifacts.load_json(path))
-    left, right = sidecars
+        records.append(artifacts.read_record(path))
+    left, right = records
     out = []
     for key in DIFF_KEYS:
-        va, vb = left.get(key), right.get(key)
+        va, vb = getattr(left, key), getattr(right, key)
         if key == "folds_trained":
-            va, vb = artifacts.folds_trained(left), artifacts.folds_trained(right)
+            va, vb = left.trained_folds, right.trained_folds
         if key == "members":
-            va, vb = ([m.get("name") for m in v] if isinstance(v, list) else v for v in (va, vb))
+            va, vb = ([m.get("name") for m in v] if isinstance(v, tuple) else v for v in (va, vb))
+        if key == "classes":
+            va, vb = list(va), list(vb)
         if va != vb:
             out.append((key, va, vb))
-    ca, cb = left.get("config") or {}, right.get("config") or {}
+    ca, cb = left.config, right.config
     for key in [*ca, *[k for k in cb if k not in ca]]:
         if ca.get(key, "<absent>") != cb.get(key, "<absent>"):
             out.append((f"config.{key}", ca.get(key, "<absent>"), cb.get(key, "<absent>")))

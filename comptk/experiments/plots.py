@@ -102,18 +102,18 @@ def per_class_f1(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str],
     return _save(fig, path)
 
 
-def write_run_plots(paths: artifacts.RunPaths, sidecar: dict, y_true: np.ndarray) -> list[Path]:
-    """The three plots of a finished run; ``y_true``: train labels in the sidecar's class order."""
-    classes = list(sidecar["classes"])
-    trained = artifacts.folds_trained(sidecar)
+def write_run_plots(paths: artifacts.RunPaths, record: artifacts.RunRecord, y_true: np.ndarray) -> list[Path]:
+    """The three plots of a finished run; ``y_true``: train labels in the record's class order."""
+    classes = list(record.classes)
+    trained = record.trained_folds
     oof = np.load(paths.oof)
     rows = np.isfinite(oof).all(axis=1)  # a partial run's untrained folds are NaN
-    cv = sidecar.get("cv", {}).get("oof")
-    title = f"{paths.name}: OOF {sidecar['metric']} {cv:.4f}" if cv is not None else paths.name
-    if artifacts.is_partial(sidecar):
-        title += f" (folds {', '.join(map(str, trained))} of {sidecar['n_folds']})"
+    cv = record.cv.oof if record.cv else None
+    title = f"{paths.name}: OOF {record.metric} {cv:.4f}" if cv is not None else paths.name
+    if record.is_partial:
+        title += f" (folds {', '.join(map(str, trained))} of {record.n_folds})"
     histories = {k: pd.read_csv(paths.fold_metrics(k)) for k in trained if paths.fold_metrics(k).is_file()}
-    written = [learning_curves(histories, sidecar["metric"], paths.name, paths.plot_learning_curves)]
+    written = [learning_curves(histories, record.metric, paths.name, paths.plot_learning_curves)]
     y, pred = np.asarray(y_true)[rows], oof[rows].argmax(axis=1)
     written.append(confusion(y, pred, classes, title, paths.plot_confusion))
     written.append(per_class_f1(y, pred, classes, title, paths.plot_per_class_f1))
@@ -123,6 +123,7 @@ def write_run_plots(paths: artifacts.RunPaths, sidecar: dict, y_true: np.ndarray
 def plot_run(name: str, workdir: str | Path = ".") -> list[Path]:
     """(Re)make the plots of an existing training run from its files and its data's labels."""
     from ..competition import load_competition
+    from ..data.folds import labels_digest
     from ..data.layouts import read_data
 
     paths = artifacts.RunPaths(Path(workdir), artifacts.check_run_name(name))
@@ -131,19 +132,23 @@ def plot_run(name: str, workdir: str | Path = ".") -> list[Path]:
 
         raise ComptkError(f"no finished run '{name}' in {Path(workdir) / 'oof'}"
                           f"{did_you_mean(name, artifacts.run_names(workdir))}")
-    sidecar = artifacts.load_json(paths.sidecar)
-    if sidecar.get("kind") == "blend":
+    record = artifacts.read_record(paths.sidecar)
+    if record.is_blend:
         raise ComptkError(f"'{name}' is a blend; plots are made for training runs (see its report "
-                          f"{sidecar.get('artifacts', {}).get('report_md', '')})")
-    declaration = sidecar.get("competition_file")
-    comp = load_competition(declaration if declaration and Path(declaration).is_file() else sidecar["competition"],
+                          f"{record.artifacts.get('report_md', '')})")
+    record.require(paths.sidecar, ("competition", "classes", "train_ids_digest", "metric", "data_dir"))
+    declaration = record.competition_file
+    comp = load_competition(declaration if declaration and Path(declaration).is_file() else record.competition,
                             workdir)
-    data = read_data(comp, Path(sidecar["data_dir"]))
-    if artifacts.digest(data.train.ids) != sidecar["train_ids_digest"]:
-        raise ComptkError(f"{sidecar['data_dir']}: train rows changed since run '{name}' was trained")
-    order = [data.classes.index(c) for c in sidecar["classes"]]
+    data = read_data(comp, Path(record.data_dir))
+    if artifacts.digest(data.train.ids) != record.train_ids_digest:
+        raise ComptkError(f"{record.data_dir}: train rows changed since run '{name}' was trained")
+    if record.train_labels_digest and labels_digest(data.train) != record.train_labels_digest:
+        raise ComptkError(f"{record.data_dir}: train labels changed since run '{name}' was trained "
+                          "(train_labels_digest); its plots would score its OOF against other labels")
+    order = [data.classes.index(c) for c in record.classes]
     y = np.argsort(order)[data.train.labels]  # data's class index -> the run's column
-    return write_run_plots(paths, sidecar, y)
+    return write_run_plots(paths, record, y)
 
 
 def sweep_scatter(table: pd.DataFrame, title: str, path: Path) -> Path:

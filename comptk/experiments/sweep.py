@@ -5,10 +5,13 @@
     result.table        # the sweep's runs (leaderboard columns), also in sweeps/NAME.csv
     result.plot         # sweeps/NAME.png: CV against training time
 
-Every setting is checked (config values, model names) before the first run trains. The sweep's
+Every planned run passes train's pre-flight (train/preflight.py: settings, model at img_size, TTA,
+augment, heads, pseudo-label run, tracker) before the first run trains. The sweep's
 spec is saved in sweeps/NAME.json; running the same sweep again keeps its finished runs, resumes
 an interrupted one (its finished folds are kept) and, without ``folds_subset``, trains the folds a
-partial run skipped. The same name with another grid or other fixed settings is refused.
+partial run skipped. The same name with another grid or other fixed settings is refused, and so is a
+run of the sweep saved with other settings or on other train rows or labels (artifacts.check_same_run,
+the check a resumed `comptk train` makes).
 """
 
 from __future__ import annotations
@@ -105,26 +108,6 @@ def _plan(comp: Competition, grid: Mapping[str, Sequence[Any]], fixed: Mapping[s
     return plan
 
 
-def _check_models(comp: Competition, plan: list[tuple[str, TrainConfig]], workdir: Path,
-                  data_dir: str | Path | None) -> None:
-    """Unknown models, missing weights and preset names fail before the first run trains."""
-    from ..data.layouts import read_data
-    from ..train.augment import train_transform
-    from ..train.models import create_model
-    from ..train.tta import TTA
-
-    n_classes = len(read_data(comp, comp.data_path(workdir, data_dir)).classes)
-    checked = set()
-    for _, cfg in plan:
-        train_transform(cfg.augment, cfg.img_size, cfg.seed, test_crop=comp.test_crop, custom=comp.augments,
-                        where=str(comp.source))  # built-in presets and the declaration's pipelines
-        TTA.get(cfg.tta)
-        key = (cfg.model, cfg.pretrained, cfg.weights)
-        if key not in checked:
-            create_model(cfg, n_classes)
-            checked.add(key)
-
-
 def _save_spec(paths: artifacts.SweepPaths, spec: dict) -> None:
     if paths.spec.is_file():
         saved = artifacts.load_json(paths.spec)
@@ -135,16 +118,16 @@ def _save_spec(paths: artifacts.SweepPaths, spec: dict) -> None:
     artifacts.save_json(paths.spec, spec)
 
 
-def _needs_training(paths: artifacts.RunPaths, cfg: TrainConfig, wanted: list[int]) -> bool:
+# What a sweep compares of its saved runs before training anything (image and folds digests need the
+# images decoded and the folds made: run_cv compares them when it resumes a run).
+SAME_RUN_KEYS = ("classes", "train_ids_digest", "test_ids_digest", "train_labels_digest", "config")
+
+
+def _needs_training(paths: artifacts.RunPaths, wanted: list[int]) -> bool:
+    """False for a run that has trained the wanted folds already."""
     if not paths.sidecar.is_file():
         return True
-    sidecar = artifacts.load_json(paths.sidecar)
-    saved = sidecar.get("config", {})
-    diffs = [f"{k} ({saved.get(k)!r} -> {v!r})" for k, v in cfg.to_dict().items() if saved.get(k) != v]
-    if diffs:
-        raise ComptkError(f"run '{paths.name}' exists ({paths.sidecar}) with other settings: {', '.join(diffs)}; "
-                          f"use another sweep --name")
-    return not set(wanted) <= set(artifacts.folds_trained(sidecar))
+    return not set(wanted) <= set(artifacts.read_record(paths.sidecar).trained_folds)
 
 
 def parse_grid(texts: Mapping[str, str | None]) -> tuple[dict[str, list[Any]], dict[str, Any]]:
@@ -176,8 +159,9 @@ def sweep(
 
     Each run is ``run_cv(..., name=NAME-MODEL[-KEYVALUE...], folds_subset=folds_subset)``.
     """
-    from ..train.crossval import check_folds_subset, run_cv
-    from .trackers import open_tracker
+    from ..data.layouts import read_data
+    from ..train.crossval import run_cv, start_record
+    from ..train.preflight import check_folds_subset, check_run
 
     workdir = Path(workdir)
     comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
@@ -188,11 +172,18 @@ def sweep(
     check_keys(fixed, "sweep")
     fixed = {k: v for k, v in fixed.items() if v is not None}
     plan = _plan(comp, grid, fixed, name)
-    wanted = {run: check_folds_subset(folds_subset, cfg.n_folds) for run, cfg in plan}
-    open_tracker(tracker, workdir)  # not installed: fails before anything trains
-    todo = [(run, cfg) for run, cfg in plan if _needs_training(artifacts.RunPaths(workdir, run), cfg, wanted[run])]
-    if todo:
-        _check_models(comp, todo, workdir, data_dir)
+    data = read_data(comp, comp.data_path(workdir, data_dir))
+    todo = []
+    for run, cfg in plan:
+        run_paths = artifacts.RunPaths(workdir, run)
+        artifacts.check_same_run(run_paths, start_record(comp, cfg, data).identity(SAME_RUN_KEYS),
+                                 fix="use another sweep --name")
+        if _needs_training(run_paths, check_folds_subset(folds_subset, cfg.n_folds)):
+            todo.append((run, cfg))
+    checked: set[tuple] = set()
+    for run, cfg in todo:  # every planned run passes the pre-flight before the first one trains
+        check_run(comp, cfg, data, workdir=workdir, paths=artifacts.RunPaths(workdir, run), folds_subset=folds_subset,
+                  tracker=tracker, models_checked=checked)
     paths = artifacts.SweepPaths(workdir, name)
     _save_spec(paths, {"name": name, "competition": comp.name, "grid": grid, "fixed": fixed,
                        "folds_subset": list(folds_subset) if folds_subset is not None else None,

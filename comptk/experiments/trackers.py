@@ -6,7 +6,7 @@ and is switched off, never a lost run.
 
     tracker = open_tracker("mlflow", workdir)   # WORKDIR/mlflow.db unless MLFLOW_TRACKING_URI is set
     tracker.start(run_name, competition, params); tracker.log_epoch(fold, record)
-    tracker.finish(sidecar, artifact_paths)      # or tracker.fail()
+    tracker.finish(record, artifact_paths)       # record: the run's artifacts.RunRecord; or tracker.fail()
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ComptkError, did_you_mean
+
+if TYPE_CHECKING:
+    from ..artifacts import RunRecord
 
 log = logging.getLogger("comptk")
 
@@ -35,13 +38,13 @@ def _numbers(record: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def _summary(sidecar: dict) -> dict[str, float]:
-    cv = sidecar.get("cv", {})
-    summary = {"cv": cv.get("oof"), "cv_mean_of_folds": cv.get("mean_of_folds"),
-               "cv_std_of_folds": cv.get("std_of_folds"),
-               "train_seconds": sidecar.get("timings", {}).get("train_seconds"),
-               "train_images_per_s": sidecar.get("timings", {}).get("train_images_per_s")}
-    summary.update({f"cv_fold{r['fold']}": r.get("score") for r in sidecar.get("folds", [])})
+def _summary(record: RunRecord) -> dict[str, float]:
+    cv = record.cv
+    summary = {"cv": cv.oof if cv else None, "cv_mean_of_folds": cv.mean_of_folds if cv else None,
+               "cv_std_of_folds": cv.std_of_folds if cv else None,
+               "train_seconds": record.timings.get("train_seconds"),
+               "train_images_per_s": record.timings.get("train_images_per_s")}
+    summary.update({f"cv_fold{r['fold']}": r.get("score") for r in record.folds})
     return _numbers({k: v for k, v in summary.items() if v is not None})
 
 
@@ -72,8 +75,8 @@ class Tracker:
     def log_epoch(self, fold: int, record: dict) -> None:
         self._guard("log", lambda: self._log_epoch(fold, record))
 
-    def finish(self, sidecar: dict, artifacts: Sequence[Path]) -> None:
-        self._guard("finish", lambda: self._finish(sidecar, [Path(p) for p in artifacts if Path(p).is_file()]))
+    def finish(self, record: RunRecord, artifacts: Sequence[Path]) -> None:
+        self._guard("finish", lambda: self._finish(record, [Path(p) for p in artifacts if Path(p).is_file()]))
         self.active = False
 
     def fail(self) -> None:
@@ -82,7 +85,7 @@ class Tracker:
 
     def _start(self, run_name: str, competition: str, params: dict) -> None: ...
     def _log_epoch(self, fold: int, record: dict) -> None: ...
-    def _finish(self, sidecar: dict, artifacts: list[Path]) -> None: ...
+    def _finish(self, record: RunRecord, artifacts: list[Path]) -> None: ...
     def _fail(self) -> None: ...
 
 
@@ -112,8 +115,8 @@ class MlflowTracker(Tracker):
         self.mlflow.log_metrics(_numbers(record, f"fold{fold}_"), step=self.step)
         self.step += 1
 
-    def _finish(self, sidecar: dict, artifacts: list[Path]) -> None:
-        self.mlflow.log_metrics(_summary(sidecar))
+    def _finish(self, record: RunRecord, artifacts: list[Path]) -> None:
+        self.mlflow.log_metrics(_summary(record))
         for path in artifacts:
             self.mlflow.log_artifact(str(path))
         self.mlflow.end_run()
@@ -138,10 +141,10 @@ class WandbTracker(Tracker):
     def _log_epoch(self, fold: int, record: dict) -> None:
         self.run.log(_numbers(record, f"fold{fold}/"))
 
-    def _finish(self, sidecar: dict, artifacts: list[Path]) -> None:
-        self.run.summary.update(_summary(sidecar))
+    def _finish(self, record: RunRecord, artifacts: list[Path]) -> None:
+        self.run.summary.update(_summary(record))
         if artifacts:
-            artifact = self.wandb.Artifact(f"{sidecar['name']}-files", type="run-files")
+            artifact = self.wandb.Artifact(f"{record.name}-files", type="run-files")
             for path in artifacts:
                 artifact.add_file(str(path))
             self.run.log_artifact(artifact)

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .. import artifacts
 from ..competition import Competition, load_competition
-from ..data.folds import folds_key
+from ..data.folds import folds_key, labels_digest, read_folds
 from ..data.layouts import read_data
 from ..data.tables import CompetitionData
 from ..errors import ComptkError
@@ -31,7 +31,7 @@ from .derived import group_column, write_derived
 from .duplicates import Duplicates, find_duplicates
 from .eda import DataFacts, describe, image_table
 from .labels import LabelIssues, label_issues
-from .scan import scan_images
+from .scan import Scan, scan_images
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,6 @@ class InspectResult:
     summary: dict
     lines: list[str]  # the terminal summary
     derived: Path | None  # declaration of the corrected copy, when one was written
-
-
-def _read_folds(path: Path, ids: np.ndarray) -> np.ndarray | None:
-    saved = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
-    if saved["id"].tolist() != ids.tolist():
-        return None
-    return saved["fold"].to_numpy(dtype=np.int64)
 
 
 def _pair_table(dups: Duplicates, data: CompetitionData, paths: list[Path], fold: np.ndarray | None) -> pd.DataFrame:
@@ -72,29 +65,87 @@ def _pair_table(dups: Duplicates, data: CompetitionData, paths: list[Path], fold
     return table
 
 
-def _run_arrays(workdir: Path, run: str, comp: Competition, data: CompetitionData):
-    """(paths, sidecar, OOF in this competition's class order, fold of each train row)."""
+@dataclass(frozen=True)
+class _Run:
+    """A finished run's files for inspect --run: OOF in the competition's class order and its folds."""
+
+    paths: artifacts.RunPaths
+    record: artifacts.RunRecord
+    oof: np.ndarray
+    fold: np.ndarray
+    folds_file: Path
+
+
+def _load_run(workdir: Path, run: str, comp: Competition, data: CompetitionData) -> _Run:
     given = Path(run)
     oof_path = given if given.suffix == ".npy" and given.is_file() else artifacts.RunPaths(workdir, run).oof
     if not oof_path.is_file():
         raise ComptkError(f"--run: no finished run '{run}' ({oof_path} not found); give a run name in this "
                           "work directory or the path of its oof/RUN.npy")
     loaded = artifacts.load_run(oof_path)
-    meta = loaded.sidecar
-    if meta.get("competition") != comp.name:
-        raise ComptkError(f"--run: run '{loaded.name}' is of competition '{meta.get('competition')}', not '{comp.name}'")
-    if meta.get("train_ids_digest") != artifacts.digest(data.train.ids):
+    record = loaded.record
+    if record.competition != comp.name:
+        raise ComptkError(f"--run: run '{loaded.name}' is of competition '{record.competition}', not '{comp.name}'")
+    if record.train_ids_digest != artifacts.digest(data.train.ids):
         raise ComptkError(f"--run: run '{loaded.name}' was trained on other train rows than {comp.name}'s train table "
                           "now has (train_ids_digest differs)")
-    if sorted(meta["classes"]) != sorted(data.classes):
+    if record.train_labels_digest and record.train_labels_digest != labels_digest(data.train):
+        raise ComptkError(f"--run: run '{loaded.name}' was trained on other train labels than {comp.name}'s train "
+                          "table now has (train_labels_digest differs); train a run on the current labels")
+    if sorted(record.classes) != sorted(data.classes):
         raise ComptkError(f"--run: run '{loaded.name}' has other classes than {comp.name}'s")
-    order = [list(meta["classes"]).index(c) for c in data.classes]
-    folds_file = Path(meta.get("folds_file", ""))
-    fold = _read_folds(folds_file, data.train.ids) if folds_file.is_file() else None
+    order = [list(record.classes).index(c) for c in data.classes]
+    folds_file = Path(record.folds_file)
+    if not folds_file.is_file():
+        raise ComptkError(f"--run: the folds file of run '{loaded.name}' ({folds_file}) is missing")
+    fold = read_folds(folds_file, data.train, record.n_folds)
+    return _Run(artifacts.RunPaths(oof_path.parent.parent, loaded.name), record, loaded.oof[:, order], fold,
+                folds_file)
+
+
+def _check_options(run: str | None, apply_labels: bool, max_distance: int, min_similarity: float) -> None:
+    if apply_labels and not run:
+        raise ComptkError("--apply needs --run RUN: the suggested labels come from a run's OOF predictions")
+    if not 0 <= max_distance <= 16:
+        raise ComptkError(f"--max-distance must be between 0 and 16 bits, got {max_distance}")
+    if not 0 < min_similarity <= 1:
+        raise ComptkError(f"--min-similarity must be in (0, 1], got {min_similarity}")
+
+
+def _saved_folds(workdir: Path, comp: Competition, data: CompetitionData,
+                 run: _Run | None) -> tuple[Path | None, np.ndarray | None]:
+    """The run's folds, or else the newest folds file saved for these train rows (any K and seed)."""
+    if run is not None:
+        return run.folds_file, run.fold
+    saved = artifacts.saved_folds_files(workdir, comp.name, folds_key(data.train))
+    return (saved[0], read_folds(saved[0], data.train)) if saved else (None, None)
+
+
+def _groups_split_across_folds(train_groups: np.ndarray, dup_rows: np.ndarray, fold: np.ndarray | None) -> int:
     if fold is None:
-        raise ComptkError(f"--run: the folds file of run '{loaded.name}' ({folds_file}) is missing or does not match "
-                          "the train rows")
-    return artifacts.RunPaths(oof_path.parent.parent, loaded.name), meta, loaded.oof[:, order], fold
+        return 0
+    per_group = pd.DataFrame({"g": train_groups[dup_rows], "f": fold[dup_rows]}).groupby("g")["f"].nunique()
+    return int((per_group > 1).sum())
+
+
+def _run_findings(run: _Run, data: CompetitionData, *, workdir: Path, outliers: bool, n_top: int, device: str,
+                  cache: bool, timings: dict[str, float]):
+    """Label issues from the run's OOF and, with ``outliers``, outlier scores from its fold models."""
+    issues = label_issues(run.oof, data.train.labels, data.train.ids, data.classes)
+    if not outliers:
+        return issues, None, None
+    from ..data.image_cache import load_competition_images
+    from .outliers import outlier_scores, outlier_table
+
+    started = time.perf_counter()
+    size = int(run.record.config["img_size"])
+    imgs = load_competition_images(data, size, workdir=workdir, cache=cache)
+    scores = outlier_scores(run.paths, run.record, run.fold, data.train.labels, imgs.train, imgs.test, device=device)
+    frame = outlier_table(scores, data.train.ids, data.test.ids, data.train.labels, data.classes, run.fold, n_top)
+    frame["path"] = [str(data.train.paths[r] if s == "train" else data.test.paths[r])
+                     for s, r in zip(frame["split"], frame["row"])]
+    timings["outliers_seconds"] = time.perf_counter() - started
+    return issues, frame, scores
 
 
 def inspect_competition(
@@ -119,17 +170,11 @@ def inspect_competition(
     ``apply_labels`` (needs ``run``): the copy gets the suggested labels of the flagged rows."""
     say = echo or (lambda _: None)
     workdir = Path(workdir)
-    if apply_labels and not run:
-        raise ComptkError("--apply needs --run RUN: the suggested labels come from a run's OOF predictions")
-    if not 0 <= max_distance <= 16:
-        raise ComptkError(f"--max-distance must be between 0 and 16 bits, got {max_distance}")
-    if not 0 < min_similarity <= 1:
-        raise ComptkError(f"--min-similarity must be in (0, 1], got {min_similarity}")
+    _check_options(run, apply_labels, max_distance, min_similarity)
     comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
     data = read_data(comp, comp.data_path(workdir, data_dir))
     out = artifacts.InspectPaths(workdir, comp.name)
-    folder = out.folder
-    run_arrays = _run_arrays(workdir, run, comp, data) if run else None  # a bad --run fails before the scan
+    loaded = _load_run(workdir, run, comp, data) if run else None  # a bad --run fails before the scan
     if (write_groups or apply_labels) and comp.layout != "csv":
         raise ComptkError(f"competition '{comp.name}' uses the {comp.layout} layout: --write-groups and --apply write "
                           "a corrected copy of the train CSV, so they need the csv layout")
@@ -140,50 +185,38 @@ def inspect_competition(
     scan = scan_images(paths)
     timings["scan_seconds"] = time.perf_counter() - started
     say(f"scanned {len(paths)} images in {timings['scan_seconds']:.1f} s")
-    names = np.array(data.classes)
-    images = image_table(scan, np.concatenate([data.train.ids, data.test.ids]), paths,
-                         np.array(["train"] * len(data.train.ids) + ["test"] * len(data.test.ids)),
-                         np.concatenate([names[data.train.labels], np.full(len(data.test.ids), "")]))
-    facts = describe(images, data.classes)
-
+    images, facts = _image_facts(scan, data, paths)
     started = time.perf_counter()
     dups = find_duplicates(scan, max_distance=max_distance, min_similarity=min_similarity)
     timings["duplicates_seconds"] = time.perf_counter() - started
     n_train = len(data.train.ids)
-
-    fold_files = ([Path(run_arrays[1]["folds_file"])] if run_arrays else
-                  artifacts.saved_folds_files(workdir, comp.name, folds_key(data.train)))
-    fold = run_arrays[3] if run_arrays else next(
-        (f for f in (_read_folds(p, data.train.ids) for p in fold_files) if f is not None), None)
+    folds_file, fold = _saved_folds(workdir, comp, data, loaded)
     pairs = _pair_table(dups, data, paths, fold)
     train_groups = dups.groups[:n_train]
-    dup_rows = dups.group_size[:n_train] > 1
-    split_groups = 0
-    if fold is not None:
-        per_group = pd.DataFrame({"g": train_groups[dup_rows], "f": fold[dup_rows]}).groupby("g")["f"].nunique()
-        split_groups = int((per_group > 1).sum())
+    split_groups = _groups_split_across_folds(train_groups, dups.group_size[:n_train] > 1, fold)
+    issues, outlier_frame, scores = (
+        _run_findings(loaded, data, workdir=workdir, outliers=outliers, n_top=n_top, device=device, cache=cache,
+                      timings=timings) if loaded else (None, None, None))
 
-    issues: LabelIssues | None = None
-    outlier_frame: pd.DataFrame | None = None
-    scores = None
-    if run_arrays:
-        run_paths, meta, oof, fold = run_arrays
-        issues = label_issues(oof, data.train.labels, data.train.ids, data.classes)
-        if outliers:
-            from ..data.image_cache import load_competition_images
-            from .outliers import outlier_scores, outlier_table
+    _write_tables(out, images, pairs, issues, outlier_frame)
+    derived = None
+    if write_groups or apply_labels:
+        groups = group_column(train_groups, data.train.groups) if write_groups else None
+        relabel = ({int(r): s for r, s in zip(issues.table["row"], issues.table["suggested_label"])}
+                   if apply_labels and issues is not None else None)
+        derived = write_derived(comp, data, out.derived, groups=groups, new_labels=relabel)
 
-            started = time.perf_counter()
-            size = int(meta["config"]["img_size"])
-            imgs = load_competition_images(data, size, workdir=workdir, cache=cache)
-            scores = outlier_scores(run_paths, meta, fold, data.train.labels, imgs.train, imgs.test, device=device)
-            outlier_frame = outlier_table(scores, data.train.ids, data.test.ids, data.train.labels, data.classes,
-                                          fold, n_top)
-            outlier_frame["path"] = [str(data.train.paths[r] if s == "train" else data.test.paths[r])
-                                     for s, r in zip(outlier_frame["split"], outlier_frame["row"])]
-            timings["outliers_seconds"] = time.perf_counter() - started
+    summary = _summary(comp, run, data, facts, images, pairs, folds_file, fold, split_groups, issues, outlier_frame,
+                       scores, timings, derived, max_distance=max_distance, min_similarity=min_similarity)
+    artifacts.save_json(out.summary, summary)
+    lines = _summary_lines(summary, out.report, derived, write_groups)
+    rpt.write_html(out.report, f"comptk inspect: {comp.name}" + (f" (run {run})" if run else ""),
+                   _sections(facts, pairs, summary, lines, issues, outlier_frame, scores, data))
+    return InspectResult(out.folder, out.report, summary, lines, derived)
 
-    # files
+
+def _write_tables(out: artifacts.InspectPaths, images: pd.DataFrame, pairs: pd.DataFrame,
+                  issues: LabelIssues | None, outlier_frame: pd.DataFrame | None) -> None:
     artifacts.save_csv(out.images, images)
     artifacts.save_csv(out.duplicates, pairs)
     # An earlier call's label issues / outliers would read as this call's: replace them or remove them.
@@ -193,18 +226,27 @@ def inspect_competition(
             artifacts.save_csv(path, table)
         else:
             path.unlink(missing_ok=True)
-    derived = None
-    if write_groups or apply_labels:
-        groups = group_column(train_groups, data.train.groups) if write_groups else None
-        relabel = ({int(r): s for r, s in zip(issues.table["row"], issues.table["suggested_label"])}
-                   if apply_labels and issues is not None else None)
-        derived = write_derived(comp, data, out.derived, groups=groups, new_labels=relabel)
 
+
+def _image_facts(scan: Scan, data: CompetitionData, paths: list[Path]) -> tuple[pd.DataFrame, DataFacts]:
+    """One row per image (images.csv) and the data report's facts."""
+    names = np.array(data.classes)
+    images = image_table(scan, np.concatenate([data.train.ids, data.test.ids]), paths,
+                         np.array(["train"] * len(data.train.ids) + ["test"] * len(data.test.ids)),
+                         np.concatenate([names[data.train.labels], np.full(len(data.test.ids), "")]))
+    return images, describe(images, data.classes)
+
+
+def _summary(comp: Competition, run: str | None, data: CompetitionData, facts: DataFacts, images: pd.DataFrame,
+             pairs: pd.DataFrame, folds_file: Path | None, fold: np.ndarray | None, split_groups: int,
+             issues: LabelIssues | None, outlier_frame: pd.DataFrame | None, scores, timings: dict[str, float],
+             derived: Path | None, *, max_distance: int, min_similarity: float) -> dict:
+    """summary.json: the figures the terminal summary shows."""
     kinds = pairs.groupby(["kind", pairs["split_a"] + "/" + pairs["split_b"]]).size()
-    summary = {
+    return {
         "competition": comp.name,
         "run": run,
-        "n_train": n_train,
+        "n_train": len(data.train.ids),
         "n_test": len(data.test.ids),
         "class_counts": {str(k): int(v) for k, v in facts.class_counts.items()},
         "n_unreadable": int((images["error"] != "").sum()),
@@ -214,7 +256,7 @@ def inspect_competition(
             "min_similarity": min_similarity,
             "pairs": {f"{k}:{s}": int(v) for (k, s), v in kinds.items()},
             "conflicting_label_pairs": int(pairs["conflicting_labels"].sum()),
-            "folds_file": str(fold_files[0]) if fold is not None else None,
+            "folds_file": str(folds_file) if fold is not None else None,
             "pairs_across_folds": int(pairs["across_folds"].sum()) if "across_folds" in pairs else None,
             "groups_split_across_folds": split_groups if fold is not None else None,
         },
@@ -224,12 +266,6 @@ def inspect_competition(
         "timings": timings,
         "derived": str(derived) if derived else None,
     }
-    artifacts.save_json(out.summary, summary)
-    lines = _summary_lines(summary, out.report, derived, write_groups)
-    report = out.report
-    rpt.write_html(report, f"comptk inspect: {comp.name}" + (f" (run {run})" if run else ""),
-                   _sections(facts, pairs, summary, lines, issues, outlier_frame, scores, data))
-    return InspectResult(folder, report, summary, lines, derived)
 
 
 def _summary_lines(summary: dict, report: Path, derived: Path | None, grouped: bool) -> list[str]:

@@ -106,18 +106,18 @@ class OutlierScores:
     test_parts: dict[str, np.ndarray]
 
 
-def outlier_scores(paths: artifacts.RunPaths, sidecar: dict, fold: np.ndarray, train_labels: np.ndarray,
+def outlier_scores(paths: artifacts.RunPaths, record: artifacts.RunRecord, fold: np.ndarray, train_labels: np.ndarray,
                    train_images: np.ndarray, test_images: np.ndarray, *, device: str = "auto") -> OutlierScores:
     dev = resolve_device("cpu" if device == "auto" and not torch.cuda.is_available() else device)
-    n_classes = len(sidecar["classes"])
+    n_classes = len(record.classes)
     names = ("mahalanobis", "feature_norm")
     train_parts = {k: np.full(len(train_images), np.nan) for k in names}
     test_parts = {k: np.zeros(len(test_images)) for k in names}
     train_scores = np.full(len(train_images), np.nan)
     test_scores = np.zeros(len(test_images))
-    trained = artifacts.folds_trained(sidecar)
+    trained = record.trained_folds
     for f in trained:
-        model = load_fold_model(paths, f, sidecar["config"], n_classes)
+        model = load_fold_model(paths, f, record.config, n_classes)
         fit_rows, valid_rows = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         gaussians = ClassGaussians(embed(model, train_images[fit_rows], dev, normalise=False),
                                    train_labels[fit_rows], n_classes)

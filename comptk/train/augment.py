@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import albumentations as A
 import cv2
@@ -27,6 +27,10 @@ import torch
 
 from ..errors import ComptkError, did_you_mean
 from ..registry import Registry
+
+if TYPE_CHECKING:  # annotations only: competition.py imports this module
+    from ..competition import Competition
+    from ..config import TrainConfig
 
 
 def _worker_seed(seed: int) -> tuple[int | None, int]:
@@ -282,3 +286,10 @@ def train_transform(name: str, img_size: int, seed: int, *, test_crop: float | N
         raise ComptkError(f"unknown augment preset '{name}'{did_you_mean(name, [*AUGMENTS, *custom])}; "
                           f"choose one of: {', '.join([*AUGMENTS.names(), *sorted(custom)])}")
     return AUGMENTS.get(name)(img_size, seed, test_crop)
+
+
+def run_transform(comp: Competition, cfg: TrainConfig, seed: int) -> BatchAugment | ImageAugment | None:
+    """The training transform of a run of ``comp`` with ``cfg``: its preset or declared pipeline, at
+    cfg.img_size, cropping to the competition's test-time crop scale where the preset does."""
+    return train_transform(cfg.augment, cfg.img_size, seed, test_crop=comp.test_crop, custom=comp.augments,
+                           where=str(comp.source))

@@ -1,12 +1,18 @@
 """run_cv(): the K-fold loop. Each fold trains, then predicts its validation rows (OOF)
-and the test rows; finished folds are kept on disk, so a killed run resumes."""
+and the test rows; finished folds are kept on disk, so a killed run resumes.
+
+    run_cv ─ preflight.check_run ─ folds ─ images ─ start_record (checked against a resumed run)
+           └ for each fold: run_fold (fit_fold: build the model + engine.fit; predict OOF + test; save)
+           └ write_run (pool the folds, the run record, submission)
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,55 +24,51 @@ from safetensors.torch import save_file
 from .. import artifacts
 from ..competition import Competition, load_competition
 from ..config import TrainConfig, check_pretrained_allowed, resolve_run
-from ..data.folds import folds_digest, load_or_make_folds
+from ..data.folds import folds_digest, labels_digest, load_or_make_folds
 from ..data.image_cache import CompetitionImages, load_competition_images
 from ..data.layouts import read_data
 from ..data.tables import CompetitionData
-from ..errors import ComptkError
-from ..experiments.trackers import Tracker, open_tracker
+from ..experiments.trackers import Tracker
 from ..metrics import get_metric
 from ..submission import make_submission
-from .augment import train_transform
+from .augment import run_transform
 from .dataset import ImageArrayDataset
-from .engine import (
-    FoldOutcome,
-    autocast_dtype,
-    check_compile,
-    predict_proba,
-    resolve_device,
-    train_one_fold,
-)
-from .models import Classifier, check_heads_classes, create_model
-from .pseudo import PseudoLabels, select_pseudo_labels
-from .tta import describe_test_time, valid_crop, with_tta
+from .engine import FoldOutcome, autocast_dtype, fit, predict_proba
+from .models import Classifier, create_model
+from .preflight import check_run
+from .pseudo import PseudoLabels
+from .tta import describe_test_time, valid_crop
 
 log = logging.getLogger("comptk")
+RESUME_FIX = "resume it with the same data and settings or choose another --name"
 
 
 @dataclass(frozen=True)
 class RunResult:
     name: str
     paths: artifacts.RunPaths
-    sidecar: dict
+    record: artifacts.RunRecord
 
     @property
     def cv(self) -> float:
-        return self.sidecar["cv"]["oof"]
+        return self.record.cv.oof
 
     @property
     def partial(self) -> bool:
-        return artifacts.is_partial(self.sidecar)
+        return self.record.is_partial
+
+    @property
+    def sidecar(self) -> dict[str, Any]:
+        """The sidecar's JSON object as written (plain data for notebooks; comptk reads ``record``)."""
+        return self.record.to_json()
 
     def summary(self) -> str:
         """Two lines for people (what `comptk train` prints): the CV both ways, saying which is which,
         the folds of a partial run, and the submission file."""
-        cv = self.sidecar["cv"]
-        partial = ""
-        if self.partial:
-            trained = artifacts.folds_trained(self.sidecar)
-            partial = f" [partial: {_trained_folds(trained, self.sidecar['n_folds'])}]"
-        return (f"run {self.name}: CV {self.sidecar['metric']} {cv['oof']:.4f} (pooled OOF), "
-                f"{cv['mean_of_folds']:.4f} +- {cv['std_of_folds']:.4f} (mean of folds){partial}\n"
+        record, cv = self.record, self.record.cv
+        partial = f" [partial: {_trained_folds(record.trained_folds, record.n_folds)}]" if self.partial else ""
+        return (f"run {self.name}: CV {record.metric} {cv.oof:.4f} (pooled OOF), "
+                f"{cv.mean_of_folds:.4f} +- {cv.std_of_folds:.4f} (mean of folds){partial}\n"
                 f"submission: {self.paths.submission}")
 
 
@@ -82,73 +84,28 @@ def _trained_folds(trained: Sequence[int], n_folds: int) -> str:
             f"(--folds-subset {','.join(map(str, trained))})")
 
 
-def check_folds_subset(folds_subset: Sequence[int] | None, n_folds: int) -> list[int]:
-    """The folds to train: all of them, or a subset given by index (0-based)."""
-    if folds_subset is None:
-        return list(range(n_folds))
-    wanted = [int(k) for k in folds_subset]
-    if not wanted:
-        raise ComptkError("--folds-subset: give at least one fold index")
-    bad = [k for k in wanted if not 0 <= k < n_folds]
-    if bad:
-        raise ComptkError(f"--folds-subset: fold {bad[0]} does not exist; folds are 0..{n_folds - 1} "
-                          f"(n_folds = {n_folds})")
-    if len(set(wanted)) != len(wanted):
-        raise ComptkError(f"--folds-subset {','.join(map(str, wanted))}: a fold is given twice")
-    return sorted(wanted)
-
-
-def _check_not_finished(paths: artifacts.RunPaths, wanted: list[int]) -> None:
-    """A finished run is never retrained; a partial run may go on with folds it has not trained."""
-    if not paths.is_finished():
-        return
-    sidecar = artifacts.load_json(paths.sidecar)
-    done = artifacts.folds_trained(sidecar)
-    if not artifacts.is_partial(sidecar):
-        raise ComptkError(f"run '{paths.name}' is already finished ({paths.sidecar}); choose another --name")
-    if set(wanted) <= set(done):
-        raise ComptkError(f"run '{paths.name}' has already trained folds {', '.join(map(str, done))} of "
-                          f"{sidecar['n_folds']} ({paths.sidecar}); drop --folds-subset to train the others")
-
-
-def _check_same_run(paths: artifacts.RunPaths, record: dict[str, Any]) -> None:
-    """A run folder may only be resumed by the same settings on the same data."""
-    if not paths.config.exists():
-        artifacts.save_json(paths.config, record)
-        return
-    saved = artifacts.load_json(paths.config)
-    diffs = [k for k in record if k != "config" and saved.get(k) != record[k]]
-    defaults = TrainConfig().to_dict()  # a setting added since the run started counts as its default
-    diffs += [
-        f"{k} ({saved.get('config', {}).get(k, defaults.get(k))!r} -> {v!r})"
-        for k, v in record["config"].items()
-        if saved.get("config", {}).get(k, defaults.get(k)) != v
-    ]
-    if diffs:
-        raise ComptkError(
-            f"run '{paths.name}' exists in {paths.run_dir} with other settings: {', '.join(diffs)}; "
-            f"resume it with the same settings or choose another --name"
-        )
-
-
-def _transform(comp: Competition, cfg: TrainConfig, seed: int):
-    return train_transform(cfg.augment, cfg.img_size, seed, test_crop=comp.test_crop, custom=comp.augments,
-                           where=str(comp.source))
-
-
-def _check_tta(model: torch.nn.Module, cfg: TrainConfig) -> None:
-    """Run the model, then its TTA views, once on a blank image, so a model that cannot take
-    img_size images or a preset it cannot take (multi-scale on a fixed-size ViT) fails before training."""
-    classifier = Classifier(model).eval()
-    checks = ((f"model '{cfg.model}' cannot take {cfg.img_size} px images", classifier),
-              (f"TTA preset '{cfg.tta}' does not work with model '{cfg.model}' at {cfg.img_size} px",
-               with_tta(classifier, cfg.tta, cfg.tta_merge)))
-    for what, predictor in checks:
-        try:
-            with torch.no_grad():
-                predictor(torch.zeros(1, 3, cfg.img_size, cfg.img_size))
-        except Exception as exc:
-            raise ComptkError(f"{what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+def start_record(comp: Competition, cfg: TrainConfig, data: CompetitionData, *, fold: np.ndarray | None = None,
+                 images: CompetitionImages | None = None, pseudo: PseudoLabels | None = None) -> artifacts.RunRecord:
+    """What a run is as it starts: its identity (artifacts.IDENTITY_KEYS), saved in runs/RUN/config.json
+    and compared when it resumes. Without ``fold`` or ``images`` their digests are left out (None)."""
+    train_images, test_images = images.digests() if images is not None else (None, None)
+    fixes = tuple({"id": i, "from": old, "to": new} for i, old, new in data.train.label_fixes)
+    return artifacts.RunRecord(
+        competition=comp.name,
+        competition_file=str(Path(comp.source).resolve()) if comp.source else None,
+        classes=tuple(data.classes),
+        train_ids_digest=artifacts.digest(data.train.ids),
+        test_ids_digest=artifacts.digest(data.test.ids),
+        train_labels_digest=labels_digest(data.train),
+        train_images_digest=train_images,
+        test_images_digest=test_images,
+        folds_digest=folds_digest(data.train.ids, fold) if fold is not None else None,
+        test_time=describe_test_time(comp, cfg),
+        augment_pipeline=[dict(t) for t in comp.augments[cfg.augment]] if cfg.augment in comp.augments else None,
+        pseudo_labels=pseudo.summary(data.classes, len(data.test.ids)) if pseudo is not None else None,
+        label_fixes=fixes or None,  # the declaration's [label_fixes], as applied: id, label in the data, label used
+        config=cfg.to_dict(),
+    )
 
 
 def fit_fold(
@@ -169,8 +126,8 @@ def fit_fold(
     if extra is not None:  # pseudo-labelled test rows join the training rows only
         fit_images = np.concatenate([fit_images, extra[0]])
         fit_labels = np.concatenate([fit_labels, extra[1]])
-    train_set = ImageArrayDataset(fit_images, fit_labels, _transform(data.competition, cfg, seed))
-    outcome = train_one_fold(
+    train_set = ImageArrayDataset(fit_images, fit_labels, run_transform(data.competition, cfg, seed))
+    outcome = fit(
         model, train_set, train_images[valid_idx], data.train.labels[valid_idx], cfg, metric,
         device=device, seed=seed, n_classes=data.n_classes, on_epoch=on_epoch,
         desc=fold_label(k, cfg.n_folds), progress=progress, valid_crop=valid_crop(data.competition, cfg),
@@ -178,11 +135,13 @@ def fit_fold(
     return model, outcome
 
 
-def _train_fold(
+def run_fold(
     k: int, data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, train_images: np.ndarray,
     test_images: np.ndarray, paths: artifacts.RunPaths, device: torch.device, progress: bool, tracker: Tracker,
     pseudo: PseudoLabels | None = None,
 ) -> dict:
+    """Fold k of a run: fit it (fit_fold), save its checkpoint, predict its validation rows (OOF, at the
+    validation crop) and the test rows, save both; its result.json, written last, marks it finished."""
     metric = get_metric(data.competition.metric)
     train_idx, valid_idx = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
     history: list[dict] = []
@@ -242,12 +201,13 @@ def run_cv(
     plots: bool = True,
     cache: bool = True,
 ) -> RunResult:
-    """Train K folds; write OOF and test probabilities, the sidecar, a submission and plots.
+    """Train K folds; write OOF and test probabilities, the run record (sidecar), a submission and plots.
 
     ``settings``: a resolved TrainConfig, or training settings (``{"epochs": 3}``) resolved as
     code defaults < the competition's [train] table < ``base`` (a settings file, a study's best
     trial) < ``settings`` (config.resolve_run).
-    Re-running an interrupted run (same name, same settings) skips finished folds.
+    Re-running an interrupted run (same name, same settings, same data) skips finished folds;
+    other settings, train labels or image contents are refused.
     ``folds_subset`` (fold indices) trains only those folds: a *partial* run whose sidecar lists
     ``folds_trained``, whose CV covers those folds' rows only and whose other OOF rows are NaN;
     the same call without it later trains the remaining folds. ``tracker``: none, mlflow or wandb
@@ -266,39 +226,42 @@ def run_cv(
         cfg = resolve_run(comp, settings, base=base)
     name = artifacts.check_run_name(name) if name else artifacts.new_run_name(comp.name, cfg.model)
     paths = artifacts.RunPaths(workdir, name)
-    wanted = check_folds_subset(folds_subset, cfg.n_folds)
-    _check_not_finished(paths, wanted)
-    logger = open_tracker(tracker, workdir)  # a tracker asked for but not installed fails here
-
     data = read_data(comp, comp.data_path(workdir, data_dir))
-    # Fail on a bad device, model, weights file or preset name before anything is written.
-    device = resolve_device(cfg.device)
-    _check_tta(create_model(cfg, data.n_classes), cfg)
-    check_heads_classes(cfg, data.classes, comp.source or comp.name)
-    _transform(comp, cfg, cfg.seed)  # unknown preset, a pipeline that fails on an img_size image
-    pseudo = select_pseudo_labels(workdir, cfg.pseudo_run, cfg.pseudo_threshold, data) if cfg.pseudo_run else None
-    if cfg.compile:
-        check_compile(device)
+    cleared = check_run(comp, cfg, data, workdir=workdir, paths=paths, folds_subset=folds_subset, tracker=tracker)
     fold, folds_file = load_or_make_folds(workdir, comp.name, data.train, cfg.n_folds, cfg.folds_seed, data.classes)
-    record = {
-        "competition": comp.name,
-        "competition_file": str(Path(comp.source).resolve()) if comp.source else None,
-        "classes": list(data.classes),
-        "train_ids_digest": artifacts.digest(data.train.ids),
-        "test_ids_digest": artifacts.digest(data.test.ids),
-        "folds_digest": folds_digest(data.train.ids, fold),
-        "test_time": describe_test_time(comp, cfg),
-        "augment_pipeline": [dict(t) for t in comp.augments[cfg.augment]] if cfg.augment in comp.augments else None,
-        "config": cfg.to_dict(),
-    }
-    if pseudo is not None:
-        record["pseudo_labels"] = pseudo.summary(data.classes, len(data.test.ids))
-    if data.train.label_fixes:  # the declaration's [label_fixes], as applied: id, label in the data, label used
-        record["label_fixes"] = [{"id": i, "from": old, "to": new} for i, old, new in data.train.label_fixes]
     # A bad image fails here, before any run file is written.
     images = load_competition_images(data, cfg.img_size, workdir=workdir, cache=cache)
-    train_images, test_images = images.train, images.test
-    _check_same_run(paths, record)
+    record = start_record(comp, cfg, data, fold=fold, images=images, pseudo=cleared.pseudo)
+    artifacts.check_same_run(paths, record.identity(), fix=RESUME_FIX)
+    if not paths.config.exists():
+        artifacts.write_identity(paths, record)
+    logger = cleared.tracker
+    with _run_log(paths):
+        try:
+            log.info("run %s: %s, %d train / %d test images, %d classes, %d folds, device %s", name, comp.name,
+                     len(data.train.ids), len(data.test.ids), data.n_classes, cfg.n_folds, cleared.device)
+            logger.start(name, comp.name, {**cfg.to_dict(), "competition": comp.name, "run": name})
+            log.info("%s", images.describe())
+            results = []
+            for k in range(cfg.n_folds):
+                if paths.fold_result(k).exists():
+                    log.info("%s: finished earlier, kept", fold_label(k, cfg.n_folds))
+                    results.append(artifacts.load_json(paths.fold_result(k)))
+                elif k in cleared.wanted:
+                    results.append(run_fold(k, data, cfg, fold, images.train, images.test, paths, cleared.device,
+                                            progress, logger, cleared.pseudo))
+            result = write_run(data, cfg, fold, folds_file, paths, results, record, images, started)
+            written = _write_plots(result, data) if plots else []
+            logger.finish(result.record, [paths.sidecar, paths.submission, paths.metrics, *written])
+            return result
+        except BaseException:
+            logger.fail()
+            raise
+
+
+@contextlib.contextmanager
+def _run_log(paths: artifacts.RunPaths) -> Iterator[None]:
+    """Log to runs/RUN/log.txt, per-epoch lines included, for the duration of the run."""
     handler = logging.FileHandler(paths.log, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     handler.setLevel(logging.DEBUG)
@@ -306,76 +269,66 @@ def run_cv(
     level = log.level
     log.setLevel(logging.DEBUG)  # per-epoch lines reach the run log; restored after the run
     try:
-        log.info("run %s: %s, %d train / %d test images, %d classes, %d folds, device %s",
-                 name, comp.name, len(data.train.ids), len(data.test.ids), data.n_classes, cfg.n_folds, device)
-        logger.start(name, comp.name, {**cfg.to_dict(), "competition": comp.name, "run": name})
-        log.info("%s", images.describe())
-        results = []
-        for k in range(cfg.n_folds):
-            if paths.fold_result(k).exists():
-                log.info("%s: finished earlier, kept", fold_label(k, cfg.n_folds))
-                results.append(artifacts.load_json(paths.fold_result(k)))
-            elif k in wanted:
-                results.append(_train_fold(k, data, cfg, fold, train_images, test_images, paths, device, progress,
-                                           logger, pseudo))
-        result = _finish(data, cfg, fold, folds_file, paths, results, record, images, started)
-        written = _write_plots(result, data) if plots else []
-        logger.finish(result.sidecar, [paths.sidecar, paths.submission, paths.metrics, *written])
-        return result
-    except BaseException:
-        logger.fail()
-        raise
+        yield
     finally:
         log.setLevel(level)
         log.removeHandler(handler)
         handler.close()
 
 
-def _finish(
-    data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, folds_file: Path, paths: artifacts.RunPaths,
-    results: list[dict], record: dict, images: CompetitionImages, started: float,
-) -> RunResult:
-    metric = get_metric(data.competition.metric)
-    trained = [r["fold"] for r in results]
+def _pool_folds(data: CompetitionData, fold: np.ndarray, paths: artifacts.RunPaths,
+                trained: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The run's OOF (each trained fold's validation rows) and test probabilities (mean of the folds)."""
     # Rows of folds not trained (a partial run) stay NaN: never mistaken for predictions.
     oof = np.full((len(data.train.ids), data.n_classes), np.nan, dtype=np.float32)
     test = np.zeros((len(data.test.ids), data.n_classes), dtype=np.float64)
     for k in trained:
         oof[fold == k] = np.load(paths.fold_oof(k))
         test += np.load(paths.fold_test(k))
-    test = (test / len(trained)).astype(np.float32)
+    return oof, (test / len(trained)).astype(np.float32)
+
+
+def write_run(
+    data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, folds_file: Path, paths: artifacts.RunPaths,
+    results: list[dict], start: artifacts.RunRecord, images: CompetitionImages, started: float,
+) -> RunResult:
+    """Pool the trained folds and write the run: oof, preds, submission, metrics.csv and, last, the
+    record (its presence marks the run finished)."""
+    metric = get_metric(data.competition.metric)
+    trained = [r["fold"] for r in results]
+    oof, test = _pool_folds(data, fold, paths, trained)
     rows = np.isin(fold, trained)
     per_fold = [r["score"] for r in results]
     partial = len(trained) < cfg.n_folds
     if partial:
         log.info("run %s: partial, %s; CV covers their rows only", paths.name, _trained_folds(trained, cfg.n_folds))
-    sidecar = {
-        "name": paths.name,
-        **{k: v for k, v in record.items() if k != "config"},
-        "metric": metric.name,
-        "n_train": len(data.train.ids),
-        "n_test": len(data.test.ids),
-        "n_folds": cfg.n_folds,
-        "folds_trained": trained,
-        "partial": partial,
-        "folds_file": str(Path(folds_file).resolve()),  # absolute: an ensemble may run from elsewhere
-        "data_dir": str(data.data_dir.resolve()),
-        "cv": {
-            "oof": metric.score_proba(data.train.labels[rows], oof[rows]),
-            "n_rows": int(rows.sum()),
-            "mean_of_folds": float(np.mean(per_fold)),
-            "std_of_folds": float(np.std(per_fold)),
-            "per_fold": per_fold,
-            "note": "'oof' is the metric of the pooled out-of-fold predictions (the one to select on); "
-                    "'mean_of_folds' averages the per-fold scores (differs for macro F1)"
-                    + ("; a partial run: both cover the trained folds' rows only" if partial else ""),
-        },
-        "folds": results,
-        "config": cfg.to_dict(),
-        "seed": cfg.seed,
-        "folds_seed": cfg.folds_seed,
-        "versions": artifacts.library_versions(),
-        "timings": {
+    cv = artifacts.CVScores(
+        oof=metric.score_proba(data.train.labels[rows], oof[rows]),
+        n_rows=int(rows.sum()),
+        mean_of_folds=float(np.mean(per_fold)),
+        std_of_folds=float(np.std(per_fold)),
+        per_fold=tuple(per_fold),
+        note="'oof' is the metric of the pooled out-of-fold predictions (the one to select on); "
+             "'mean_of_folds' averages the per-fold scores (differs for macro F1)"
+             + ("; a partial run: both cover the trained folds' rows only" if partial else ""),
+    )
+    record = replace(
+        start,
+        name=paths.name,
+        metric=metric.name,
+        n_train=len(data.train.ids),
+        n_test=len(data.test.ids),
+        n_folds=cfg.n_folds,
+        folds_trained=tuple(trained),
+        folds_file=str(Path(folds_file).resolve()),  # absolute: an ensemble may run from elsewhere
+        data_dir=str(data.data_dir.resolve()),
+        cv=cv,
+        folds=tuple(results),
+        seed=cfg.seed,
+        folds_seed=cfg.folds_seed,
+        versions=artifacts.library_versions(),
+        torch_threads=torch.get_num_threads(),
+        timings={
             "decode_seconds": images.seconds,  # this session's; near 0 when read from the image cache
             "image_cache": images.cache,
             "train_seconds": sum(r["train_seconds"] for r in results),
@@ -384,22 +337,18 @@ def _finish(
             "train_images_per_s": float(np.mean([r["train_images_per_s"] for r in results])),
             "predict_images_per_s": float(np.mean([r["predict_images_per_s"] for r in results])),
         },
-        "artifacts": {
-            "oof": str(paths.oof),
-            "preds": str(paths.preds),
-            "submission": str(paths.submission),
-            "run_dir": str(paths.run_dir),
-        },
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+        artifacts={"oof": str(paths.oof), "preds": str(paths.preds), "submission": str(paths.submission),
+                   "run_dir": str(paths.run_dir)},
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
     artifacts.save_npy(paths.oof, oof)
     artifacts.save_npy(paths.preds, test)
     artifacts.save_csv(paths.submission, make_submission(data, test))
     artifacts.save_csv(paths.metrics, pd.concat([pd.read_csv(paths.fold_metrics(k)) for k in trained]))
-    artifacts.save_json(paths.sidecar, sidecar)  # last: marks the run finished
+    artifacts.write_record(paths.sidecar, record)  # last: marks the run finished
     log.debug("run %s: CV %s %.4f (pooled OOF), %.4f +- %.4f (mean of folds)", paths.name, metric.name,
-             sidecar["cv"]["oof"], sidecar["cv"]["mean_of_folds"], sidecar["cv"]["std_of_folds"])
-    return RunResult(paths.name, paths, sidecar)
+              cv.oof, cv.mean_of_folds, cv.std_of_folds)
+    return RunResult(paths.name, paths, record)
 
 
 def _write_plots(result: RunResult, data: CompetitionData) -> list[Path]:
@@ -407,7 +356,7 @@ def _write_plots(result: RunResult, data: CompetitionData) -> list[Path]:
     try:
         from ..experiments.plots import write_run_plots
 
-        return write_run_plots(result.paths, result.sidecar, data.train.labels)
+        return write_run_plots(result.paths, result.record, data.train.labels)
     except Exception as exc:  # noqa: BLE001 - the run is already safely on disk
         log.warning("run %s: plots not written (%s: %s); `comptk plots %s` retries", result.name,
                     type(exc).__name__, exc, result.name)

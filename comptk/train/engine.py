@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,8 +30,8 @@ from .models import set_backbone_frozen
 from .sampling import make_sampler
 from .tta import with_tta
 
-log = logging.getLogger("comptk")
 
+log = logging.getLogger("comptk")
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -207,7 +208,7 @@ class FoldOutcome:
         return self.train_images / self.train_seconds if self.train_seconds else float("nan")
 
 
-def train_one_fold(
+def fit(
     model: nn.Module,
     train_set: ImageArrayDataset,
     valid_images: np.ndarray,
@@ -224,8 +225,8 @@ def train_one_fold(
     valid_crop: float | None = None,
     augment_on_device: bool | None = None,
 ) -> FoldOutcome:
-    """Train for cfg.epochs (or until early stopping) and keep the weights of the best
-    epoch by the competition metric on the validation rows (the EMA weights when
+    """The epoch loop of one fold: train for cfg.epochs (or until early stopping) and keep the weights
+    of the best epoch by the competition metric on the validation rows (the EMA weights when
     ``cfg.ema_decay`` is set; predicted as crops of ``valid_crop`` of each side when the
     competition's test images are crops).
 
@@ -239,94 +240,39 @@ def train_one_fold(
     model.to(device).to(memory_format=torch.channels_last)
     if cfg.compile:
         model.compile()
-    labels_seen = train_set.labels
-    n_classes = n_classes or int(max(labels_seen.max(), valid_labels.max())) + 1
+    n_classes = n_classes or int(max(train_set.labels.max(), valid_labels.max())) + 1
     if augment_on_device is None:
         augment_on_device = device.type == "cuda"
     augment = device_augment(train_set.transform, augment_on_device)
     if augment is not None:
         train_set = train_set.without_batch_transform()
-    generator = torch.Generator().manual_seed(seed)
-    sampler = make_sampler(labels_seen, cfg.sampler, cfg.class_cap, generator)
-    batch_sampler = torch.utils.data.BatchSampler(sampler, cfg.batch_size, drop_last=len(sampler) > cfg.batch_size)
-    loader = torch.utils.data.DataLoader(
-        train_set,
-        batch_sampler=batch_sampler,
-        collate_fn=keep_batch,
-        num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=cfg.num_workers > 0,
-    )
-    batches, accum = len(loader), cfg.accum_steps
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, math.ceil(batches / accum))  # stepped once per optimizer step
-    dtype = autocast_dtype(device, cfg.precision)
-    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    criterion = Criterion(cfg.loss, label_smoothing=cfg.label_smoothing, focal_gamma=cfg.focal_gamma,
-                          class_weights=class_weights(labels_seen, n_classes, cfg.class_weights))
-    mixer = make_mixer(cfg, n_classes)
-    ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True) if cfg.ema_decay else None
-    evaluated = ema.module if ema is not None else model
+    loader = _train_loader(train_set, cfg, seed, device)
+    step = _Stepper.build(model, cfg, device, n_classes, train_set.labels, len(loader), augment)
+    evaluated = step.ema.module if step.ema is not None else model
     sign = 1.0 if metric.greater_is_better else -1.0
     outcome = FoldOutcome(state_dict={}, best_epoch=-1, best_score=math.nan)
     show_bar = progress and bar_redraws_in_place()
     epoch_level = logging.INFO if progress and not show_bar else logging.DEBUG
-    bar = tqdm(total=cfg.epochs * batches, desc=desc, disable=not show_bar, leave=False, dynamic_ncols=True)
-    updates = 0
-    # Reading the loss waits for the device: on a CPU that costs nothing, on a GPU it would stop
-    # the loader from preparing the next batch while the GPU computes, so read it every 50 steps.
-    sync_every = 1 if device.type == "cpu" else 50
-    loss_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+    bar = tqdm(total=cfg.epochs * len(loader), desc=desc, disable=not show_bar, leave=False, dynamic_ncols=True)
     for epoch in range(cfg.epochs):
         model.train()
         if cfg.freeze_epochs:
             set_backbone_frozen(model, epoch < cfg.freeze_epochs)
-        started, loss_sum, seen = time.perf_counter(), 0.0, 0
-        running = torch.zeros((), dtype=loss_dtype, device=device)  # sum of loss x batch size
-        for i, (images, labels) in enumerate(loader):
-            x = to_input(images, device, augment)
-            y = labels.to(device, non_blocking=True)
-            target = y
-            if mixer is not None:
-                x, target = mixer(x, y)
-            with autocast_context(device, dtype):
-                loss = criterion(model(x), target)
-            if i % accum == 0:
-                optimizer.zero_grad(set_to_none=True)
-            scaled = loss / accum if accum > 1 else loss
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
-            if (i + 1) % accum == 0 or i + 1 == batches:
-                _optimizer_step(model, optimizer, scaler, cfg.clip_grad_norm)
-                scheduler.step()
-                updates += 1
-                if ema is not None:
-                    ema.update(model, step=updates)
-            running += loss.detach().to(loss_dtype) * len(y)
-            seen += len(y)
-            bar.update(1)
-            if (i + 1) % sync_every == 0 or i + 1 == batches:
-                loss_sum = running.item()
-                if not math.isfinite(loss_sum):
-                    raise ComptkError(f"{desc}: training loss became {loss_sum} in epoch {epoch + 1}; lower --lr")
-                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.4f}", refresh=False)
+        started = time.perf_counter()
+        loss_sum, seen = step.epoch(loader, bar, epoch, desc)
         seconds = time.perf_counter() - started
         outcome.train_seconds += seconds
         outcome.train_images += seen
-
-        proba = predict_proba(evaluated, valid_images, device=device, precision=cfg.precision,
-                              crop=valid_crop, crop_which=cfg.valid_crop)
-        score = metric.score_proba(valid_labels, proba)
-        valid_loss = float(-np.log(np.clip(proba[np.arange(len(valid_labels)), valid_labels], 1e-12, None)).mean())
         record = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(seen, 1),
-            "valid_loss": valid_loss,
-            f"valid_{metric.name}": score,
-            "lr": optimizer.param_groups[0]["lr"],
+            **_evaluate(evaluated, valid_images, valid_labels, cfg, metric, device, valid_crop),
+            "lr": step.optimizer.param_groups[0]["lr"],
             "seconds": seconds,
             "train_images_per_s": seen / seconds if seconds else float("nan"),
         }
         outcome.history.append(record)
+        score = record[f"valid_{metric.name}"]
         bar.set_postfix(epoch=epoch + 1, loss=f"{record['train_loss']:.4f}", **{metric.name: f"{score:.4f}"},
                         img_s=f"{record['train_images_per_s']:.0f}")
         log.log(epoch_level, "%s", epoch_line(desc, record, cfg.epochs, metric.name))
@@ -342,6 +288,101 @@ def train_one_fold(
         set_backbone_frozen(model, False)
     model.load_state_dict(outcome.state_dict)
     return outcome
+
+
+def _train_loader(train_set: ImageArrayDataset, cfg: TrainConfig, seed: int,
+                  device: torch.device) -> torch.utils.data.DataLoader:
+    """Batches of the training rows, drawn by the configured sampler from a generator seeded per fold."""
+    generator = torch.Generator().manual_seed(seed)
+    sampler = make_sampler(train_set.labels, cfg.sampler, cfg.class_cap, generator)
+    batch_sampler = torch.utils.data.BatchSampler(sampler, cfg.batch_size, drop_last=len(sampler) > cfg.batch_size)
+    return torch.utils.data.DataLoader(
+        train_set,
+        batch_sampler=batch_sampler,
+        collate_fn=keep_batch,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.num_workers > 0,
+    )
+
+
+@dataclass
+class _Stepper:
+    """Everything one training step needs (optimizer, schedule, loss, mixing, EMA), and the count of
+    optimizer steps so far (the EMA's warm-up reads it)."""
+
+    model: nn.Module
+    cfg: TrainConfig
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    dtype: torch.dtype | None
+    scaler: Any
+    criterion: Criterion
+    mixer: Any
+    ema: ModelEmaV3 | None
+    augment: BatchAugment | None
+    batches: int
+    updates: int = 0
+
+    @classmethod
+    def build(cls, model: nn.Module, cfg: TrainConfig, device: torch.device, n_classes: int,
+              labels_seen: np.ndarray, batches: int, augment: BatchAugment | None) -> _Stepper:
+        optimizer = make_optimizer(model, cfg)
+        scheduler = make_scheduler(optimizer, cfg, math.ceil(batches / cfg.accum_steps))  # once per optimizer step
+        dtype = autocast_dtype(device, cfg.precision)
+        scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+        criterion = Criterion(cfg.loss, label_smoothing=cfg.label_smoothing, focal_gamma=cfg.focal_gamma,
+                              class_weights=class_weights(labels_seen, n_classes, cfg.class_weights))
+        mixer = make_mixer(cfg, n_classes)
+        ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True) if cfg.ema_decay else None
+        return cls(model, cfg, device, optimizer, scheduler, dtype, scaler, criterion, mixer, ema, augment, batches)
+
+    def epoch(self, loader: torch.utils.data.DataLoader, bar: tqdm, epoch: int, desc: str) -> tuple[float, int]:
+        """One pass over the loader; (sum of loss x batch size, rows seen)."""
+        model, device, accum = self.model, self.device, self.cfg.accum_steps
+        # Reading the loss waits for the device: on a CPU that costs nothing, on a GPU it would stop
+        # the loader from preparing the next batch while the GPU computes, so read it every 50 steps.
+        sync_every = 1 if device.type == "cpu" else 50
+        loss_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        loss_sum, seen = 0.0, 0
+        running = torch.zeros((), dtype=loss_dtype, device=device)  # sum of loss x batch size
+        for i, (images, labels) in enumerate(loader):
+            x = to_input(images, device, self.augment)
+            y = labels.to(device, non_blocking=True)
+            target = y
+            if self.mixer is not None:
+                x, target = self.mixer(x, y)
+            with autocast_context(device, self.dtype):
+                loss = self.criterion(model(x), target)
+            if i % accum == 0:
+                self.optimizer.zero_grad(set_to_none=True)
+            scaled = loss / accum if accum > 1 else loss
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            if (i + 1) % accum == 0 or i + 1 == self.batches:
+                _optimizer_step(model, self.optimizer, self.scaler, self.cfg.clip_grad_norm)
+                self.scheduler.step()
+                self.updates += 1
+                if self.ema is not None:
+                    self.ema.update(model, step=self.updates)
+            running += loss.detach().to(loss_dtype) * len(y)
+            seen += len(y)
+            bar.update(1)
+            if (i + 1) % sync_every == 0 or i + 1 == self.batches:
+                loss_sum = running.item()
+                if not math.isfinite(loss_sum):
+                    raise ComptkError(f"{desc}: training loss became {loss_sum} in epoch {epoch + 1}; lower --lr")
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.4f}", refresh=False)
+        return loss_sum, seen
+
+
+def _evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, metric: Metric,
+              device: torch.device, crop: float | None) -> dict[str, float]:
+    """The validation rows' metric and log loss after an epoch (no TTA: the views come at prediction)."""
+    proba = predict_proba(model, images, device=device, precision=cfg.precision, crop=crop, crop_which=cfg.valid_crop)
+    score = metric.score_proba(labels, proba)
+    valid_loss = float(-np.log(np.clip(proba[np.arange(len(labels)), labels], 1e-12, None)).mean())
+    return {"valid_loss": valid_loss, f"valid_{metric.name}": score}
 
 
 def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler, clip_grad_norm: float) -> None:

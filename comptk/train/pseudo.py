@@ -58,20 +58,20 @@ def select_pseudo_labels(workdir: str | Path, run: str, threshold: float, data: 
     if not 0 < threshold <= 1:
         raise ComptkError(f"setting 'pseudo_threshold' must be in (0, 1], got {threshold}")
     source = artifacts.load_run(_source_oof(Path(workdir), run))
-    meta = source.sidecar
+    record = source.record
     comp = data.competition.name
-    if meta.get("competition") != comp:
+    if record.competition != comp:
         raise ComptkError(
-            f"pseudo-labels: run '{source.name}' is of competition '{meta.get('competition')}', not '{comp}'"
+            f"pseudo-labels: run '{source.name}' is of competition '{record.competition}', not '{comp}'"
         )
-    if meta.get("test_ids_digest") != artifacts.digest(data.test.ids) or len(source.preds) != len(data.test.ids):
+    if record.test_ids_digest != artifacts.digest(data.test.ids) or len(source.preds) != len(data.test.ids):
         raise ComptkError(
             f"pseudo-labels: run '{source.name}' predicted other test rows than {comp}'s test table now has "
             "(test_ids_digest differs)"
         )
-    if sorted(meta["classes"]) != sorted(data.classes):
+    if sorted(record.classes) != sorted(data.classes):
         raise ComptkError(f"pseudo-labels: run '{source.name}' has other classes than {comp}'s")
-    order = [list(meta["classes"]).index(c) for c in data.classes]  # columns in this run's class order
+    order = [list(record.classes).index(c) for c in data.classes]  # columns in this run's class order
     proba = source.preds[:, order]
     rows = np.flatnonzero(proba.max(1) >= threshold)
     if len(rows) == 0:

@@ -20,14 +20,15 @@ from optuna.trial import TrialState
 
 from .. import artifacts
 from ..competition import Competition, load_competition
-from ..config import FIELD_TYPES, resolve_run
+from ..config import FIELD_TYPES, TrainConfig, resolve_run
 from ..data.folds import folds_digest, load_or_make_folds
 from ..data.layouts import read_data
 from ..errors import ComptkError, did_you_mean
 from ..metrics import get_metric
 from ..train.crossval import fit_fold
+from ..train.preflight import check_run
 from .objective import Objective
-from .space import build_space
+from .space import Space, build_space
 from .storage import resolve_storage
 
 log = logging.getLogger("comptk")
@@ -123,16 +124,43 @@ def tune(
     workdir = Path(workdir)
     comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
     pins = dict(pins or {})
-    where = str(comp.source)
     base = resolve_run(comp, pins)
-    space = build_space(base, comp.tune, pins, where=where, test_crop=comp.has_test_crop)
-    if base.pseudo_run:
-        raise ComptkError(f"{where} [train] sets pseudo_run: pseudo-labelling is not tuned; tune without it, "
-                          f"then `comptk train --pseudo RUN`")
-    if base.compile:
-        from ..train.engine import check_compile, resolve_device
+    space = build_space(base, comp.tune, pins, where=str(comp.source), test_crop=comp.has_test_crop)
+    pruner = _check_options(comp, base, n_trials=n_trials, folds_per_trial=folds_per_trial, pruner=pruner)
+    _check_space(space, comp)
+    data = read_data(comp, comp.data_path(workdir, data_dir))
+    check_run(comp, base, data, workdir=workdir)  # the base settings pass train's pre-flight
+    fold, _ = load_or_make_folds(workdir, comp.name, data.train, base.n_folds, base.folds_seed, data.classes)
+    metric = get_metric(comp.metric)
+    direction = "maximize" if metric.greater_is_better else "minimize"
+    record = {
+        "competition": comp.name, "metric": metric.name, "n_folds": base.n_folds, "folds_seed": base.folds_seed,
+        "folds_digest": folds_digest(data.train.ids, fold), "folds_per_trial": folds_per_trial,
+        "space": space.to_dict(),
+    }
+    spec = resolve_storage(storage, workdir)
+    name = study or comp.name
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # comptk prints its own trial lines
+    storage_obj = spec.open()
+    _open_study(name, storage_obj, direction, record, None, None)
+    study_obj = optuna.load_study(study_name=name, storage=storage_obj, sampler=None,
+                                  pruner=_make_pruner(pruner, max_epochs=_max_epochs(base, space)))
+    objective = Objective(comp, data, fold, space, folds_per_trial=folds_per_trial, per_fold=pruner == "wilcoxon",
+                          workdir=workdir, progress=progress, fit=fit)
+    echo(f"study '{name}' on {spec.url}: {comp.name}, {metric.name} ({direction}), "
+         f"{folds_per_trial} of {base.n_folds} folds per trial, pruner {pruner}; "
+         f"searching {', '.join(p.name for p in space.params)}")
+    trials = _Trials(study_obj, spec, objective, n_trials=n_trials, metric=metric.name, echo=echo)
+    trials.run(timeout=timeout, sampler_seed=base.seed if seed is None else seed)
+    return _result(study_obj, spec.url, trials.interrupted)
 
-        check_compile(resolve_device(base.device))
+
+def _check_options(comp: Competition, base: TrainConfig, *, n_trials: int, folds_per_trial: int,
+                   pruner: str | None) -> str:
+    """tune's own rules (the pre-flight checks the settings); the pruner's name, defaulted."""
+    if base.pseudo_run:
+        raise ComptkError(f"{comp.source} [train] sets pseudo_run: pseudo-labelling is not tuned; tune without it, "
+                          f"then `comptk train --pseudo RUN`")
     if n_trials < 1:
         raise ComptkError(f"--trials must be at least 1, got {n_trials}")
     if not 1 <= folds_per_trial <= base.n_folds:
@@ -144,102 +172,94 @@ def tune(
                           f"choose one of {', '.join(PRUNERS)}")
     if pruner == "wilcoxon" and folds_per_trial < 2:
         raise ComptkError("--pruner wilcoxon compares trials fold by fold: use --folds-per-trial 2 or more")
-    _check_space(space, comp)
-    data = read_data(comp, comp.data_path(workdir, data_dir))
-    fold, _ = load_or_make_folds(workdir, comp.name, data.train, base.n_folds, base.folds_seed, data.classes)
-    metric = get_metric(comp.metric)
-    direction = "maximize" if metric.greater_is_better else "minimize"
-    record = {
-        "competition": comp.name, "metric": metric.name, "n_folds": base.n_folds, "folds_seed": base.folds_seed,
-        "folds_digest": folds_digest(data.train.ids, fold), "folds_per_trial": folds_per_trial,
-        "space": space.to_dict(),
-    }
-    spec = resolve_storage(storage, workdir)
-    name = study or comp.name
-    max_epochs = max([base.epochs] + [int(p.high) for p in space.params if p.name == "epochs" and p.high]
-                     + [max(p.choices) for p in space.params if p.name == "epochs" and p.choices])
-    per_fold = pruner == "wilcoxon"
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # comptk prints its own trial lines
-    storage_obj = spec.open()
-    _open_study(name, storage_obj, direction, record, None, None)
-    sampler_seed = base.seed if seed is None else seed
-    study_obj = optuna.load_study(study_name=name, storage=storage_obj, sampler=None,
-                                  pruner=_make_pruner(pruner, max_epochs=max_epochs))
-    objective = Objective(comp, data, fold, space, folds_per_trial=folds_per_trial, per_fold=per_fold,
-                          workdir=workdir, progress=progress, fit=fit)
-    echo(f"study '{name}' on {spec.url}: {comp.name}, {metric.name} ({direction}), "
-         f"{folds_per_trial} of {base.n_folds} folds per trial, pruner {pruner}; "
-         f"searching {', '.join(p.name for p in space.params)}")
+    return pruner
 
-    started = time.perf_counter()
-    state: dict[str, Any] = {"interrupted": False, "surplus": False, "outcome": "", "number": -1}
 
-    def run_trial(trial: optuna.Trial) -> float:
-        lock.release()  # the trial exists now: other workers may count it and start theirs
-        state["number"] = trial.number
-        if sum(_counts(t) for t in study_obj.get_trials(deepcopy=False) if t.number != trial.number) >= n_trials:
+def _max_epochs(base: TrainConfig, space: Space) -> int:
+    """The most epochs a trial may run (Hyperband's maximum resource)."""
+    return max([base.epochs] + [int(p.high) for p in space.params if p.name == "epochs" and p.high]
+               + [max(p.choices) for p in space.params if p.name == "epochs" and p.choices])
+
+
+class _Trials:
+    """Runs a study's trials one at a time, under the storage's start lock, until the study holds
+    ``n_trials`` (every worker's count) or the time is up; prints a line per trial."""
+
+    def __init__(self, study: optuna.Study, spec, objective: Objective, *, n_trials: int, metric: str,
+                 echo: Callable[[str], None]) -> None:
+        self.study, self.spec, self.objective = study, spec, objective
+        self.n_trials, self.metric, self.echo = n_trials, metric, echo
+        self.interrupted = self.surplus = False
+        self.outcome, self.number = "", -1
+        self.lock = None
+
+    def run(self, *, timeout: float | None, sampler_seed: int) -> None:
+        started = time.perf_counter()
+        while True:
+            if timeout is not None and time.perf_counter() - started >= timeout:
+                self.echo(f"timeout of {timeout:g} s reached")
+                break
+            self.lock = self.spec.start_lock()
+            self.lock.acquire()
+            try:
+                with warnings.catch_warnings():  # experimental in optuna; a dead worker's trial: failed, not counted
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(self.study)
+                trials = self.study.get_trials(deepcopy=False)
+                if sum(_counts(t) for t in trials) >= self.n_trials:
+                    break
+                # reseeded per trial under the lock: reproducible alone, and workers that start together
+                # see different trial counts, so they don't propose the same start-up settings
+                self.study.sampler = optuna.samplers.TPESampler(seed=sampler_seed + len(trials), n_startup_trials=5)
+                t0 = time.perf_counter()
+                try:
+                    # optimize() for one trial: it keeps the storage heartbeat, so a trial whose process
+                    # dies is marked failed (and not counted) by the next worker.
+                    self.study.optimize(self, n_trials=1, catch=(Exception,))
+                except KeyboardInterrupt:
+                    self.interrupted = True
+            finally:
+                self.lock.release()
+            if self.interrupted:
+                self.echo("interrupted: finished trials are kept; run the same command to resume")
+                break
+            if self.surplus:
+                break
+            self.echo(_progress_line(self.study, self.number, self.outcome, self.n_trials, time.perf_counter() - t0,
+                                     time.perf_counter() - started, self.metric))
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        """One trial (the objective optimize() calls); its outcome is kept for the progress line."""
+        self.lock.release()  # the trial exists now: other workers may count it and start theirs
+        self.number = trial.number
+        if sum(_counts(t) for t in self.study.get_trials(deepcopy=False) if t.number != trial.number) >= self.n_trials:
             trial.set_user_attr("surplus", True)  # only with a server storage, when two workers start at once
-            state["surplus"] = True
+            self.surplus = True
             raise _Surplus()
         try:
-            value = objective(trial)
+            value = self.objective(trial)
         except optuna.TrialPruned as exc:
-            state["outcome"] = str(exc) or "pruned"
+            self.outcome = str(exc) or "pruned"
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)
-            state["interrupted"] = True
+            self.interrupted = True
             raise
         except Exception as exc:  # a bad combination, out of memory, a diverging loss: the study goes on
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             reason = f"{type(exc).__name__}: {text}"[:500]
             trial.set_user_attr("fail_reason", reason)
-            state["outcome"] = f"failed ({reason})"
+            self.outcome = f"failed ({reason})"
             log.debug("trial %d failed", trial.number, exc_info=True)
             _free_memory()
             raise
         if not np.isfinite(value):
-            reason = f"ValueError: the trial's {metric.name} is {value}"
+            reason = f"ValueError: the trial's {self.metric} is {value}"
             trial.set_user_attr("fail_reason", reason)
-            state["outcome"] = f"failed ({reason})"
+            self.outcome = f"failed ({reason})"
             raise ValueError(reason)
-        state["outcome"] = f"{metric.name} {value:.4f}"
+        self.outcome = f"{self.metric} {value:.4f}"
         return value
-
-    while True:
-        if timeout is not None and time.perf_counter() - started >= timeout:
-            echo(f"timeout of {timeout:g} s reached")
-            break
-        lock = spec.start_lock()
-        lock.acquire()
-        try:
-            with warnings.catch_warnings():  # experimental in optuna; a dead worker's trial: failed, not counted
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study_obj)
-            trials = study_obj.get_trials(deepcopy=False)
-            if sum(_counts(t) for t in trials) >= n_trials:
-                break
-            # reseeded per trial under the lock: reproducible alone, and workers that start together
-            # see different trial counts, so they don't propose the same start-up settings
-            study_obj.sampler = optuna.samplers.TPESampler(seed=sampler_seed + len(trials), n_startup_trials=5)
-            t0 = time.perf_counter()
-            try:
-                # optimize() for one trial: it keeps the storage heartbeat, so a trial whose process
-                # dies is marked failed (and not counted) by the next worker.
-                study_obj.optimize(run_trial, n_trials=1, catch=(Exception,))
-            except KeyboardInterrupt:
-                state["interrupted"] = True
-        finally:
-            lock.release()
-        if state["interrupted"]:
-            echo("interrupted: finished trials are kept; run the same command to resume")
-            break
-        if state["surplus"]:
-            break
-        echo(_progress_line(study_obj, state["number"], state["outcome"], n_trials, time.perf_counter() - t0,
-                            time.perf_counter() - started, metric.name))
-    interrupted = state["interrupted"]
-    return _result(study_obj, spec.url, interrupted)
 
 
 class _Surplus(Exception):
