@@ -5,6 +5,7 @@ Layout under the work directory:
     oof/RUN.npy         N_train x C float32 out-of-fold probabilities, train-CSV row order
     oof/RUN.json        sidecar: classes, digests, CV, config, versions, timings
     preds/RUN.npy       N_test x C float32 test probabilities (fold mean), test-CSV row order
+    preds/label_shift/RUN.npy  the same corrected for the estimated test class prior (--label-shift em)
     submissions/RUN.csv the sample submission's format
     runs/RUN/           config.json, log.txt, metrics.csv, fold<k>/{model.safetensors, metrics.csv, oof.npy, test.npy,
                         result.json}, plots: learning_curves.png, confusion_matrix.png, per_class_f1.png
@@ -197,6 +198,11 @@ class RunPaths:
     @property
     def preds(self) -> Path:
         return Path(self.workdir) / "preds" / f"{self.name}.npy"
+
+    @property
+    def preds_label_shift(self) -> Path:
+        """Test probabilities corrected for the estimated test class prior (``--label-shift em``)."""
+        return Path(self.workdir) / "preds" / "label_shift" / f"{self.name}.npy"
 
     @property
     def submission(self) -> Path:

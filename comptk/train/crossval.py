@@ -24,6 +24,7 @@ from ..data.layouts import read_data
 from ..data.tables import CompetitionData
 from ..errors import ComptkError
 from ..experiments.trackers import Tracker, open_tracker
+from ..label_shift import CORRECTIONS, assess_label_shift, save_corrected
 from ..metrics import get_metric
 from ..submission import make_submission
 from .augment import train_transform
@@ -241,6 +242,7 @@ def run_cv(
     tracker: str = "none",
     plots: bool = True,
     cache: bool = True,
+    label_shift: str = "none",
 ) -> RunResult:
     """Train K folds; write OOF and test probabilities, the sidecar, a submission and plots.
 
@@ -254,6 +256,10 @@ def run_cv(
     (also logged there; the local files stay the record). ``plots``: write runs/RUN/*.png.
     ``cache``: read/write decoded images under WORKDIR/cache (image_cache.py); it never
     changes results, so it is not a training setting.
+    ``label_shift``: none, or em to write test probabilities corrected for the test set's class prior
+    (label_shift.py) to preds/label_shift/RUN.npy and the submission; preds/RUN.npy and the OOF stay
+    uncorrected. Post-processing only, so not a training setting either: the estimate is always in
+    the sidecar's "label_shift".
     """
     started = time.perf_counter()
     workdir = Path(workdir)
@@ -267,6 +273,8 @@ def run_cv(
     name = artifacts.check_run_name(name) if name else artifacts.new_run_name(comp.name, cfg.model)
     paths = artifacts.RunPaths(workdir, name)
     wanted = check_folds_subset(folds_subset, cfg.n_folds)
+    if label_shift not in CORRECTIONS:
+        raise ComptkError(f"label_shift '{label_shift}': choose one of {', '.join(CORRECTIONS)}")
     _check_not_finished(paths, wanted)
     logger = open_tracker(tracker, workdir)  # a tracker asked for but not installed fails here
 
@@ -318,7 +326,7 @@ def run_cv(
             elif k in wanted:
                 results.append(_train_fold(k, data, cfg, fold, train_images, test_images, paths, device, progress,
                                            logger, pseudo))
-        result = _finish(data, cfg, fold, folds_file, paths, results, record, images, started)
+        result = _finish(data, cfg, fold, folds_file, paths, results, record, images, started, label_shift)
         written = _write_plots(result, data) if plots else []
         logger.finish(result.sidecar, [paths.sidecar, paths.submission, paths.metrics, *written])
         return result
@@ -333,7 +341,7 @@ def run_cv(
 
 def _finish(
     data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, folds_file: Path, paths: artifacts.RunPaths,
-    results: list[dict], record: dict, images: CompetitionImages, started: float,
+    results: list[dict], record: dict, images: CompetitionImages, started: float, label_shift: str = "none",
 ) -> RunResult:
     metric = get_metric(data.competition.metric)
     trained = [r["fold"] for r in results]
@@ -392,9 +400,15 @@ def _finish(
         },
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    # The test prior against train's: always estimated and recorded, corrected only when asked.
+    shift = assess_label_shift(oof[rows], data.train.labels[rows], test, data.classes, correction=label_shift,
+                               corrected_path=paths.preds_label_shift)
+    sidecar["label_shift"] = shift.record
+    log.log(logging.INFO if shift.clear or shift.corrected else logging.DEBUG, "run %s: %s", paths.name, shift.message)
     artifacts.save_npy(paths.oof, oof)
     artifacts.save_npy(paths.preds, test)
-    artifacts.save_csv(paths.submission, make_submission(data, test))
+    save_corrected(paths.preds_label_shift, shift)
+    artifacts.save_csv(paths.submission, make_submission(data, shift.test))
     artifacts.save_csv(paths.metrics, pd.concat([pd.read_csv(paths.fold_metrics(k)) for k in trained]))
     artifacts.save_json(paths.sidecar, sidecar)  # last: marks the run finished
     log.debug("run %s: CV %s %.4f (pooled OOF), %.4f +- %.4f (mean of folds)", paths.name, metric.name,
