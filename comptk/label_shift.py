@@ -43,7 +43,7 @@ CALIBRATIONS = ("auto", "none", "temperature", "temperature+bias")
 #   correction, which flips every prediction whose top-two margin is smaller. Only classes holding at
 #   least half an even share (1 / 2C) in either prior count, so one tiny class's noisy estimate does not
 #   decide alone (it still counts through the TV distance);
-# - and the TV distance exceeds 3x what drawing n_test labels from the estimated prior gives by chance,
+# - and the TV distance exceeds 3x what drawing n_test labels from the train prior gives by chance,
 #   so a few dozen test rows never "show" a shift.
 TV_CLEAR, RATIO_CLEAR, NOISE_FACTOR = 0.1, 2.0, 3.0
 
@@ -57,6 +57,10 @@ TV_CLEAR, RATIO_CLEAR, NOISE_FACTOR = 0.1, 2.0, 3.0
 ECE_LIMIT, PRIOR_GAP_LIMIT = 0.03, 0.02
 
 EM_TOL, EM_MAX_ITER = 1e-6, 1000
+# A model whose calibrated OOF log loss is not at least 10% under the train prior's entropy carries too
+# little information for EM (a 1-epoch model that predicts one class); a weak but useful model (50%
+# accuracy on 10 classes) is far above it (~40%).
+MIN_EXPLAINED = 0.1
 LOG_FLOOR = 1e-12  # log(0) guard: a probability of exactly 0 becomes a logit of -27.6
 
 
@@ -276,8 +280,9 @@ class LabelShift:
     record: dict[str, Any]  # the sidecar's "label_shift" value
     test: np.ndarray  # the test probabilities to submit: corrected when asked, else the input as given
     corrected: bool
-    clear: bool  # the estimated test prior differs clearly from train's
+    clear: bool  # the estimated test prior differs clearly from train's (and the estimate is reliable)
     message: str  # one line for the run / blend summary
+    notable: bool = False  # worth a line in the summary (clear, or a correction was asked for)
 
 
 def _shift_stats(train_prior: np.ndarray, test_prior: np.ndarray, n_test: int) -> dict[str, Any]:
@@ -287,8 +292,9 @@ def _shift_stats(train_prior: np.ndarray, test_prior: np.ndarray, n_test: int) -
     down = np.divide(train_prior, test_prior, out=np.full(n_classes, np.inf), where=test_prior > 0)
     ratio = np.minimum(np.where(counted, np.maximum(up, down), 0.0), 1e6)  # a prior EM drove to ~0: finite in JSON
     worst = int(ratio.argmax())
-    # Mean |empirical - true| proportion of n draws is ~ sqrt(2 q (1 - q) / (pi n)) per class.
-    noise = float(0.5 * np.sqrt(2 * test_prior * (1 - test_prior) / (np.pi * max(n_test, 1))).sum())
+    # The TV that n_test labels drawn from the train prior show by chance (the null of no shift): the
+    # mean |empirical - true| proportion of n draws is ~ sqrt(2 p (1 - p) / (pi n)) per class.
+    noise = float(0.5 * np.sqrt(2 * train_prior * (1 - train_prior) / (np.pi * max(n_test, 1))).sum())
     return {"tv_distance": tv_distance(train_prior, test_prior), "max_ratio": float(ratio[worst]),
             "max_ratio_class": worst, "tv_sampling_noise": noise}
 
@@ -326,15 +332,19 @@ def assess_label_shift(
     em = em_prior(calibrated, train_prior)
     bbse = bbse_prior(oof, y, test)  # the model's own hard predictions: independent of the calibration
     stats = _shift_stats(train_prior, em.prior, len(test))
-    clear = bool((stats["tv_distance"] > TV_CLEAR or stats["max_ratio"] > RATIO_CLEAR)
+    problems = _unreliable(em, fitted, train_prior)
+    clear = bool(not problems and (stats["tv_distance"] > TV_CLEAR or stats["max_ratio"] > RATIO_CLEAR)
                  and stats["tv_distance"] > NOISE_FACTOR * stats["tv_sampling_noise"])
-    corrected = correction == "em"
+    corrected = correction == "em" and not problems
     out = prior_corrected(calibrated, train_prior, em.prior) if corrected else test_proba
     worst = stats["max_ratio_class"]
     record = {
         "estimator": "em",
-        "correction": correction,
+        "correction": correction,  # as asked
+        "corrected": corrected,  # as done: never on an unreliable estimate
         "clear": clear,
+        "reliable": not problems,
+        "problems": problems,
         "n_oof_rows": int(len(y)),
         "n_test": int(len(test)),
         "train_prior": _distribution(train_prior, classes),
@@ -349,12 +359,16 @@ def assess_label_shift(
         "calibration": fitted.record,
         "corrected_preds": str(corrected_path) if corrected and corrected_path else None,
         "criterion": f"clear when (TV > {TV_CLEAR} or a class's prior changes more than {RATIO_CLEAR:g}x, classes "
-                     f"with at least 1/(2C) in either prior) and TV > {NOISE_FACTOR:g}x the TV that drawing n_test "
-                     f"labels gives by chance; train prior = the OOF rows' label frequencies",
+                     f"with at least 1/(2C) in either prior) and TV > {NOISE_FACTOR:g}x the TV that n_test labels "
+                     f"drawn from the train prior show by chance; train prior = the OOF rows' label frequencies",
     }
     change = (f"TV {stats['tv_distance']:.3f}; '{classes[worst]}' {train_prior[worst]:.3f} -> {em.prior[worst]:.3f}"
               + ("" if bbse is None else f"; BBSE within TV {record['bbse_tv_to_em']:.3f}"))
-    if clear:
+    if problems:
+        message = f"label shift: no reliable estimate ({'; '.join(problems)})"
+        if correction != "none":
+            message += "; test probabilities NOT corrected"
+    elif clear:
         message = f"label shift: the estimated test prior differs clearly from train's ({change})"
     else:
         message = f"label shift: none clear ({change})"
@@ -363,7 +377,24 @@ def assess_label_shift(
     elif clear:
         message += "; correct them with --label-shift em (label_shift='em')"
     record["summary"] = message
-    return LabelShift(record, out, corrected, clear, message)
+    return LabelShift(record, out, corrected, clear, message, notable=clear or correction != "none")
+
+
+def _unreliable(em: EmResult, fitted: Calibration, train_prior: np.ndarray) -> list[str]:
+    """Why the EM estimate cannot be trusted, if it cannot: EM did not converge, or the calibrated OOF
+    probabilities hardly beat the train prior (then every test prior fits them about equally well, and
+    EM follows whatever the model does on test images, e.g. one class for all)."""
+    problems = []
+    if not em.converged:
+        problems.append(f"EM did not converge in {em.n_iter} iterations")
+    entropy = float(-(train_prior[train_prior > 0] * np.log(train_prior[train_prior > 0])).sum())
+    log_loss = fitted.record.get("after", fitted.record["before"])["log_loss"]
+    explained = 1 - log_loss / entropy if entropy > 0 else 0.0
+    if explained < MIN_EXPLAINED:
+        problems.append(f"the calibrated OOF probabilities explain {explained:.0%} of the label entropy "
+                        f"(log loss {log_loss:.3f} vs {entropy:.3f} for the train prior alone; at least "
+                        f"{MIN_EXPLAINED:.0%} needed)")
+    return problems
 
 
 def save_corrected(path: str | Path, shift: LabelShift) -> None:

@@ -175,6 +175,21 @@ def test_assess_says_clear_only_for_a_real_shift_and_corrects_only_when_asked(sh
         assess_label_shift(oof, y_oof, test, list("abcd"), correction="bbse")
 
 
+def test_an_uninformative_model_gets_no_estimate_and_no_correction(shifted):
+    """Posteriors that hardly beat the train prior fit every test prior about equally: EM would follow
+    whatever the model does on test images, so nothing is corrected and the summary says why."""
+    x_oof, y_oof, x_test, _ = shifted
+    rng = np.random.default_rng(2)
+    flat = np.tile(LONG_TAIL, (len(y_oof), 1)) * rng.uniform(0.95, 1.05, (len(y_oof), N_CLASSES))
+    flat /= flat.sum(1, keepdims=True)
+    test = np.tile([[0.1, 0.1, 0.1, 0.7]], (500, 1))  # the model says one class for every test image
+    shift = assess_label_shift(flat, y_oof, test, list("abcd"), correction="em")
+    assert not shift.record["reliable"]
+    assert not shift.corrected and not shift.clear and shift.notable and shift.test is test
+    assert shift.record["problems"] and "NOT corrected" in shift.message and "label entropy" in shift.message
+    assert shift.record["corrected_preds"] is None
+
+
 def test_the_cli_offers_the_library_corrections():
     for command in ("train", "ensemble"):
         option = next(p for p in main.commands[command].params if p.name == "label_shift")
@@ -189,7 +204,7 @@ def invoke(*args):
 
 def test_train_label_shift_em_writes_corrected_preds_and_submission(tmp_path):
     root = make_tiny(tmp_path / "tiny")
-    common = ["--workdir", root, "--folds", "2", "--quiet", "--no-plots"]
+    common = ["--workdir", root, "--folds", "2", "--epochs", "4", "--quiet", "--no-plots"]  # 4: informative
     plain = invoke("train", root, "--name", "plain", *common)
     em = invoke("train", root, "--name", "em", "--label-shift", "em", *common)
     assert plain.exit_code == 0 and em.exit_code == 0, plain.output + em.output

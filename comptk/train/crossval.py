@@ -404,7 +404,7 @@ def _finish(
     shift = assess_label_shift(oof[rows], data.train.labels[rows], test, data.classes, correction=label_shift,
                                corrected_path=paths.preds_label_shift)
     sidecar["label_shift"] = shift.record
-    log.log(logging.INFO if shift.clear or shift.corrected else logging.DEBUG, "run %s: %s", paths.name, shift.message)
+    log.log(logging.INFO if shift.notable else logging.DEBUG, "run %s: %s", paths.name, shift.message)
     artifacts.save_npy(paths.oof, oof)
     artifacts.save_npy(paths.preds, test)
     save_corrected(paths.preds_label_shift, shift)
