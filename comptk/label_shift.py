@@ -16,8 +16,10 @@ prior and ``q`` the test prior. ``q`` is unknown; two estimators:
 
 ``assess_label_shift`` is the one entry point (train, ensemble, and later auto call it): it returns
 the sidecar's ``label_shift`` record, a one-line summary and, when asked, the corrected test
-probabilities. OOF probabilities are never corrected: they follow the train prior, as they should.
-Only numpy and scipy: usable without the training stack.
+probabilities. An estimate is never applied when it is not reliable: EM did not converge, or the
+model cannot tell some classes apart on OOF rows (their test shares are then not identified; a few
+epochs on a long-tailed set that never predict the rare classes). OOF probabilities are never
+corrected: they follow the train prior, as they should. numpy and scipy only (no torch).
 """
 
 from __future__ import annotations
@@ -57,10 +59,13 @@ TV_CLEAR, RATIO_CLEAR, NOISE_FACTOR = 0.1, 2.0, 3.0
 ECE_LIMIT, PRIOR_GAP_LIMIT = 0.03, 0.02
 
 EM_TOL, EM_MAX_ITER = 1e-6, 1000
-# A model whose calibrated OOF log loss is not at least 10% under the train prior's entropy carries too
-# little information for EM (a 1-epoch model that predicts one class); a weak but useful model (50%
-# accuracy on 10 classes) is far above it (~40%).
-MIN_EXPLAINED = 0.1
+# Identifiability: with calibrated posteriors the mean test posterior is about M q, M[i, j] the mean calibrated
+# OOF probability of class i on rows of class j (soft_confusion), so q is pinned down by inverting M. When M's
+# smallest singular value is under 0.1, an error of 1% in the mean test posterior (model mismatch, test
+# crops) can move q by 10 points or more: some classes' shares are not identified (a model that cannot
+# tell them apart, e.g. never predicts the rare classes after a few epochs). Exact Gaussian posteriors of
+# four overlapping classes give ~0.2; an uninformative model gives 0.
+MIN_SINGULAR_VALUE = 0.1
 LOG_FLOOR = 1e-12  # log(0) guard: a probability of exactly 0 becomes a logit of -27.6
 
 
@@ -142,18 +147,31 @@ def em_prior(test_proba: np.ndarray, train_prior: np.ndarray, *, tol: float = EM
 def bbse_prior(oof_proba: np.ndarray, y: np.ndarray, test_proba: np.ndarray) -> np.ndarray | None:
     """The test prior by BBSE (Lipton et al. 2018) from hard predictions: ``w = C^-1 mu``, with
     ``C[i, j]`` the OOF frequency of (predicted i, true j) and ``mu[i]`` the test frequency of
-    predicted i; ``q = w * train_prior`` clipped at 0 and renormalised. None when ``C`` is singular
-    (a class never predicted on OOF rows): the estimate is not identified."""
+    predicted i; ``q = w * train_prior`` clipped at 0 and renormalised. Classes without OOF rows get 0.
+    None when ``C`` is singular (a class never predicted on OOF rows): the estimate is not identified."""
     n_classes = oof_proba.shape[1]
     y = np.asarray(y, dtype=np.int64)
+    present = np.flatnonzero(np.bincount(y, minlength=n_classes) > 0)
     joint = np.zeros((n_classes, n_classes))
     np.add.at(joint, (np.asarray(oof_proba).argmax(axis=1), y), 1.0)
-    joint /= max(len(y), 1)
-    if np.linalg.matrix_rank(joint) < n_classes:
+    joint = joint[np.ix_(present, present)] / max(len(y), 1)
+    if np.linalg.matrix_rank(joint) < len(present):
         return None
-    mu = np.bincount(np.asarray(test_proba).argmax(axis=1), minlength=n_classes) / max(len(test_proba), 1)
-    q = np.clip(np.linalg.solve(joint, mu) * class_prior(y, n_classes), 0.0, None)
+    mu = np.bincount(np.asarray(test_proba).argmax(axis=1), minlength=n_classes)[present] / max(len(test_proba), 1)
+    q = np.zeros(n_classes)
+    q[present] = np.clip(np.linalg.solve(joint, mu) * class_prior(y, n_classes)[present], 0.0, None)
     return q / q.sum() if q.sum() > 0 else None
+
+
+def soft_confusion(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """M[i, j]: mean probability of class i on the rows of class j (columns sum to 1; a class without
+    rows gets a zero column)."""
+    proba = np.asarray(proba, dtype=np.float64)
+    n_classes = proba.shape[1]
+    onehot = np.zeros((len(y), n_classes))
+    onehot[np.arange(len(y)), np.asarray(y, np.int64)] = 1.0
+    counts = onehot.sum(axis=0)
+    return (proba.T @ onehot) / np.where(counts > 0, counts, 1.0)
 
 
 # ---------------------------------------------------------------- calibration on OOF rows
@@ -244,7 +262,7 @@ def calibration_checks(proba: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def calibrate(oof_proba: np.ndarray, y: np.ndarray, mode: str = "auto") -> Calibration:
-    """Check calibration on OOF rows and fit what EM needs (the docstring of ECE_LIMIT above says when).
+    """Check calibration on OOF rows and fit what EM needs (the comment at ECE_LIMIT says when).
     ``mode``: auto, none, temperature or temperature+bias (fit that regardless of the checks)."""
     if mode not in CALIBRATIONS:
         raise ComptkError(f"calibration '{mode}': choose one of {', '.join(CALIBRATIONS)}")
@@ -332,7 +350,8 @@ def assess_label_shift(
     em = em_prior(calibrated, train_prior)
     bbse = bbse_prior(oof, y, test)  # the model's own hard predictions: independent of the calibration
     stats = _shift_stats(train_prior, em.prior, len(test))
-    problems = _unreliable(em, fitted, train_prior)
+    identifiability = _identifiability(fitted.apply(oof), y, classes)
+    problems = _unreliable(em, identifiability)
     clear = bool(not problems and (stats["tv_distance"] > TV_CLEAR or stats["max_ratio"] > RATIO_CLEAR)
                  and stats["tv_distance"] > NOISE_FACTOR * stats["tv_sampling_noise"])
     corrected = correction == "em" and not problems
@@ -345,8 +364,8 @@ def assess_label_shift(
         "clear": clear,
         "reliable": not problems,
         "problems": problems,
-        "n_oof_rows": int(len(y)),
-        "n_test": int(len(test)),
+        "n_oof_rows": len(y),
+        "n_test": len(test),
         "train_prior": _distribution(train_prior, classes),
         "test_prior": _distribution(em.prior, classes),
         "bbse_prior": _distribution(bbse, classes),
@@ -356,6 +375,7 @@ def assess_label_shift(
         "tv_sampling_noise": stats["tv_sampling_noise"],
         "bbse_tv_to_em": None if bbse is None else tv_distance(bbse, em.prior),
         "em": {"n_iter": em.n_iter, "converged": em.converged, "tol": EM_TOL},
+        "identifiability": identifiability,
         "calibration": fitted.record,
         "corrected_preds": str(corrected_path) if corrected and corrected_path else None,
         "criterion": f"clear when (TV > {TV_CLEAR} or a class's prior changes more than {RATIO_CLEAR:g}x, classes "
@@ -380,20 +400,28 @@ def assess_label_shift(
     return LabelShift(record, out, corrected, clear, message, notable=clear or correction != "none")
 
 
-def _unreliable(em: EmResult, fitted: Calibration, train_prior: np.ndarray) -> list[str]:
-    """Why the EM estimate cannot be trusted, if it cannot: EM did not converge, or the calibrated OOF
-    probabilities hardly beat the train prior (then every test prior fits them about equally well, and
-    EM follows whatever the model does on test images, e.g. one class for all)."""
+def _identifiability(calibrated_oof: np.ndarray, y: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
+    """How well the calibrated OOF probabilities pin down a test prior (see MIN_SINGULAR_VALUE)."""
+    present = np.flatnonzero(np.bincount(y, minlength=len(classes)) > 0)  # a class without rows stays at 0
+    m = soft_confusion(calibrated_oof, y)[np.ix_(present, present)]
+    recall = np.diag(m)
+    worst = int(recall.argmin())
+    return {"min_singular_value": float(np.linalg.svd(m, compute_uv=False).min()),
+            "least_recognised_class": classes[present[worst]], "its_mean_probability_on_its_rows": float(recall[worst])}
+
+
+def _unreliable(em: EmResult, identifiability: dict[str, Any]) -> list[str]:
+    """Why the EM estimate cannot be trusted, if it cannot."""
     problems = []
     if not em.converged:
         problems.append(f"EM did not converge in {em.n_iter} iterations")
-    entropy = float(-(train_prior[train_prior > 0] * np.log(train_prior[train_prior > 0])).sum())
-    log_loss = fitted.record.get("after", fitted.record["before"])["log_loss"]
-    explained = 1 - log_loss / entropy if entropy > 0 else 0.0
-    if explained < MIN_EXPLAINED:
-        problems.append(f"the calibrated OOF probabilities explain {explained:.0%} of the label entropy "
-                        f"(log loss {log_loss:.3f} vs {entropy:.3f} for the train prior alone; at least "
-                        f"{MIN_EXPLAINED:.0%} needed)")
+    if identifiability["min_singular_value"] < MIN_SINGULAR_VALUE:
+        problems.append(
+            f"the model cannot tell some classes apart on OOF rows (smallest singular value of the soft confusion "
+            f"matrix {identifiability['min_singular_value']:.3f} < {MIN_SINGULAR_VALUE}; e.g. "
+            f"'{identifiability['least_recognised_class']}' gets mean probability "
+            f"{identifiability['its_mean_probability_on_its_rows']:.2f} on its own rows), so their test shares "
+            f"are not identified")
     return problems
 
 

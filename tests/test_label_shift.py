@@ -67,7 +67,7 @@ def shifted():
 
 
 def test_em_recovers_the_test_prior_from_calibrated_posteriors(shifted):
-    x_oof, y_oof, x_test, y_test = shifted
+    x_oof, _, x_test, y_test = shifted
     em = em_prior(posterior(x_test, LONG_TAIL), LONG_TAIL)
     assert em.converged and 1 < em.n_iter < 1000
     assert tv_distance(em.prior, class_prior(y_test, N_CLASSES)) < 0.03
@@ -175,19 +175,40 @@ def test_assess_says_clear_only_for_a_real_shift_and_corrects_only_when_asked(sh
         assess_label_shift(oof, y_oof, test, list("abcd"), correction="bbse")
 
 
-def test_an_uninformative_model_gets_no_estimate_and_no_correction(shifted):
-    """Posteriors that hardly beat the train prior fit every test prior about equally: EM would follow
-    whatever the model does on test images, so nothing is corrected and the summary says why."""
+def test_classes_the_model_cannot_tell_apart_get_no_estimate_and_no_correction(shifted):
+    """A model that never tells classes c and d apart: their test shares are not identified (only their
+    sum is), so nothing is corrected and the summary says why."""
     x_oof, y_oof, x_test, _ = shifted
-    rng = np.random.default_rng(2)
-    flat = np.tile(LONG_TAIL, (len(y_oof), 1)) * rng.uniform(0.95, 1.05, (len(y_oof), N_CLASSES))
-    flat /= flat.sum(1, keepdims=True)
-    test = np.tile([[0.1, 0.1, 0.1, 0.7]], (500, 1))  # the model says one class for every test image
-    shift = assess_label_shift(flat, y_oof, test, list("abcd"), correction="em")
-    assert not shift.record["reliable"]
+
+    def merged(x):
+        p = posterior(x, LONG_TAIL)
+        p[:, 2:] = p[:, 2:].mean(axis=1, keepdims=True)
+        return p
+
+    test = merged(x_test)
+    shift = assess_label_shift(merged(x_oof), y_oof, test, list("abcd"), correction="em")
+    assert not shift.record["reliable"] and shift.record["identifiability"]["min_singular_value"] < 0.01
     assert not shift.corrected and not shift.clear and shift.notable and shift.test is test
-    assert shift.record["problems"] and "NOT corrected" in shift.message and "label entropy" in shift.message
     assert shift.record["corrected_preds"] is None
+    assert "NOT corrected" in shift.message and "cannot tell some classes apart" in shift.message
+    # the exact posteriors of the same rows are fine
+    fine = assess_label_shift(posterior(x_oof, LONG_TAIL), y_oof, posterior(x_test, LONG_TAIL), list("abcd"))
+    assert fine.record["reliable"] and fine.record["identifiability"]["min_singular_value"] > 0.15
+
+
+def test_a_class_without_training_rows_stays_at_zero_and_does_not_block_the_estimate():
+    rng = np.random.default_rng(3)
+
+    def proba(labels):
+        z = rng.normal(size=(len(labels), 4))
+        z[np.arange(len(labels)), labels] += 3
+        z[:, 3] -= 5  # class d: declared, never in the data
+        return np.exp(z) / np.exp(z).sum(1, keepdims=True)
+
+    y, y_test = rng.integers(0, 3, 900), rng.choice(3, 600, p=[0.7, 0.2, 0.1])
+    shift = assess_label_shift(proba(y), y, proba(y_test), list("abcd"), correction="em")
+    assert shift.corrected and shift.record["test_prior"]["d"] == 0 and shift.record["bbse_prior"]["d"] == 0
+    assert tv_distance(list(shift.record["test_prior"].values()), [0.7, 0.2, 0.1, 0]) < 0.05
 
 
 def test_the_cli_offers_the_library_corrections():
@@ -204,7 +225,8 @@ def invoke(*args):
 
 def test_train_label_shift_em_writes_corrected_preds_and_submission(tmp_path):
     root = make_tiny(tmp_path / "tiny")
-    common = ["--workdir", root, "--folds", "2", "--epochs", "4", "--quiet", "--no-plots"]  # 4: informative
+    # 8 epochs at lr 0.01 tell the three colours apart (an estimate that is not identified is never applied)
+    common = ["--workdir", root, "--folds", "2", "--epochs", "8", "--lr", "0.01", "--quiet", "--no-plots"]
     plain = invoke("train", root, "--name", "plain", *common)
     em = invoke("train", root, "--name", "em", "--label-shift", "em", *common)
     assert plain.exit_code == 0 and em.exit_code == 0, plain.output + em.output
@@ -214,7 +236,8 @@ def test_train_label_shift_em_writes_corrected_preds_and_submission(tmp_path):
     paths = artifacts.RunPaths(root, "em")
     meta = json.loads(paths.sidecar.read_text())
     shift = meta["label_shift"]
-    assert shift["correction"] == "em" and shift["corrected_preds"] == str(paths.preds_label_shift)
+    assert shift["correction"] == "em" and shift["corrected"] and shift["reliable"]
+    assert shift["corrected_preds"] == str(paths.preds_label_shift)
     assert list(shift["test_prior"]) == list(data.classes) and shift["n_test"] == len(data.test.ids)
     assert "test probabilities corrected" in paths.log.read_text()
     # preds/RUN.npy and the OOF stay the model's own (fold mean), the corrected copy feeds the submission
