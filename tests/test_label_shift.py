@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import make_tiny
 
-from comptk import ComptkError, artifacts
+from comptk import ComptkError, artifacts, run_cv
 from comptk.cli import main
 from comptk.competition import load_competition
 from comptk.data.folds import folds_digest
@@ -257,6 +257,9 @@ def test_train_label_shift_em_writes_corrected_preds_and_submission(tmp_path):
     # the same training either way: the option is post-processing, not a training setting
     assert np.array_equal(np.load(paths.oof), np.load(plain_paths.oof))
     assert meta["config"] == plain_meta["config"]
+    with pytest.raises(ComptkError, match="label_shift 'x': choose one of none, em"):
+        run_cv(str(root), {"n_folds": 2}, workdir=root, name="bad", label_shift="x")
+    assert not artifacts.RunPaths(root, "bad").run_dir.exists()  # refused before anything is written
 
 
 def test_ensemble_label_shift_em_corrects_the_blend_submission_only(tmp_path):
