@@ -299,8 +299,7 @@ class LabelShift:
     test: np.ndarray  # the test probabilities to submit: corrected when asked, else the input as given
     corrected: bool
     clear: bool  # the estimated test prior differs clearly from train's (and the estimate is reliable)
-    message: str  # one line for the run / blend summary
-    notable: bool = False  # worth a line in the summary (clear, or a correction was asked for)
+    message: str  # one line for the run / blend summary (summary_line says when it is shown)
 
 
 def _shift_stats(train_prior: np.ndarray, test_prior: np.ndarray, n_test: int) -> dict[str, Any]:
@@ -397,7 +396,7 @@ def assess_label_shift(
     elif clear:
         message += "; correct them with --label-shift em (label_shift='em')"
     record["summary"] = message
-    return LabelShift(record, out, corrected, clear, message, notable=clear or correction != "none")
+    return LabelShift(record, out, corrected, clear, message)
 
 
 def _identifiability(calibrated_oof: np.ndarray, y: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
@@ -423,6 +422,14 @@ def _unreliable(em: EmResult, identifiability: dict[str, Any]) -> list[str]:
             f"{identifiability['its_mean_probability_on_its_rows']:.2f} on its own rows), so their test shares "
             f"are not identified")
     return problems
+
+
+def summary_line(record: dict[str, Any] | None) -> str | None:
+    """The sidecar record's one line when a run or blend summary should show it: the shift is clear, or
+    a correction was asked for (done or refused); None otherwise (it stays in the sidecar and log)."""
+    if not record or not (record.get("clear") or record.get("correction", "none") != "none"):
+        return None
+    return record["summary"]
 
 
 def save_corrected(path: str | Path, shift: LabelShift) -> None:

@@ -27,6 +27,7 @@ from comptk.label_shift import (
     expected_calibration_error,
     fit_temperature,
     prior_corrected,
+    summary_line,
     tv_distance,
 )
 
@@ -169,6 +170,7 @@ def test_assess_says_clear_only_for_a_real_shift_and_corrects_only_when_asked(sh
     x_same, _ = draw(rng, LONG_TAIL, 3000)
     same = assess_label_shift(oof, y_oof, posterior(x_same, LONG_TAIL), list("abcd"))
     assert not same.clear and same.record["tv_distance"] < 0.05 and "none clear" in same.message
+    assert summary_line(same.record) is None and summary_line(shift.record) == shift.message
     few = assess_label_shift(oof, y_oof, test[:12], list("abcd"))  # 12 test rows show nothing for sure
     assert not few.clear and few.record["tv_distance"] < 3 * few.record["tv_sampling_noise"]
     with pytest.raises(ComptkError, match="choose one of none, em"):
@@ -188,7 +190,8 @@ def test_classes_the_model_cannot_tell_apart_get_no_estimate_and_no_correction(s
     test = merged(x_test)
     shift = assess_label_shift(merged(x_oof), y_oof, test, list("abcd"), correction="em")
     assert not shift.record["reliable"] and shift.record["identifiability"]["min_singular_value"] < 0.01
-    assert not shift.corrected and not shift.clear and shift.notable and shift.test is test
+    assert not shift.corrected and not shift.clear and shift.test is test
+    assert summary_line(shift.record) == shift.message  # shown: a correction was asked for and refused
     assert shift.record["corrected_preds"] is None
     assert "NOT corrected" in shift.message and "cannot tell some classes apart" in shift.message
     # the exact posteriors of the same rows are fine

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..label_shift import summary_line
 from .crossfit import MethodResult
 from .validate import Members
 
@@ -125,8 +126,8 @@ def to_text(report: dict) -> str:
     lines += table(_method_header(report), [_method_cells(r) for r in report["methods"]]) + [""]
     lines += ["in-sample: fitted and scored on the same OOF rows (optimistic); cross-validated: fitted on the "
               "other folds, scored on the held-out fold, pooled (used to compare)"]
-    if report.get("label_shift"):
-        lines += [report["label_shift"]["summary"]]
+    if shift := summary_line(report.get("label_shift")):
+        lines += [shift]
     return "\n".join(lines)
 
 

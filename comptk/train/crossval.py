@@ -24,7 +24,7 @@ from ..data.layouts import read_data
 from ..data.tables import CompetitionData
 from ..errors import ComptkError
 from ..experiments.trackers import Tracker, open_tracker
-from ..label_shift import CORRECTIONS, assess_label_shift, save_corrected
+from ..label_shift import CORRECTIONS, assess_label_shift, save_corrected, summary_line
 from ..metrics import get_metric
 from ..submission import make_submission
 from .augment import train_transform
@@ -66,9 +66,10 @@ class RunResult:
         if self.partial:
             trained = artifacts.folds_trained(self.sidecar)
             partial = f" [partial: {_trained_folds(trained, self.sidecar['n_folds'])}]"
+        shift = summary_line(self.sidecar.get("label_shift"))
         return (f"run {self.name}: CV {self.sidecar['metric']} {cv['oof']:.4f} (pooled OOF), "
                 f"{cv['mean_of_folds']:.4f} +- {cv['std_of_folds']:.4f} (mean of folds){partial}\n"
-                f"submission: {self.paths.submission}")
+                + (f"{shift}\n" if shift else "") + f"submission: {self.paths.submission}")
 
 
 def fold_label(k: int, n_folds: int) -> str:
@@ -404,7 +405,7 @@ def _finish(
     shift = assess_label_shift(oof[rows], data.train.labels[rows], test, data.classes, correction=label_shift,
                                corrected_path=paths.preds_label_shift)
     sidecar["label_shift"] = shift.record
-    log.log(logging.INFO if shift.notable else logging.DEBUG, "run %s: %s", paths.name, shift.message)
+    log.debug("run %s: %s", paths.name, shift.message)  # the summary shows it when it matters
     artifacts.save_npy(paths.oof, oof)
     artifacts.save_npy(paths.preds, test)
     save_corrected(paths.preds_label_shift, shift)
