@@ -32,6 +32,8 @@ _EXPORTS = {
     "run_cv": "comptk.train.crossval",
     "prepare": "comptk.datasets",
     "score_submission": "comptk.submission",
+    "assess_label_shift": "comptk.label_shift",
+    "prior_corrected": "comptk.label_shift",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

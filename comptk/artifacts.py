@@ -6,6 +6,7 @@ Layout under the work directory:
     oof/RUN.json        sidecar: the run record (RunRecord below): classes, data digests, CV, config, versions,
                         timings; written and read only here (write_record / read_record)
     preds/RUN.npy       N_test x C float32 test probabilities (fold mean), test-CSV row order
+    preds/label_shift/RUN.npy  the same corrected for the estimated test class prior (--label-shift em)
     submissions/RUN.csv the sample submission's format
     runs/RUN/           config.json, log.txt, metrics.csv, fold<k>/{model.safetensors, metrics.csv, oof.npy, test.npy,
                         result.json}, plots: learning_curves.png, confusion_matrix.png, per_class_f1.png
@@ -202,6 +203,11 @@ class RunPaths:
         return Path(self.workdir) / "preds" / f"{self.name}.npy"
 
     @property
+    def preds_label_shift(self) -> Path:
+        """Test probabilities corrected for the estimated test class prior (``--label-shift em``)."""
+        return Path(self.workdir) / "preds" / "label_shift" / f"{self.name}.npy"
+
+    @property
     def submission(self) -> Path:
         return Path(self.workdir) / "submissions" / f"{self.name}.csv"
 
@@ -378,12 +384,12 @@ _RUN_KEYS = ("version", "name", "kind", "competition", "competition_file", "clas
              "test_ids_digest", "train_labels_digest", "train_images_digest", "test_images_digest", "folds_digest",
              "test_time", "augment_pipeline", "pseudo_labels", "label_fixes", "metric", "n_train", "n_test",
              "n_folds", "folds_trained", "partial", "folds_file", "data_dir", "cv", "folds", "config", "seed",
-             "folds_seed", "versions", "torch_threads", "timings", "artifacts", "finished_at")
+             "folds_seed", "versions", "torch_threads", "timings", "artifacts", "finished_at", "label_shift")
 _BLEND_KEYS = ("version", "name", "kind", "competition", "competition_file", "classes", "train_ids_digest",
                "test_ids_digest", "train_labels_digest", "folds_digest", "metric", "n_train", "n_test", "n_folds",
                "folds_file", "data_dir", "cv", "method", "members", "weights", "class_bias", "methods", "config",
-               "seed", "versions", "timings", "artifacts", "finished_at")
-_OMITTED_WHEN_NONE = ("pseudo_labels", "label_fixes", "train_labels_digest", "folds_seed")  # written only when known
+               "seed", "versions", "timings", "artifacts", "finished_at", "label_shift")
+_OMITTED_WHEN_NONE = ("pseudo_labels", "label_fixes", "train_labels_digest", "folds_seed", "label_shift")  # written only when known
 
 
 @dataclass(frozen=True)
@@ -467,6 +473,7 @@ class RunRecord:
     timings: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)  # paths of the files the run wrote
     finished_at: str | None = None
+    label_shift: dict[str, Any] | None = None  # the test prior estimated against train's (label_shift.py)
 
     @property
     def is_blend(self) -> bool:
@@ -534,7 +541,7 @@ def _plain(value: Any) -> Any:
 
 
 _TUPLE_KEYS = ("classes", "folds_trained", "folds", "members", "label_fixes")
-_DICT_KEYS = ("test_time", "pseudo_labels", "weights", "class_bias", "methods", "config", "versions", "timings",
+_DICT_KEYS = ("label_shift", "test_time", "pseudo_labels", "weights", "class_bias", "methods", "config", "versions", "timings",
               "artifacts")
 _INT_KEYS = ("n_train", "n_test", "n_folds", "seed", "folds_seed", "torch_threads")
 

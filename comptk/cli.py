@@ -104,6 +104,11 @@ plots_option = click.option("--plots/--no-plots", default=True, show_default=Tru
 storage_option = click.option(
     "--storage", help="Optuna storage of the study (default WORKDIR/tune/studies.db): sqlite:///FILE.db, "
     "postgresql://USER:PASS@HOST/DB to share a study between machines, or journal:FILE.")
+label_shift_option = click.option(
+    "--label-shift", type=click.Choice(["none", "em"]), default="none", show_default=True,
+    help="em: correct the test probabilities and submission for the test set's class prior, estimated by EM "
+         "(Saerens et al. 2002) on OOF-calibrated probabilities; OOF and preds/NAME.npy stay uncorrected. "
+         "The estimate is always in the sidecar's label_shift.")
 
 
 def name_option(text: str) -> Callable:
@@ -233,10 +238,11 @@ def prepare(name: str, workdir: Path, train_n: int | None, test_n: int | None, s
               help="Keep decoded images in WORKDIR/cache/images and reuse them (never changes results).")
 @tracker_option
 @plots_option
+@label_shift_option
 @setting_options
 def train(competition: str | None, workdir: Path, data_dir: Path | None, name: str | None,
           settings_file: Path | None, from_study: str | None, storage: str | None, folds_subset: str | None,
-          quiet: bool, cache: bool, tracker: str, plots: bool, **settings) -> None:
+          quiet: bool, cache: bool, tracker: str, plots: bool, label_shift: str, **settings) -> None:
     """Train K-fold models; write OOF/test probabilities, CV, a submission and plots.
 
     Settings: code defaults < the competition's [train] table < --settings < --from-study < flags.
@@ -247,7 +253,7 @@ def train(competition: str | None, workdir: Path, data_dir: Path | None, name: s
     base = base_settings(settings_file, from_study, storage=storage, workdir=workdir)
     result = run_cv(competition, settings, base=base, workdir=workdir, data_dir=data_dir, name=name,
                     progress=not quiet, folds_subset=parse_folds_subset(folds_subset), tracker=tracker, plots=plots,
-                    cache=cache)
+                    cache=cache, label_shift=label_shift)
     click.echo(result.summary())
 
 
@@ -280,6 +286,7 @@ def score(submission: Path, answers: Path, metric: str | None) -> None:
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="Also fit and report the other methods.")
 @click.option("--force", is_flag=True, help="Overwrite an existing blend of this name.")
+@label_shift_option
 def ensemble(members: tuple[Path, ...], meta_params: str | None, **options) -> None:
     """Blend finished runs' OOF/test probabilities (MEMBERS: oof/RUN.npy files) into a submission.
 
@@ -472,8 +479,9 @@ def inspect_command(competition: str | None, workdir: Path, data_dir: Path | Non
 @name_option("Name of the blend and prefix of its members (default: auto-COMPETITION); the same name resumes.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Pin a training setting for every member (repeatable), e.g. --set batch_size=64.")
+@label_shift_option
 def auto(competition: str | None, budget: str, preset: str, workdir: Path, data_dir: Path | None, name: str | None,
-         assignments: tuple[str, ...]) -> None:
+         assignments: tuple[str, ...], label_shift: str) -> None:
     """The best submission in a time budget: measure, plan members, train them K-fold, blend.
 
     \b
@@ -484,4 +492,4 @@ def auto(competition: str | None, budget: str, preset: str, workdir: Path, data_
     from .config import parse_assignment
 
     run_auto(competition, budget=budget, preset=preset, workdir=workdir, data_dir=data_dir, name=name,
-             settings=dict(parse_assignment(a) for a in assignments), echo=click.echo)
+             settings=dict(parse_assignment(a) for a in assignments), label_shift=label_shift, echo=click.echo)

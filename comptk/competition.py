@@ -129,7 +129,9 @@ def _check_augments(tables: dict, img_size: int, path: Path) -> dict[str, tuple[
     transform name or argument fails when the declaration is read."""
     if not tables:
         return {}
-    from .train import augment  # late import: albumentations and torch, only for declared pipelines
+    from .train import (
+        augment,  # late import: albumentations and torch, only for declared pipelines
+    )
 
     found = {}
     for name, table in tables.items():
@@ -208,7 +210,9 @@ def find_declaration(name_or_path: str | Path | None, workdir: str | Path = ".")
 
 def load_competition(name_or_path: str | Path | None, workdir: str | Path = ".") -> Competition:
     """Read and validate a competition declaration (None: the work directory's only one)."""
-    from .metrics import METRICS  # late import: scikit-learn, not needed to find or list declarations
+    from .metrics import (
+        METRICS,  # late import: scikit-learn, not needed to find or list declarations
+    )
 
     path = find_declaration(name_or_path, workdir)
     try:

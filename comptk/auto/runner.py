@@ -72,11 +72,13 @@ def run_auto(
     data_dir: str | Path | None = None,
     name: str | None = None,
     settings: Mapping[str, Any] | None = None,
+    label_shift: str = "none",
     echo: Callable[[str], None] = print,
 ) -> AutoResult:
     """Train and blend the members that fit ``budget`` (seconds, or text like "15m"), write
     submissions/NAME.csv and WORKDIR/auto/NAME/report.md. ``settings`` pin training settings for
-    every member (the competition's [train] table and the fitted defaults fill the rest)."""
+    every member (the competition's [train] table and the fitted defaults fill the rest).
+    ``label_shift``: em corrects the submission for the estimated test class prior (label_shift.py)."""
     started = time.monotonic()
     budget_s = parse_budget(str(budget)) if not isinstance(budget, (int, float)) else float(budget)
     if preset not in PRESETS:
@@ -142,7 +144,7 @@ def run_auto(
             echo(f"  - {member.name}: dropped, no time left")
             continue
         t0 = time.monotonic()
-        status = _train_member(comp, member, pins, workdir, data_dir, folder, timeout=left)
+        status = _train_member(comp, member, pins, workdir, data_dir, folder, timeout=left, label_shift=label_shift)
         seconds = time.monotonic() - t0
         record = {"member": dataclasses.asdict(member), "status": status, "seconds": seconds}
         if status == "trained":
@@ -167,7 +169,7 @@ def run_auto(
     if not trained:
         raise ComptkError(f"auto {name}: no member finished within {format_seconds(budget_s)}; "
                           f"give a larger --budget (see {folder / 'plan.json'})")
-    result = _blend(name, trained, workdir, comp)
+    result = _blend(name, trained, workdir, label_shift)
     seconds = time.monotonic() - started
     report = _write_report(folder, name, comp, budget_s, seconds, plan_s + reserve, records, result)
     echo(f"blend {name} ({result['method']}): CV {comp.metric} {result['cv']:.4f} (cross-validated, pooled OOF) "
@@ -220,7 +222,7 @@ def _save_state(folder: Path, comp: Competition, preset: str, budget_s: float, f
 
 
 def _train_member(comp: Competition, member: Member, pins: Mapping[str, Any], workdir: Path,
-                  data_dir: str | Path | None, folder: Path, *, timeout: float) -> str:
+                  data_dir: str | Path | None, folder: Path, *, timeout: float, label_shift: str = "none") -> str:
     """Train one member with `comptk train` in a child process; 'trained', or why not."""
     settings = folder / "members" / f"{member.name}.toml"
     values = {**pins, **member.settings()}
@@ -228,7 +230,8 @@ def _train_member(comp: Competition, member: Member, pins: Mapping[str, Any], wo
         tmp.write_text("[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()),
                        encoding="utf-8")
     command = [sys.executable, "-m", "comptk", "train", str(comp.source), "--workdir", str(workdir),
-               "--name", member.name, "--settings", str(settings), "--quiet", "--no-plots"]
+               "--name", member.name, "--settings", str(settings), "--quiet", "--no-plots",
+               "--label-shift", label_shift]
     if data_dir is not None:
         command += ["--data", str(data_dir)]
     log_path = folder / "members" / f"{member.name}.log"
@@ -267,7 +270,7 @@ class _quiet:
         return exc[0] is ProcessLookupError
 
 
-def _blend(name: str, trained: list[Member], workdir: Path, comp: Competition) -> dict:
+def _blend(name: str, trained: list[Member], workdir: Path, label_shift: str) -> dict:
     submission = workdir / "submissions" / f"{name}.csv"
     if len(trained) == 1:
         only = artifacts.RunPaths(workdir, trained[0].name)
@@ -279,7 +282,7 @@ def _blend(name: str, trained: list[Member], workdir: Path, comp: Competition) -
     from ..ensemble import blend
 
     result = blend([artifacts.RunPaths(workdir, m.name).oof for m in trained], out=submission, method="auto",
-                   workdir=workdir, force=True)
+                   workdir=workdir, force=True, label_shift=label_shift)
     return {"method": result.method, "cv": result.cv, "submission": str(result.submission),
             "weights": result.weights}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import artifacts
 from ..errors import ComptkError
+from ..label_shift import CORRECTIONS, LabelShift, assess_label_shift, save_corrected
 from ..submission import make_submission
 from .crossfit import MethodResult, crossfit
 from .methods import DEFAULT_META, METHOD_ORDER, BlendOptions, make_meta
@@ -81,6 +82,7 @@ def blend(
     class_bias: bool = False,
     compare: bool = True,
     force: bool = False,
+    label_shift: str = "none",
 ) -> BlendResult:
     """Blend finished runs (their ``oof/RUN.npy`` paths) and write the blend like a run.
 
@@ -88,7 +90,12 @@ def blend(
     stack (meta-model ``meta`` on the members' log-probabilities) or auto (best cross-validated).
     ``compare`` also fits the other methods for the report. Blend name = stem of ``out``;
     its oof/NAME.npy, preds/NAME.npy and oof/NAME.json go under ``workdir``.
+    ``label_shift``: em corrects the submission's test probabilities for the estimated test class
+    prior (also written to preds/label_shift/NAME.npy); the blend's OOF and preds/NAME.npy stay
+    uncorrected, so it can be blended again. The estimate is always recorded.
     """
+    if label_shift not in CORRECTIONS:
+        raise ComptkError(f"label_shift '{label_shift}': choose one of {', '.join(CORRECTIONS)}")
     started = time.perf_counter()
     options = BlendOptions(method=method, n_rounds=n_rounds, n_bags=n_bags, seed=seed, meta=meta or DEFAULT_META,
                            meta_params=dict(meta_params or {}), class_bias=class_bias, compare=compare or method == "auto")
@@ -111,9 +118,14 @@ def blend(
                "oof": str(paths.oof), "preds": str(paths.preds), "sidecar": str(paths.sidecar)}
     n_folds = int(len(np.unique(fold)))
     report = build_report(name, members, member_scores, results, chosen, seconds, scorer.name, n_folds, outputs)
-    record = _blend_record(name, members, truth, results[chosen], chosen, report, member_scores, options,
+    pick = results[chosen]
+    shift = assess_label_shift(pick.oof, y, pick.test, members.classes, correction=label_shift,
+                               corrected_path=paths.preds_label_shift)
+    report["label_shift"] = shift.record
+    record = _blend_record(name, members, truth, pick, chosen, report, member_scores, options,
                            timings={"wall_seconds": time.perf_counter() - started, "fit_seconds": seconds})
-    _write_blend(paths, out, md_path, json_path, truth, members, results[chosen], report, record)
+    record = replace(record, label_shift=shift.record)
+    _write_blend(paths, out, md_path, json_path, truth, members, pick, report, record, shift)
     return BlendResult(name, paths, out, md_path, json_path, chosen, results, report, record)
 
 
@@ -173,12 +185,14 @@ def _blend_record(name: str, members: Members, truth: Truth, pick: MethodResult,
 
 
 def _write_blend(paths: artifacts.RunPaths, out: Path, md_path: Path, json_path: Path, truth: Truth,
-                 members: Members, pick: MethodResult, report: dict, record: artifacts.RunRecord) -> None:
+                 members: Members, pick: MethodResult, report: dict, record: artifacts.RunRecord,
+                 shift: LabelShift) -> None:
     # Submission columns follow the data's class order, which may differ from the members'.
     to_data = [members.classes.index(c) for c in truth.data.classes]
     artifacts.save_npy(paths.oof, pick.oof.astype(np.float32))
     artifacts.save_npy(paths.preds, pick.test.astype(np.float32))
-    artifacts.save_csv(out, make_submission(truth.data, pick.test[:, to_data]))
+    save_corrected(paths.preds_label_shift, shift)
+    artifacts.save_csv(out, make_submission(truth.data, np.asarray(shift.test)[:, to_data]))
     artifacts.save_json(json_path, report)
     md_path.parent.mkdir(parents=True, exist_ok=True)
     with artifacts.atomic_path(md_path) as tmp:

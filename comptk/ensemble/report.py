@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..label_shift import summary_line
 from .crossfit import MethodResult
 from .validate import Members
 
@@ -106,6 +107,8 @@ def to_markdown(report: dict) -> str:
     if report["class_bias"]:
         lines += ["", "## Class biases (added to log-probabilities)", ""]
         lines += table(["class", "bias"], [[c, f"{b:+.2f}"] for c, b in report["class_bias"].items()])
+    if report.get("label_shift"):
+        lines += ["", "## Label shift", "", report["label_shift"]["summary"]]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     lines += ["", "## Files", ""] + [f"- {k}: `{v}`" for k, v in report["artifacts"].items()]
     return "\n".join(lines) + "\n"
@@ -123,6 +126,8 @@ def to_text(report: dict) -> str:
     lines += table(_method_header(report), [_method_cells(r) for r in report["methods"]]) + [""]
     lines += ["in-sample: fitted and scored on the same OOF rows (optimistic); cross-validated: fitted on the "
               "other folds, scored on the held-out fold, pooled (used to compare)"]
+    if shift := summary_line(report.get("label_shift")):
+        lines += [shift]
     return "\n".join(lines)
 
 

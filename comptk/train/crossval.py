@@ -28,7 +28,9 @@ from ..data.folds import folds_digest, labels_digest, load_or_make_folds
 from ..data.image_cache import CompetitionImages, load_competition_images
 from ..data.layouts import read_data
 from ..data.tables import CompetitionData
+from ..errors import ComptkError
 from ..experiments.trackers import Tracker
+from ..label_shift import CORRECTIONS, assess_label_shift, save_corrected, summary_line
 from ..metrics import get_metric
 from ..submission import make_submission
 from .augment import run_transform
@@ -67,9 +69,10 @@ class RunResult:
         the folds of a partial run, and the submission file."""
         record, cv = self.record, self.record.cv
         partial = f" [partial: {_trained_folds(record.trained_folds, record.n_folds)}]" if self.partial else ""
+        shift = summary_line(record.label_shift)
         return (f"run {self.name}: CV {record.metric} {cv.oof:.4f} (pooled OOF), "
                 f"{cv.mean_of_folds:.4f} +- {cv.std_of_folds:.4f} (mean of folds){partial}\n"
-                f"submission: {self.paths.submission}")
+                + (f"{shift}\n" if shift else "") + f"submission: {self.paths.submission}")
 
 
 def fold_label(k: int, n_folds: int) -> str:
@@ -200,6 +203,7 @@ def run_cv(
     tracker: str = "none",
     plots: bool = True,
     cache: bool = True,
+    label_shift: str = "none",
 ) -> RunResult:
     """Train K folds; write OOF and test probabilities, the run record (sidecar), a submission and plots.
 
@@ -214,8 +218,13 @@ def run_cv(
     (also logged there; the local files stay the record). ``plots``: write runs/RUN/*.png.
     ``cache``: read/write decoded images under WORKDIR/cache (image_cache.py); it never
     changes results, so it is not a training setting.
+    ``label_shift``: em also writes test probabilities corrected for the estimated test class prior
+    (preds/label_shift/NAME.npy) and the submission from them; OOF and preds/NAME.npy stay as trained.
+    Post-processing only, so not a training setting either; the estimate is always recorded.
     """
     started = time.perf_counter()
+    if label_shift not in CORRECTIONS:
+        raise ComptkError(f"label_shift '{label_shift}': choose one of {', '.join(CORRECTIONS)}")
     workdir = Path(workdir)
     comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
     if isinstance(settings, TrainConfig):
@@ -250,7 +259,7 @@ def run_cv(
                 elif k in cleared.wanted:
                     results.append(run_fold(k, data, cfg, fold, images.train, images.test, paths, cleared.device,
                                             progress, logger, cleared.pseudo))
-            result = write_run(data, cfg, fold, folds_file, paths, results, record, images, started)
+            result = write_run(data, cfg, fold, folds_file, paths, results, record, images, started, label_shift)
             written = _write_plots(result, data) if plots else []
             logger.finish(result.record, [paths.sidecar, paths.submission, paths.metrics, *written])
             return result
@@ -291,6 +300,7 @@ def _pool_folds(data: CompetitionData, fold: np.ndarray, paths: artifacts.RunPat
 def write_run(
     data: CompetitionData, cfg: TrainConfig, fold: np.ndarray, folds_file: Path, paths: artifacts.RunPaths,
     results: list[dict], start: artifacts.RunRecord, images: CompetitionImages, started: float,
+    label_shift: str = "none",
 ) -> RunResult:
     """Pool the trained folds and write the run: oof, preds, submission, metrics.csv and, last, the
     record (its presence marks the run finished)."""
@@ -341,9 +351,15 @@ def write_run(
                    "run_dir": str(paths.run_dir)},
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
+    # The test prior against train's: always estimated and recorded, corrected only when asked.
+    shift = assess_label_shift(oof[rows], data.train.labels[rows], test, data.classes, correction=label_shift,
+                               corrected_path=paths.preds_label_shift)
+    record = replace(record, label_shift=shift.record)
+    log.debug("run %s: %s", paths.name, shift.message)  # the summary shows it when it matters
     artifacts.save_npy(paths.oof, oof)
     artifacts.save_npy(paths.preds, test)
-    artifacts.save_csv(paths.submission, make_submission(data, test))
+    save_corrected(paths.preds_label_shift, shift)
+    artifacts.save_csv(paths.submission, make_submission(data, shift.test))
     artifacts.save_csv(paths.metrics, pd.concat([pd.read_csv(paths.fold_metrics(k)) for k in trained]))
     artifacts.write_record(paths.sidecar, record)  # last: marks the run finished
     log.debug("run %s: CV %s %.4f (pooled OOF), %.4f +- %.4f (mean of folds)", paths.name, metric.name,

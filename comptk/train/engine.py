@@ -30,7 +30,6 @@ from .models import set_backbone_frozen
 from .sampling import make_sampler
 from .tta import with_tta
 
-
 log = logging.getLogger("comptk")
 
 def resolve_device(name: str) -> torch.device:
