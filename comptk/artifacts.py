@@ -24,6 +24,7 @@ so a killed process never leaves a half-written artifact.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
@@ -41,21 +42,69 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from .errors import ComptkError
+from .errors import ComptkError, WriteError
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+# errno values that mean "the storage refused the bytes", whatever was being written
+_NO_ROOM = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file too large (a file size limit)",
+            errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system"}
+# numpy's tofile reports a short write without an errno; safetensors (Rust) words the OS error itself
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written|\(os error (\d+)\)")
+
+
+def _no_room(exc: BaseException) -> str | None:
+    """Why a write into a temporary file failed for lack of room, or None for any other failure."""
+    if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+        return _NO_ROOM[exc.errno]
+    match = _SHORT_WRITE.search(str(exc)) if isinstance(exc, Exception) else None
+    if match is None:
+        return None
+    if match.group(1) is None:
+        return "the disk took only part of the bytes (disk full or a file size limit?)"
+    return _NO_ROOM.get(int(match.group(1)))
+
+
+def _cannot_create(target: Path, folder: Path, exc: OSError) -> WriteError:
+    reason = _NO_ROOM.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
+    return WriteError(f"cannot write {target}: folder {folder} is not writable ({reason}); "
+                      f"make it writable or write elsewhere")
+
+
+def _mkdir(folder: Path, target: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_create(target, folder, exc) from None
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place only on success."""
+    """Yield a temporary path beside ``path``; rename it into place only on success.
+
+    A full disk, a file size limit or a read-only folder is a :class:`WriteError` naming ``path``
+    (one line); the temporary file is removed and ``path`` keeps its old content."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _mkdir(path.parent, path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _cannot_create(path, path.parent, exc) from None
     os.close(fd)
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        try:
+            yield Path(tmp)
+        except Exception as exc:
+            reason = _no_room(exc)
+            if reason is None:
+                raise  # not a storage failure: a bug or the caller's own error
+            raise WriteError(f"cannot write {path}: {reason}; free space (or raise the limit) and run "
+                             f"the command again") from None
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _cannot_create(path, path.parent, exc) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -64,18 +113,52 @@ def atomic_path(path: Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_folder(path: Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path`` (an existing folder
-    is removed first), on failure it is removed and ``path`` is left as it was."""
+    is removed first), on failure it is removed and ``path`` is left as it was (a full disk or a
+    read-only folder: a :class:`WriteError` naming ``path``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    _mkdir(path.parent, path)
     try:
-        yield building
+        building = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as exc:
+        raise _cannot_create(path, path.parent, exc) from None
+    try:
+        try:
+            yield building
+        except Exception as exc:
+            reason = _no_room(exc)
+            if reason is None:
+                raise
+            raise WriteError(f"cannot write {path}: {reason}; free space and run the command again") from None
         if path.exists():
             shutil.rmtree(path)
         building.rename(path)
     finally:
         if building.exists():
             shutil.rmtree(building)
+
+
+def check_writable(*folders: Path) -> None:
+    """Fail now, before hours of training, if any folder cannot be written: each existing folder, or
+    for a folder not made yet the nearest existing folder above it, must take a new file. Probed by
+    creating and removing a temporary file (permission bits alone mislead: root, read-only mounts,
+    ACLs); nothing is left behind and no folder is created."""
+    probed: set[Path] = set()
+    for folder in folders:
+        folder = Path(os.path.abspath(folder))
+        existing = folder
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise WriteError(f"cannot write into {folder}: {existing} is a file, not a folder; move it away")
+        if existing in probed:
+            continue
+        probed.add(existing)
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".comptk-write-check.", suffix=".tmp", dir=existing)
+        except OSError as exc:
+            raise _cannot_create(folder, existing, exc) from None
+        os.close(fd)
+        os.unlink(probe)
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
@@ -91,6 +174,22 @@ def save_json(path: Path, payload: Any) -> None:
 def save_csv(path: Path, frame: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """An array saved by save_npy; a truncated or foreign file is an error naming it (never a pickle)."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ComptkError(f"file not found: {path}") from None
+    except (ValueError, OSError, EOFError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ComptkError(f"{path}: not a readable .npy array (truncated or not written by comptk: {detail}); "
+                          f"re-create it (train or blend that run again)") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive
+        array.close()
+        raise ComptkError(f"{path}: an .npz archive, not one .npy array")
+    return array
 
 
 def load_json(path: Path) -> Any:
@@ -261,6 +360,11 @@ class RunPaths:
     def is_finished(self) -> bool:
         return self.sidecar.exists()
 
+    def folders_written(self) -> tuple[Path, ...]:
+        """Every folder training this run writes into (folds/ as in folds_path, shared by all runs)."""
+        return (Path(self.workdir) / "folds", self.run_dir, self.oof.parent, self.preds.parent,
+                self.submission.parent)
+
 
 def run_names(workdir: Path) -> list[str]:
     """Names of the finished runs and blends under ``workdir`` (their oof/NAME.json sidecars), sorted."""
@@ -354,7 +458,7 @@ def load_run(oof_path: Path) -> RunArtifacts:
     paths = RunPaths(oof_path.parent.parent, name)
     if not paths.preds.is_file():
         raise ComptkError(f"{oof_path}: no test predictions at {paths.preds}")
-    oof, preds = np.load(oof_path), np.load(paths.preds)
+    oof, preds = load_npy(oof_path), load_npy(paths.preds)
     n_classes = len(record.classes)
     if oof.ndim != 2 or oof.shape[1] != n_classes or preds.ndim != 2 or preds.shape[1] != n_classes:
         raise ComptkError(f"{oof_path}: arrays do not have {n_classes} class columns as its sidecar says")

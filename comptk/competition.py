@@ -216,9 +216,13 @@ def load_competition(name_or_path: str | Path | None, workdir: str | Path = ".")
 
     path = find_declaration(name_or_path, workdir)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a BOM from Notepad is dropped
     except tomllib.TOMLDecodeError as exc:
         raise ComptkError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 by definition; Windows editors may save cp1252
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ComptkError(f"{path} line {line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); "
+                          f"save the file as UTF-8") from None
     _check_table(raw, _TOP, str(path))
     _check_table(raw["files"], _FILES, f"{path} [files]")
     _check_table(raw.get("columns", {}), _COLUMNS, f"{path} [columns]")

@@ -19,3 +19,13 @@ def did_you_mean(value: str, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' when a close match exists, else ''."""
     match = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+class WriteError(ComptkError, OSError):
+    """A file or folder could not be written (disk full, a file size limit, a read-only folder).
+
+    Also an ``OSError``, so code that tolerates a failed optional write (the image cache)
+    still catches it; the CLI prints it as one line like any ComptkError."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

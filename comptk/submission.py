@@ -49,33 +49,73 @@ def submission_metric(submission: Path) -> str:
     return artifacts.read_record(sidecar).metric
 
 
-def score_submission(submission: Path, answers: Path, metric: str | None = None, id_column: str | None = None) -> float:
+def score_submission(submission: Path, answers: Path, metric: str | None = None, id_column: str | None = None,
+                     classes: list[str] | tuple[str, ...] | None = None) -> float:
     """The metric of a label submission against an answers CSV (id, label); ``metric`` None: the one of
-    the run that wrote it (submission_metric)."""
+    the run that wrote it (submission_metric).
+
+    ``classes``: the labels a prediction may take besides the answers' own; default: the class
+    list of the comptk run that wrote the submission (``submissions/RUN.csv`` -> ``oof/RUN.json``)."""
     metric = metric or submission_metric(submission)
-    return score_frames(read_csv(Path(submission)), read_csv(Path(answers)), metric, id_column,
+    if classes is None:
+        sidecar = artifacts.sidecar_of_submission(Path(submission))
+        if sidecar.is_file():
+            classes = [str(c) for c in artifacts.load_json(sidecar).get("classes", [])]
+    return score_frames(read_csv(Path(submission)), read_csv(Path(answers)), metric, id_column, classes=classes,
                         submission=submission, answers=answers)
 
 
+def _label_column(sub: pd.DataFrame, ans: pd.DataFrame, id_col: str, submission: Path | str,
+                  answers: Path | str) -> str:
+    """The answers' label column (its only non-id column, else the one the submission shares); the
+    submission must have it by name, never just its first other column."""
+    others = [c for c in ans.columns if c != id_col]
+    if len(others) > 1:
+        others = [c for c in others if c in sub.columns] or others
+    if len(others) != 1:
+        raise ComptkError(f"{answers}: cannot tell its label column among {', '.join(others)}; "
+                          f"keep only the id column and the label column")
+    label_col = others[0]
+    if label_col not in sub.columns:
+        raise ComptkError(f"{submission}: no column '{label_col}' (the label column of {answers}); its columns "
+                          f"are: {', '.join(sub.columns)}")
+    return label_col
+
+
 def score_frames(sub: pd.DataFrame, ans: pd.DataFrame, metric: str, id_column: str | None = None, *,
+                 classes: list[str] | tuple[str, ...] | None = None,
                  submission: Path | str = "submission", answers: Path | str = "answers") -> float:
-    """score_submission on tables already read (``submission``/``answers`` name them in errors)."""
+    """score_submission on tables already read (``submission``/``answers`` name them in errors).
+
+    A predicted label must be one of ``classes`` or of the answers' labels, exactly as written:
+    'cat', '7.0' or ' 7' among classes '0'..'9' is an error naming them, not a wrong answer."""
     id_col = id_column or ans.columns[0]
     for frame, path in ((sub, submission), (ans, answers)):
         if id_col not in frame.columns or len(frame.columns) < 2:
             raise ComptkError(f"{path}: needs the id column '{id_col}' and a label column")
-    label_col = [c for c in ans.columns if c != id_col][0]
-    sub_label = label_col if label_col in sub.columns else [c for c in sub.columns if c != id_col][0]
-    predicted = dict(zip(sub[id_col], sub[sub_label]))
-    if len(predicted) != len(sub):
-        raise ComptkError(f"{submission}: repeated ids")
+    label_col = _label_column(sub, ans, id_col, submission, answers)
+    for frame, path in ((sub, submission), (ans, answers)):
+        repeated = frame[id_col][frame[id_col].duplicated()]
+        if len(repeated):
+            raise ComptkError(f"{path}: id '{repeated.iloc[0]}' appears more than once ({len(repeated)} repeats)")
+    predicted = dict(zip(sub[id_col], sub[label_col]))
     missing = [i for i in ans[id_col] if i not in predicted]
     if missing:
         raise ComptkError(f"{submission}: no prediction for id '{missing[0]}' ({len(missing)} answer ids missing)")
-    extra = len(set(predicted) - set(ans[id_col]))
+    answer_ids = set(ans[id_col])
+    extra = [i for i in sub[id_col] if i not in answer_ids]
     if extra:
-        raise ComptkError(f"{submission}: {extra} ids that {answers} does not have")
-    names = sorted(set(ans[label_col]) | set(sub[sub_label]))
+        raise ComptkError(f"{submission}: id '{extra[0]}' is not in {answers} ({len(extra)} such ids)")
+    known = set(ans[label_col]) | set(classes or ())
+    unknown = sorted(set(sub[label_col]) - known)
+    if unknown:
+        shown = ", ".join(f"'{u}'" for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        n_rows = int(sub[label_col].isin(unknown).sum())
+        allowed = sorted(known)
+        raise ComptkError(f"{submission}: {n_rows} predictions are not class labels: {shown} (labels are: "
+                          f"{', '.join(allowed[:10])}{', ...' if len(allowed) > 10 else ''}); write the "
+                          f"class names exactly")
+    names = sorted(set(ans[label_col]) | set(sub[label_col]))
     index = {n: i for i, n in enumerate(names)}
     y_true = np.array([index[v] for v in ans[label_col]])
     y_pred = np.array([index[predicted[i]] for i in ans[id_col]])

@@ -6,7 +6,12 @@ instead of decoding files again (see image_cache.py for the on-disk cache).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import threading
+import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -35,10 +40,41 @@ def images_in(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
+def _too_large(path: Path, n_pixels: int | None, limit: int) -> ComptkError:
+    size = f"{n_pixels:,} pixels" if n_pixels else "too many pixels"
+    return ComptkError(f"cannot read image {path}: {size}, above Pillow's decompression-bomb limit of "
+                       f"{limit:,} pixels (PIL.Image.MAX_IMAGE_PIXELS); downscale it")
+
+
+@contextlib.contextmanager
+def bomb_warnings_silenced() -> Iterator[None]:
+    """Silence Pillow's DecompressionBombWarning: decode_image turns those images into a ComptkError
+    naming the file instead. The warnings filter is process-wide and catch_warnings is not
+    thread-safe, so enter this in the thread that starts the decoding threads, not in each of them
+    (decode_image enters it itself only in the main thread)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
 def decode_image(path: Path) -> Image.Image:
-    """Open any image as RGB: grayscale is repeated, transparency goes onto white."""
+    """Open any image as RGB: grayscale is repeated, transparency goes onto white.
+
+    An image above Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 89 MP)
+    is an error before it is decoded: Pillow only warns up to twice the limit, but decoding such
+    images in parallel threads can exhaust memory, and a competition image that large is a mistake."""
+    if threading.current_thread() is threading.main_thread():  # no decoding threads run now: safe to filter
+        with bomb_warnings_silenced():
+            return _decode(path)
+    return _decode(path)
+
+
+def _decode(path: Path) -> Image.Image:
+    limit = Image.MAX_IMAGE_PIXELS
     try:
         with Image.open(path) as img:
+            if limit and img.width * img.height > limit:
+                raise _too_large(path, img.width * img.height, limit)
             img.load()
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 rgba = img.convert("RGBA")
@@ -49,6 +85,9 @@ def decode_image(path: Path) -> Image.Image:
                 span = max(array.max() - array.min(), 1e-12)
                 return Image.fromarray(((array - array.min()) / span * 255).astype(np.uint8)).convert("RGB")
             return img.convert("RGB")
+    except Image.DecompressionBombError as exc:  # above twice the limit: Image.open refuses it
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_large(path, int(found.group(1)) if found else None, limit or 0) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         detail = "not a readable image file" if str(path) in str(exc) else str(exc)
         raise ComptkError(f"cannot read image {path}: {detail}") from None
@@ -64,6 +103,6 @@ def load_images(paths: tuple[Path, ...] | list[Path], size: int) -> np.ndarray:
             img = img.resize((size, size), _RESAMPLE[RESIZE_METHOD])
         out[i] = np.asarray(img)
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with bomb_warnings_silenced(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(load, range(len(paths))))
     return out

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,11 @@ from .tables import (
     Table,
     apply_label_fixes,
     check_ids,
+    check_label_values,
     encode_labels,
     image_dir,
+    inside,
+    normalise_labels,
     read_csv,
     require_columns,
     resolve_paths,
@@ -54,11 +58,9 @@ def _read_csv_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table, t
     require_columns(train, train_path, wanted)
     train_ids = train[cols.id].to_numpy(dtype=str)
     check_ids(train_ids, train_path)
-    label_names = train[cols.label].tolist()
-    for row, name in enumerate(label_names):
-        if name == "":
-            raise ComptkError(f"{train_path} line {row + 2} (id '{train_ids[row]}'): empty label")
+    label_names = normalise_labels(train[cols.label].tolist(), train_path, comp.classes)
     label_names, fixes = apply_label_fixes(comp, train_ids, label_names, train_path)
+    check_label_values(label_names, train_ids, train_path, comp.classes)  # after the fixes: they may mend junk
     classes = comp.classes or tuple(sorted(set(label_names)))
     base = image_dir(data_dir, comp.files.train_images)
     train_table = Table(
@@ -181,6 +183,8 @@ def read_person_folders(comp: Competition, data_dir: Path) -> tuple[Table, tuple
             raise ComptkError(f"{where}: person folder '{name}' repeats line {seen[name] + 2}")
         seen[name] = row
         folder = root / name
+        if not inside(folder, root) or os.path.normpath(name) in (".", ""):
+            raise ComptkError(f"{where}: person folder '{name}' is not a folder inside {root}; name a folder in it")
         if not folder.is_dir():
             raise ComptkError(f"{where}: person folder not found: {folder}")
         for stem, path in _photos(folder, labeler, where):

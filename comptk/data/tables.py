@@ -1,11 +1,16 @@
 """Reading and checking a competition's CSV tables: the train/test tables every later step uses.
 
-Rows keep the CSV's order; ids are unique and non-empty; image paths resolve to files; labels
-are encoded to class indices in the competition's class order; [label_fixes] are applied here.
+Rows keep the CSV's order; ids are unique and non-empty (kept exactly as written: they must match
+the sample submission); image paths resolve to files inside the image folder; labels are stripped
+of surrounding spaces, checked for junk and encoded to class indices in the competition's class
+order; [label_fixes] are applied here.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +19,10 @@ import pandas as pd
 
 from ..competition import Competition
 from ..errors import ComptkError, did_you_mean
+
+log = logging.getLogger("comptk")
+# Spellings of "no value" that spreadsheets and pandas write; compared after stripping, ignoring case.
+MISSING_LABELS = frozenset({"nan", "na", "n/a", "null", "none", "-"})
 
 
 @dataclass(frozen=True)
@@ -61,23 +70,100 @@ def require_columns(frame: pd.DataFrame, path: Path, columns: dict[str, str]) ->
 
 
 def check_ids(ids: np.ndarray, path: Path) -> None:
+    """Ids unique and not blank; spaces inside or around an id are kept (the sample submission's ids
+    must match them exactly)."""
     seen: dict[str, int] = {}
     for row, value in enumerate(ids):
-        if value == "":
+        if value.strip() == "":
             raise ComptkError(f"{path} line {row + 2}: empty id")
         if value in seen:
             raise ComptkError(f"{path} line {row + 2}: id '{value}' repeats line {seen[value] + 2}")
         seen[value] = row
 
 
+def inside(candidate: str | Path, folder: str | Path) -> bool:
+    """Whether ``candidate`` lies in ``folder``, judged on the path's text (os.path.normpath of
+    the absolute paths: '..' is resolved, symbolic links are not followed)."""
+    folder = os.path.normpath(os.path.abspath(folder))
+    candidate = os.path.normpath(os.path.abspath(candidate))
+    return os.path.commonpath([folder, candidate]) == folder
+
+
 def resolve_paths(values: list[str], ids: np.ndarray, base: Path, path: Path) -> tuple[Path, ...]:
+    """The image file of each row: relative to ``base`` (the declared image folder), or absolute.
+
+    Every path must lie inside ``base``: '../x.png' or an absolute path elsewhere would train on
+    files outside the competition's data. The check is lexical (see :func:`inside`), so a symbolic
+    link the user placed inside the folder is followed wherever it points."""
     resolved = []
     for row, (value, id_) in enumerate(zip(values, ids)):
         image = Path(value) if Path(value).is_absolute() else base / value
+        if not inside(image, base):
+            raise ComptkError(f"{path} line {row + 2} (id '{id_}'): image path '{value}' leads outside the image "
+                              f"folder {base}; give a path inside it (relative to it)")
         if not image.is_file():
             raise ComptkError(f"{path} line {row + 2} (id '{id_}'): image file not found: {image}")
         resolved.append(image)
     return tuple(resolved)
+
+
+def normalise_labels(names: list[str], path: Path, declared: tuple[str, ...] | None) -> list[str]:
+    """Train labels with surrounding spaces stripped ('3 ' -> '3'), so they do not become extra
+    classes; one warning line gives the count and an example. A label written exactly as a declared
+    class is kept; a stripped label takes the declared spelling it matches. Stripping that cannot
+    tell two declared classes apart ('cat' and 'cat ' both declared) is an error naming the line."""
+    exact = set(declared or ())
+    by_stripped: dict[str, list[str]] = {}
+    for name in declared or ():
+        by_stripped.setdefault(name.strip(), []).append(name)
+    out, changed = list(names), []
+    for row, name in enumerate(names):
+        if name in exact or name == name.strip() or name.strip().lower() in ("", *MISSING_LABELS):
+            continue  # nothing to strip, or junk that check_label_values reports
+        matches = by_stripped.get(name.strip(), [name.strip()])
+        if len(matches) > 1:
+            raise ComptkError(f"{path} line {row + 2}: label '{name}' has surrounding spaces, and stripped it "
+                              f"matches the declared classes {', '.join(repr(m) for m in matches)}; write it "
+                              f"exactly as one of them")
+        out[row] = matches[0]
+        changed.append(row)
+    if changed:
+        row = changed[0]
+        log.warning("%s: stripped surrounding spaces from %d label%s (e.g. line %d: '%s' -> '%s')", path,
+                    len(changed), "" if len(changed) == 1 else "s", row + 2, names[row], out[row])
+    return out
+
+
+def check_label_values(names: list[str], ids: np.ndarray, path: Path, declared: tuple[str, ...] | None) -> None:
+    """Junk labels are errors naming the line: empty, or a missing-value spelling (NaN, NA, N/A,
+    null, None, -) unless declared as a class; one number spelled two ways ('3' and '3.0') would
+    be two classes, so it is an error naming both spellings (unless both are declared)."""
+    exact = set(declared or ())
+    first_row: dict[str, int] = {}
+    for row, name in enumerate(names):
+        if name in first_row:
+            continue
+        first_row[name] = row
+        where = f"{path} line {row + 2} (id '{ids[row]}')"
+        if name.strip() == "":
+            raise ComptkError(f"{where}: empty label")
+        if name.strip().lower() in MISSING_LABELS and name not in exact:
+            raise ComptkError(f"{where}: label '{name}' reads as a missing value; give the row its label (or fix it "
+                              f"in [label_fixes]), or, if '{name}' is a real class, list it in 'classes'")
+    spellings: dict[float, list[str]] = {}
+    for name in first_row:
+        try:
+            value = float(name)
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            spellings.setdefault(value, []).append(name)
+    for found in spellings.values():
+        if len(found) > 1 and not set(found) <= exact:
+            a, b = found[:2]
+            raise ComptkError(f"{path}: labels '{a}' (line {first_row[a] + 2}) and '{b}' (line {first_row[b] + 2}) "
+                              f"are one number spelled two ways and would be two classes; write it one way "
+                              f"(if they are distinct classes, list both in 'classes')")
 
 
 def encode_labels(names: list[str], classes: tuple[str, ...], ids: np.ndarray, path: Path) -> np.ndarray:

@@ -232,6 +232,17 @@ def parse_meta_params(text: str | None) -> dict[str, Any] | None:
     return params
 
 
+def is_classifier_class(obj: Any) -> bool:
+    """A class (not a function or an instance) that is a scikit-learn classifier: a ClassifierMixin
+    subclass, or one with the estimator API (fit, predict_proba, get_params: CatBoost, for one)."""
+    from sklearn.base import ClassifierMixin
+
+    if not isinstance(obj, type):
+        return False
+    return issubclass(obj, ClassifierMixin) or all(callable(getattr(obj, a, None))
+                                                   for a in ("fit", "predict_proba", "get_params"))
+
+
 def make_meta(path: str, params: dict[str, Any], seed: int) -> Any:
     """An unfitted scikit-learn classifier from its import path; fails before any fitting."""
     module_name, _, attr = path.rpartition(".")
@@ -242,6 +253,9 @@ def make_meta(path: str, params: dict[str, Any], seed: int) -> Any:
     if cls is None:
         raise ComptkError(f"--meta '{path}': cannot import it; give an import path such as "
                           f"sklearn.ensemble.RandomForestClassifier")
+    if not is_classifier_class(cls):  # checked on the class: nothing is called before this
+        raise ComptkError(f"--meta '{path}' is not a scikit-learn classifier class (a class with fit, "
+                          f"predict_proba and get_params); give one such as sklearn.ensemble.RandomForestClassifier")
     params = dict(params)
     if path == DEFAULT_META:
         params = {**DEFAULT_META_PARAMS, **params}

@@ -66,7 +66,8 @@ def score_on_answers(workdir: Path, record: artifacts.RunRecord, answers: Path |
         if classes and set(classes) <= set(sub.columns) and id_col in sub.columns:
             # A probability submission (one column per class): score its predicted classes.
             sub = pd.DataFrame({id_col: sub[id_col], label_col: np.array(classes)[sub[classes].to_numpy().argmax(1)]})
-        return float(score_frames(sub, ans, metric, submission=submission, answers=answers))
+        return float(score_frames(sub, ans, metric, classes=classes or None, submission=submission,
+                                  answers=answers))
     except ComptkError as exc:  # e.g. answers of other test rows: leave the cell blank, keep the table
         log.debug("%s: no test score (%s)", submission, exc)
         return math.nan

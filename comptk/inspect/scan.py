@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from scipy.fft import dctn
 
-from ..data.images import decode_image
+from ..data.images import bomb_warnings_silenced, decode_image
 from ..errors import ComptkError
 
 HASH_SIZE = 8  # 8 x 8 = 64 bits
@@ -87,7 +87,7 @@ def phash_bits(small: np.ndarray) -> np.ndarray:
 
 def scan_images(paths: tuple[Path, ...] | list[Path], *, workers: int | None = None) -> Scan:
     """Read, decode and hash every image once (threads; PIL releases the GIL while decoding)."""
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    with bomb_warnings_silenced(), ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         rows = list(pool.map(_one, paths, chunksize=64))
     small = np.zeros((len(rows), DCT_SIZE, DCT_SIZE), dtype=np.uint8)
     for i, row in enumerate(rows):

@@ -7,7 +7,9 @@ digits) where ImageNet architectures downsample the picture away.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from torch import nn
 from ..config import TrainConfig, parse_heads
 from ..errors import ComptkError, did_you_mean
 
+log = logging.getLogger("comptk")
 SMALL_CFG = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "num_classes": 10, "first_conv": "stem.0"}
 
 
@@ -74,8 +77,32 @@ class SmallResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def load_weights_file(model: nn.Module, path: str | Path) -> None:
-    """Load a local checkpoint, skipping tensors whose shape differs (e.g. another head)."""
+MIN_LOADED_SHARE = 0.5  # of the tensors outside the classifier head: below it the file is another model's
+
+
+def _head_keys(model: nn.Module) -> set[str]:
+    """State-dict keys of the classifier head (timm's get_classifier()), which a new class count replaces."""
+    getter = getattr(model, "get_classifier", None)
+    head = getter() if callable(getter) else None
+    if not isinstance(head, nn.Module):
+        return set()
+    for prefix, module in model.named_modules():
+        if module is head:
+            return {f"{prefix}.{key}" if prefix else key for key in head.state_dict()}
+    return set()
+
+
+def _strip_wrapper(state: dict, own: dict) -> dict:
+    """Keys saved from a wrapped model ('model.' by comptk's Classifier, 'module.' by DataParallel)
+    without the wrapper's prefix, when that is what makes them the model's keys."""
+    for prefix in ("model.", "module."):
+        if state and all(k.startswith(prefix) for k in state) and not any(k in own for k in state):
+            return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a .safetensors or torch checkpoint (unwrapped from 'state_dict' / 'model' keys)."""
     path = Path(path)
     if not path.is_file():
         raise ComptkError(f"weights file not found: {path}")
@@ -91,10 +118,60 @@ def load_weights_file(model: nn.Module, path: str | Path) -> None:
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
+    if not isinstance(state, dict):
+        raise ComptkError(f"weights file {path}: holds a {type(state).__name__}, not a dict of tensors")
+    return {k: v for k, v in state.items() if torch.is_tensor(v)}
+
+
+def check_weights_loaded(model: nn.Module, path: str | Path, loaded: set[str]) -> None:
+    """Log how many of the model's tensors came from the weights file; fewer than MIN_LOADED_SHARE of
+    those outside the classifier head (BatchNorm's step counters not counted) is an error naming the
+    counts and some keys not loaded: a file of another model would otherwise train as if from scratch."""
     own = model.state_dict()
+    head = _head_keys(model)
+    body = [k for k in own if k not in head and not k.endswith("num_batches_tracked")]
+    n_body = sum(k in loaded for k in body)
+    name = type(model).__name__
+    log.info("weights %s: loaded %d of model %s's %d tensors outside the classifier head (head: %d of %d)", path,
+             n_body, name, len(body), len(head & loaded), len(head))
+    if not loaded or n_body < MIN_LOADED_SHARE * len(body):
+        missing = [k for k in body if k not in loaded]
+        raise ComptkError(
+            f"weights file {path}: only {n_body} of model {name}'s {len(body)} tensors outside the classifier head "
+            f"fit (at least {MIN_LOADED_SHARE:.0%} needed; e.g. not loaded: {', '.join(missing[:3])}); is it a "
+            f"checkpoint of another model or size?"
+        )
+
+
+def _fingerprint(tensor: torch.Tensor) -> tuple:
+    """Shape and exact values (floats compared as float32, as a half-precision file loads into a float32 model)."""
+    t = tensor.detach().cpu()
+    t = t.float() if t.is_floating_point() else t
+    return tuple(t.shape), hashlib.sha1(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()).digest()
+
+
+def loaded_by_value(model: nn.Module, state: dict[str, torch.Tensor]) -> set[str]:
+    """The model's state keys whose tensors hold the file's values: what a loader (timm's, which may
+    rename keys on the way) actually took from the file. A tensor equal to the file's tensor of the
+    same key counts; under another key only a non-constant one does (a fresh model's all-zeros and
+    all-ones BatchNorm tensors equal any such tensor of the file without loading anything)."""
+    def constant(t: torch.Tensor) -> bool:
+        return t.numel() > 1 and bool((t == t.reshape(-1)[0]).all())
+
+    prints = {k: _fingerprint(v) for k, v in state.items()}
+    renamed = {p for k, p in prints.items() if not constant(state[k])}
+    return {k for k, v in model.state_dict().items()
+            if (k in prints and _fingerprint(v) == prints[k]) or _fingerprint(v) in renamed}
+
+
+def load_weights_file(model: nn.Module, path: str | Path) -> None:
+    """Load a local checkpoint, skipping tensors whose shape differs (e.g. another head); keys saved
+    with a wrapper's prefix ('model.', 'module.') are matched without it. check_weights_loaded
+    reports the count and refuses a file of which little fits."""
+    own = model.state_dict()
+    state = _strip_wrapper(read_weights_file(path), own)
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise ComptkError(f"weights file {path}: none of its tensors fit model {type(model).__name__}")
+    check_weights_loaded(model, path, set(usable))
     model.load_state_dict(usable, strict=False)
 
 
@@ -182,7 +259,7 @@ def _create_timm_model(cfg: TrainConfig, n_classes: int) -> nn.Module:
     # only when set: 0 keeps the model's own default
     regularise = {key: getattr(cfg, key) for key in ("drop_rate", "drop_path_rate") if getattr(cfg, key) > 0}
     try:
-        return timm.create_model(
+        model = timm.create_model(
             cfg.model, pretrained=pretrained, num_classes=n_classes, pretrained_cfg_overlay=overlay, **regularise
         )
     except ComptkError:
@@ -201,6 +278,10 @@ def _create_timm_model(cfg: TrainConfig, n_classes: int) -> nn.Module:
             f"{str(exc).splitlines()[0] if str(exc) else ''}); with no network, put them in the "
             f"Hugging Face cache, pass --weights FILE, or use --no-pretrained"
         ) from None
+    if cfg.weights and not isinstance(model, SmallResNet):  # small_resnet's loader checks it itself
+        # timm drops a mismatched head and then loads leniently: check what it took from the file
+        check_weights_loaded(model, cfg.weights, loaded_by_value(model, read_weights_file(cfg.weights)))
+    return model
 
 
 def normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:

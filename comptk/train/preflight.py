@@ -104,8 +104,8 @@ def check_run(
     """Every check before a run of ``comp`` with ``cfg`` on ``data`` writes anything: the folds asked
     for, the run not already finished (``paths``), the tracker installed, the device, the model at
     img_size with its TTA views, factorised heads against the classes, the augment pipeline on an
-    img_size image, the pseudo-label source run, torch.compile. ``models_checked``: keys of models
-    already checked by the caller (a sweep), added to."""
+    img_size image, the pseudo-label source run, torch.compile, the run's output folders writable
+    (``paths``). ``models_checked``: keys of models already checked by the caller (a sweep), added to."""
     wanted = check_folds_subset(folds_subset, cfg.n_folds)
     if paths is not None:
         check_not_finished(paths, wanted)
@@ -121,4 +121,6 @@ def check_run(
     pseudo = select_pseudo_labels(workdir, cfg.pseudo_run, cfg.pseudo_threshold, data) if cfg.pseudo_run else None
     if cfg.compile:
         check_compile(device)
+    if paths is not None:  # a read-only folder (submissions/, say) fails now, not after training
+        artifacts.check_writable(*paths.folders_written())
     return Cleared(wanted, device, pseudo, opened)
