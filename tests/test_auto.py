@@ -14,7 +14,7 @@ from comptk.artifacts import RunPaths
 from comptk.auto import parse_budget
 from comptk.auto.measure import Throughput
 from comptk.auto.plan import Member, Workload, member_seconds, plan_members
-from comptk.auto.runner import _train_member
+from comptk.auto.runner import _train_member, recalibrate
 from comptk.cli import main
 from comptk.config import resolve, resolve_run
 
@@ -112,3 +112,10 @@ def test_auto_end_to_end_members_are_normal_runs_blended_and_a_rerun_resumes(tin
     assert again.exit_code == 0, again.output
     assert all(f"= {name}: trained earlier" in again.output for name in trained)
     assert not any(f"+ {name}" in again.output for name in trained)  # kept, not trained again
+
+
+def test_the_loop_factor_follows_finished_members_and_ignores_startup_noise():
+    assert recalibrate(1.25, 108.0, 208.0, first=True) == 2.5  # compute took twice the plan
+    assert recalibrate(2.5, 108.0, 58.0, first=False) == 1.875  # later ones are averaged in
+    assert recalibrate(1.25, 10.0, 3.0, first=True) == 1.25  # a member of a few seconds says nothing
+    assert recalibrate(1.0, 1008.0, 8.5, first=True) == 0.3  # clipped

@@ -2,10 +2,10 @@
 
 Members are normal K-fold runs on the competition's shared folds, differing in model family
 and seed (the seed changes initialisation, sampling and augmentation, not the folds). The
-ladder of candidates (``PRESETS``) alternates families and seeds so that any prefix of it is a
-diverse ensemble; the plan takes the longest prefix whose members each get at least half of the
-recipe's epochs when the available time is shared equally, with at most 1.5x the recipe's epochs
-(time a capped member does not need goes to the others).
+ladder of candidates (``PRESETS``) alternates families and seeds, so the members taken from its
+start are a diverse ensemble. Walking the ladder, the plan takes each candidate with which every
+member still gets at least half of the recipe's epochs when the time is shared equally (at most
+1.5x; time a capped member does not need goes to the others); a candidate too slow is skipped.
 
 Time model of one member (seconds), from measured images/s (measure.py) and a loop factor:
 
@@ -32,9 +32,10 @@ SMALL_CNNS = ("small_resnet", "small_resnet_wide")
 TIMM_FAMILIES = ("resnet18", "efficientnet_b0", "convnext_nano")
 # ladder of (family index, seed offset); any prefix is a diverse ensemble
 PRESETS: dict[str, tuple[tuple[int, int], ...]] = {
-    "fast": ((0, 0), (1, 0), (0, 1)),
-    "best": ((0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)),
+    "fast": ((0, 0), (1, 0), (0, 1), (0, 2)),
+    "best": ((0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2), (0, 3), (1, 3)),
 }
+MAX_MEMBERS = {"fast": 3, "best": 6}
 
 
 @dataclass(frozen=True)
@@ -94,22 +95,30 @@ def plan_members(
     prefix: str = "auto",
     done: Sequence[Member] = (),
 ) -> list[Member]:
-    """Members to train in ``available_s`` seconds (besides ``done``, already trained), longest
-    diverse ladder prefix first. At least one member: if even one at half its epochs does not fit,
-    one member gets the epochs that fit (at least 1)."""
+    """Members to train in ``available_s`` seconds (besides ``done``, already trained): walking the
+    preset's ladder, a candidate joins when every chosen member still gets at least half the recipe's
+    epochs with the time shared equally (so a family too slow for the budget is skipped, and cheaper
+    ones still join). At least one member: if even one at half its epochs does not fit, one member
+    gets the epochs that fit (at least 1)."""
     names = families(base)
     full = base.epochs
     low, high = max(1, math.ceil(MIN_EPOCH_SHARE * full)), max(1, math.ceil(MAX_EPOCH_SHARE * full))
     taken = {(m.model, m.seed) for m in done}
     ladder = [(names[f % len(names)], base.seed + s) for f, s in PRESETS[preset]]
-    ladder = [(model, seed) for model, seed in ladder if (model, seed) not in taken]
-    for n in range(len(ladder), 0, -1):
-        chosen = ladder[:n]
-        epochs = _share(chosen, available_s, work, throughput, factor, low, high)
-        if epochs is not None:
-            return [_member(prefix, model, seed, e, work, throughput(model), factor)
-                    for (model, seed), e in zip(chosen, epochs)]
-    if not ladder:
+    ladder = [(model, seed) for model, seed in dict.fromkeys(ladder) if (model, seed) not in taken]
+    room = MAX_MEMBERS[preset] - len(done)
+    chosen: list[tuple[str, int]] = []
+    epochs: list[int] = []
+    for candidate in ladder:
+        if len(chosen) >= room:
+            break
+        shares = _share([*chosen, candidate], available_s, work, throughput, factor, low, high)
+        if shares is not None:
+            chosen, epochs = [*chosen, candidate], shares
+    if chosen:
+        return [_member(prefix, model, seed, e, work, throughput(model), factor)
+                for (model, seed), e in zip(chosen, epochs)]
+    if not ladder or room <= 0 or done:
         return []
     model, seed = ladder[0]
     e = max(1, min(high, _epochs_within(available_s, work, throughput(model), factor)))

@@ -150,17 +150,14 @@ def run_auto(
         if status == "trained":
             record["cv"] = artifacts.read_record(artifacts.RunPaths(workdir, member.name).sidecar).cv.oof
             trained.append(member)
-            raw = (member.estimate_s - STARTUP_SECONDS) / factor if member.estimate_s > 0 else 0
-            if raw > 0 and seconds > 0:
-                measured = (seconds - STARTUP_SECONDS) / raw
-                factor = 0.5 * factor + 0.5 * measured if len(trained) > 1 else measured
+            factor = recalibrate(factor, member.estimate_s, seconds, first=len(trained) == 1)
             echo(f"  + {member.name}: CV {comp.metric} {record['cv']:.4f} in {format_seconds(seconds)} "
                  f"(estimated {format_seconds(member.estimate_s)})")
-            if queue:  # re-plan what is left with the time left and the re-measured factor
-                queue = plan_members(base, work, throughput, deadline - time.monotonic() - reserve, preset=preset,
-                                     factor=factor, prefix=name, done=trained)
-                echo("  re-planned: " + (", ".join(f"{m.name} ~{format_seconds(m.estimate_s)}" for m in queue)
-                                        or "nothing more fits"))
+            # re-plan what is left with the time left and the re-measured factor (more may fit now)
+            queue = plan_members(base, work, throughput, deadline - time.monotonic() - reserve, preset=preset,
+                                 factor=factor, prefix=name, done=trained)
+            echo("  re-planned: " + (", ".join(f"{m.name} ~{format_seconds(m.estimate_s)}" for m in queue)
+                                    or "nothing more fits"))
         else:
             echo(f"  - {member.name}: {status}")
         records[member.name] = record
@@ -182,6 +179,19 @@ def run_auto(
 
 
 STOP_MARGIN_S = 20.0  # no member is started with less time than this
+
+
+def recalibrate(factor: float, estimate_s: float, seconds: float, *, first: bool) -> float:
+    """The loop factor re-measured on a finished member: its compute part took ``seconds`` minus the
+    start-up where ``estimate_s`` expected it. Members whose compute is only a few seconds say little
+    (start-up noise), so they keep the factor; the first measurement replaces the default, later ones
+    are averaged in; kept within [0.3, 5] against outliers."""
+    planned = estimate_s - STARTUP_SECONDS
+    if planned < 5.0 or seconds <= STARTUP_SECONDS:
+        return factor
+    measured = factor * (seconds - STARTUP_SECONDS) / planned
+    new = measured if first else 0.5 * (factor + measured)
+    return min(5.0, max(0.3, new))
 
 
 def _precision(device, base: TrainConfig) -> str:
