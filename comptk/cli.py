@@ -493,3 +493,90 @@ def auto(competition: str | None, budget: str, preset: str, workdir: Path, data_
 
     run_auto(competition, budget=budget, preset=preset, workdir=workdir, data_dir=data_dir, name=name,
              settings=dict(parse_assignment(a) for a in assignments), label_shift=label_shift, echo=click.echo)
+
+
+# ---- predict and export (comptk.predict); options declared here so the commands stand alone ----------------------
+
+@main.command("predict")
+@click.argument("source", metavar="RUN_OR_BUNDLE")
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV of ids and image paths to predict (e.g. the competition's test.csv).")
+@click.option("--image-col", help="--csv: the image-path column (default: the competition's).")
+@click.option("--id-col", help="--csv: the id column (default: the competition's).")
+@click.option("--image-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="--csv: the folder relative image paths start from (default: as in the competition, from the "
+                   "CSV's folder).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV to write (default: standard output).")
+@click.option("--proba/--no-proba", default=True, show_default=True,
+              help="Add one proba_<class> column per class after id and label.")
+@click.option("--submission", is_flag=True,
+              help="Write the competition's submission columns instead (its id column and label column, or "
+                   "one probability column per class).")
+@click.option("--skip-bad", is_flag=True, help="Leave out unreadable images (listed on stderr) instead of failing.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Where runs/ and oof/ of RUN live (not used for a bundle).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+              help="Default: the run's setting (use the run's device and precision to reproduce its predictions).")
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Images per forward pass.")
+def predict_command(source: str, images: tuple[Path, ...], csv_path: Path | None, image_col: str | None,
+                    id_col: str | None, image_dir: Path | None, out: Path | None, proba: bool, submission: bool,
+                    skip_bad: bool, workdir: Path, device: str, precision: str | None, batch_size: int) -> None:
+    """Predict images with a run's fold models and its TTA (RUN in --workdir, or a bundle folder).
+
+    Writes id, label and proba_<class> columns (rows in input order). A file's id is its path as
+    given; a folder's images are named by their path inside it without extension.
+
+    \b
+    comptk predict RUN --csv data/NAME/test.csv --out predictions.csv
+    comptk predict bundles/RUN photos/ a.jpg --no-proba
+    comptk predict /kaggle/input/BUNDLE --csv /kaggle/input/COMP/test.csv --submission --out submission.csv
+    """
+    from . import artifacts
+    from .predict import images_from_csv, images_from_paths, load_predictor
+
+    if bool(images) == bool(csv_path):
+        raise ComptkError("give image files or folders, or --csv FILE (one of the two)")
+    if not csv_path and (image_col or id_col or image_dir):
+        raise ComptkError("--image-col, --id-col and --image-dir go with --csv")
+    predictor = load_predictor(source, workdir=workdir, device=device, precision=precision, batch_size=batch_size)
+    if not predictor.recipe.partial:  # a partial one is a warning from load_predictor already
+        click.echo(f"predicting with {predictor.recipe.describe()}", err=True)
+    listing = (images_from_csv(csv_path, image_column=image_col, id_column=id_col, image_dir=image_dir,
+                               defaults=predictor.recipe.inputs) if csv_path else images_from_paths(images))
+    prediction = predictor.predict(listing.paths, ids=listing.ids, skip_bad=skip_bad)
+    frame = prediction.to_submission(predictor.recipe.submission) if submission else prediction.to_frame(proba)
+    if prediction.skipped:
+        shown = "; ".join(why for _, why in prediction.skipped[:5])
+        more = f"; and {len(prediction.skipped) - 5} more" if len(prediction.skipped) > 5 else ""
+        click.echo(f"skipped {len(prediction.skipped)} unreadable image(s): {shown}{more}", err=True)
+    if out is None:
+        click.echo(frame.to_csv(index=False), nl=False)
+    else:
+        artifacts.save_csv(out, frame)
+        click.echo(f"wrote {len(frame)} predictions to {out}", err=True)
+
+
+@main.command("export")
+@click.argument("run")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle folder.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Where runs/ and oof/ of RUN live.")
+def export_command(run: str, out: Path, force: bool, workdir: Path) -> None:
+    """Write RUN as a self-contained bundle: bundle.json + one safetensors file per fold.
+
+    `comptk predict DIR ...` and `comptk.load_predictor(DIR)` use it without the competition, its data,
+    the work directory or a network.
+
+    \b
+    comptk export RUN --out bundles/RUN
+    """
+    from .predict import export_run
+
+    recipe = export_run(run, out, workdir=workdir, force=force)
+    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    click.echo(f"wrote bundle {out} ({size / 1e6:.1f} MB): {recipe.describe()}\n"
+               f"predict with: comptk predict {out} IMAGES... | --csv FILE")

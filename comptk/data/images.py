@@ -93,16 +93,65 @@ def _decode(path: Path) -> Image.Image:
         raise ComptkError(f"cannot read image {path}: {detail}") from None
 
 
+def fit_image(img: Image.Image, size: int) -> np.ndarray:
+    """An RGB image as the (size, size, 3) uint8 array training sees (the one resize of load_images)."""
+    if img.size != (size, size):
+        img = img.resize((size, size), _RESAMPLE[RESIZE_METHOD])
+    return np.asarray(img)
+
+
 def load_images(paths: tuple[Path, ...] | list[Path], size: int) -> np.ndarray:
     """Decode and resize images to size x size, as one uint8 array (N, size, size, 3)."""
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
 
     def load(i: int) -> None:
-        img = decode_image(paths[i])
-        if img.size != (size, size):
-            img = img.resize((size, size), _RESAMPLE[RESIZE_METHOD])
-        out[i] = np.asarray(img)
+        out[i] = fit_image(decode_image(paths[i]), size)
 
     with bomb_warnings_silenced(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(load, range(len(paths))))
     return out
+
+
+def read_images(paths: tuple[Path, ...] | list[Path], size: int) -> tuple[np.ndarray, dict[int, str]]:
+    """load_images that goes on past unreadable files: the images (rows of unreadable files are
+    zeros) and, by row, why each unreadable one failed ("file not found", "cannot read image ...")."""
+    out = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
+    failed: dict[int, str] = {}
+
+    def load(i: int) -> None:
+        if not Path(paths[i]).is_file():  # decode_image would call a missing file "not a readable image"
+            failed[i] = f"image file not found: {paths[i]}"
+            return
+        try:
+            out[i] = fit_image(decode_image(paths[i]), size)
+        except ComptkError as exc:
+            failed[i] = str(exc)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(load, range(len(paths))))
+    return out, dict(sorted(failed.items()))
+
+
+def probe_image(path: Path) -> str | None:
+    """Why ``path`` cannot be an image (missing, or no image header Pillow knows), or None. Reads the
+    header only, so a whole list is checked before any decoding; a truncated file still fails later."""
+    if not Path(path).is_file():
+        return f"image file not found: {path}"
+    try:
+        with Image.open(path):
+            pass
+    except (UnidentifiedImageError, OSError, ValueError):
+        return f"cannot read image {path}: not a readable image file"
+    return None
+
+
+def fit_array(array: np.ndarray, size: int, where: str = "image") -> np.ndarray:
+    """A decoded image given as an array (uint8 H x W x 3 RGB, or H x W grey) as load_images would give
+    the same pixels from a file: repeated to RGB, resized to (size, size, 3) the same way."""
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
+        raise ComptkError(f"{where}: expected a uint8 array of shape (H, W, 3) or (H, W), "
+                          f"got {array.dtype} {tuple(array.shape)}")
+    if min(array.shape[:2]) == 0:
+        raise ComptkError(f"{where}: the array is empty, shape {tuple(array.shape)}")
+    return fit_image(Image.fromarray(np.ascontiguousarray(array)).convert("RGB"), size)
