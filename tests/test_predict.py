@@ -84,6 +84,10 @@ def test_files_folders_and_arrays_give_the_same_probabilities(run, tmp_path):
     by_file = predictor.predict(files)
     assert by_file.ids == tuple(str(f) for f in files)
     assert np.abs(by_file.proba - preds).max() <= TOLERANCE
+    # decoded and predicted a chunk at a time (memory): the same numbers
+    chunked = load_predictor("r", workdir=run, batch_size=2)
+    chunked.chunk = 4
+    assert np.abs(chunked.predict(files).proba - by_file.proba).max() <= 1e-6
     # decoded arrays (one, a list, an N x H x W x 3 array), including one at another size: resized as files are
     arrays = [np.asarray(Image.open(f).convert("RGB")) for f in files]
     assert np.array_equal(predictor.predict_proba(np.stack(arrays)), by_file.proba)

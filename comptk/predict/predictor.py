@@ -107,7 +107,7 @@ class Predictor:
         self.precision = precision
         self.batch_size = batch_size
         # Whole batches of the run's own size from row 0, as run_cv predicted its test rows.
-        self.chunk = batch_size * max(1, 4096 // batch_size)
+        self.chunk = batch_size * max(1, 2048 // batch_size)
         self.models = [self._load_fold(k, path) for k, path in zip(recipe.folds, recipe.weights)]
         with_tta(self.models[0], recipe.tta, recipe.tta_merge)  # an unknown preset fails here, not mid-way
 
