@@ -241,3 +241,17 @@ def test_partial_and_unfinished_runs_predict_with_their_trained_folds(run, tmp_p
     test = pd.read_csv(work / "data" / "test.csv", dtype=str)
     proba = predictor.predict_proba([work / "data" / p for p in test["img_path"]])
     assert np.abs(proba - np.load(work / "runs" / "r" / "fold1" / "test.npy")).max() <= TOLERANCE
+
+
+def test_factorised_heads_drop_rates_and_gmean_survive_the_bundle(tmp_path):
+    root = make_tiny(tmp_path / "heads", n_per_class=4, classes=("a", "b", "c", "d"))
+    run_cv(root, {"n_folds": 2, "epochs": 1, "heads": "2x2", "drop_rate": 0.2, "tta": "flip", "tta_merge": "gmean"},
+           workdir=root, name="h", progress=False, plots=False)
+    assert invoke("export", "h", "--workdir", root, "--out", tmp_path / "b").exit_code == 0
+    meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    assert meta["model"]["heads"] == "2x2" and meta["model"]["create_kwargs"] == {
+        "pretrained": False, "num_classes": 4, "drop_rate": 0.2}
+    assert meta["tta"] == {**meta["tta"], "preset": "flip", "merge": "gmean"}
+    test = pd.read_csv(root / "data" / "test.csv", dtype=str)
+    proba = load_predictor(tmp_path / "b").predict_proba([root / "data" / p for p in test["img_path"]])
+    assert np.abs(proba - np.load(root / "preds" / "h.npy")).max() <= TOLERANCE
