@@ -495,7 +495,7 @@ def auto(competition: str | None, budget: str, preset: str, workdir: Path, data_
              settings=dict(parse_assignment(a) for a in assignments), label_shift=label_shift, echo=click.echo)
 
 
-# ---- predict and export (comptk.predict); options declared here so the commands stand alone ----------------------
+# ---- predict and export (comptk.predict) --------------------------------------------------------------------------
 
 @main.command("predict")
 @click.argument("source", metavar="RUN_OR_BUNDLE")
@@ -515,15 +515,14 @@ def auto(competition: str | None, budget: str, preset: str, workdir: Path, data_
               help="Write the competition's submission columns instead (its id column and label column, or "
                    "one probability column per class).")
 @click.option("--skip-bad", is_flag=True, help="Leave out unreadable images (listed on stderr) instead of failing.")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
-              help="Where runs/ and oof/ of RUN live (not used for a bundle).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-              help="Default: the run's setting (use the run's device and precision to reproduce its predictions).")
-@click.option("--batch-size", type=int, default=256, show_default=True, help="Images per forward pass.")
+@workdir_option
+@click.option("--device", default="auto", show_default=True, help=SETTING_HELP["device"])
+@click.option("--precision", type=click.Choice(CHOICES["precision"]),
+              help="Default: the run's setting (the run's device and precision reproduce its predictions exactly).")
+@click.option("--batch-size", type=int, default=256, show_default=True,
+              help="Images per forward pass (memory, not results).")
 def predict_command(source: str, images: tuple[Path, ...], csv_path: Path | None, image_col: str | None,
-                    id_col: str | None, image_dir: Path | None, out: Path | None, proba: bool, submission: bool,
-                    skip_bad: bool, workdir: Path, device: str, precision: str | None, batch_size: int) -> None:
+                    id_col: str | None, **options) -> None:
     """Predict images with a run's fold models and its TTA (RUN in --workdir, or a bundle folder).
 
     Writes id, label and proba_<class> columns (rows in input order). A file's id is its path as
@@ -534,37 +533,20 @@ def predict_command(source: str, images: tuple[Path, ...], csv_path: Path | None
     comptk predict bundles/RUN photos/ a.jpg --no-proba
     comptk predict /kaggle/input/BUNDLE --csv /kaggle/input/COMP/test.csv --submission --out submission.csv
     """
-    from . import artifacts
-    from .predict import images_from_csv, images_from_paths, load_predictor
+    from .predict import predict_table
 
-    if bool(images) == bool(csv_path):
-        raise ComptkError("give image files or folders, or --csv FILE (one of the two)")
-    if not csv_path and (image_col or id_col or image_dir):
-        raise ComptkError("--image-col, --id-col and --image-dir go with --csv")
-    predictor = load_predictor(source, workdir=workdir, device=device, precision=precision, batch_size=batch_size)
-    if not predictor.recipe.partial:  # a partial one is a warning from load_predictor already
-        click.echo(f"predicting with {predictor.recipe.describe()}", err=True)
-    listing = (images_from_csv(csv_path, image_column=image_col, id_column=id_col, image_dir=image_dir,
-                               defaults=predictor.recipe.inputs) if csv_path else images_from_paths(images))
-    prediction = predictor.predict(listing.paths, ids=listing.ids, skip_bad=skip_bad)
-    frame = prediction.to_submission(predictor.recipe.submission) if submission else prediction.to_frame(proba)
-    if prediction.skipped:
-        shown = "; ".join(why for _, why in prediction.skipped[:5])
-        more = f"; and {len(prediction.skipped) - 5} more" if len(prediction.skipped) > 5 else ""
-        click.echo(f"skipped {len(prediction.skipped)} unreadable image(s): {shown}{more}", err=True)
-    if out is None:
-        click.echo(frame.to_csv(index=False), nl=False)
-    else:
-        artifacts.save_csv(out, frame)
-        click.echo(f"wrote {len(frame)} predictions to {out}", err=True)
+    table = predict_table(source, images, csv=csv_path, image_column=image_col, id_column=id_col, **options)
+    for note in table.notes:
+        click.echo(note, err=True)
+    if options["out"] is None:
+        click.echo(table.frame.to_csv(index=False), nl=False)
 
 
 @main.command("export")
 @click.argument("run")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
-@click.option("--force", is_flag=True, help="Replace an existing bundle folder.")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
-              help="Where runs/ and oof/ of RUN live.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle folder (never a folder that is not one).")
+@workdir_option
 def export_command(run: str, out: Path, force: bool, workdir: Path) -> None:
     """Write RUN as a self-contained bundle: bundle.json + one safetensors file per fold.
 
@@ -577,6 +559,5 @@ def export_command(run: str, out: Path, force: bool, workdir: Path) -> None:
     from .predict import export_run
 
     recipe = export_run(run, out, workdir=workdir, force=force)
-    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
-    click.echo(f"wrote bundle {out} ({size / 1e6:.1f} MB): {recipe.describe()}\n"
+    click.echo(f"wrote bundle {out} ({recipe.weights_bytes / 1e6:.1f} MB of weights): {recipe.describe()}\n"
                f"predict with: comptk predict {out} IMAGES... | --csv FILE")

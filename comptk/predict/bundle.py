@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,10 @@ class Recipe:
         regularise = {k: v for k, v in (("drop_rate", self.drop_rate), ("drop_path_rate", self.drop_path_rate)) if v > 0}
         return {"pretrained": False, "num_classes": outputs, **regularise}
 
+    @property
+    def weights_bytes(self) -> int:
+        return sum(Path(w).stat().st_size for w in self.weights)
+
     def describe(self) -> str:
         """One line: which models, views and folds predict."""
         folds = f"folds {', '.join(map(str, self.folds))} of {self.n_folds}"
@@ -96,65 +100,43 @@ class Recipe:
 
 # ---- the run in a work directory -------------------------------------------------------------------------------
 
-def read_run_record(paths: artifacts.RunPaths) -> dict[str, Any]:
-    """What predict and export read of a run, as a dict; the one function here that knows the run's
-    record (oof/RUN.json, else runs/RUN/config.json + finished folds' result.json for an interrupted run).
-
-    Keys: name, competition, competition_file, classes, config, n_folds, folds_trained, fold_results
-    (per trained fold: fold, score, device, autocast), test_time, metric, cv, versions, finished.
-    """
+def read_run_record(paths: artifacts.RunPaths) -> tuple[artifacts.RunRecord, bool]:
+    """A run's record and whether the run is finished: its sidecar (oof/RUN.json), or for a run interrupted
+    before it wrote one, its identity (runs/RUN/config.json) with the folds whose result.json exists."""
     if paths.sidecar.is_file():
-        meta = artifacts.load_json(paths.sidecar)
-        if meta.get("kind") == "blend":
+        record = artifacts.read_record(paths.sidecar)
+        if record.is_blend:
             raise ComptkError(f"'{paths.name}' is a blend of runs ({paths.sidecar}), not one run's fold models; "
                               f"predict with or export each member run")
-        finished = True
-        results = list(meta.get("folds", []))
-    elif paths.config.is_file():
-        meta = artifacts.load_json(paths.config)
-        finished = False
-        results = [artifacts.load_json(paths.fold_result(k)) for k in range(int(meta["config"]["n_folds"]))
-                   if paths.fold_result(k).is_file()]
-        meta = {**meta, "folds_trained": [r["fold"] for r in results]}
-    else:
+        return record, True
+    if not paths.config.is_file():
         raise ComptkError(f"no run '{paths.name}' in {paths.workdir} (no {paths.sidecar} nor {paths.config})"
                           f"{did_you_mean(paths.name, artifacts.run_names(paths.workdir))}")
-    config = meta["config"]
-    return {
-        "name": paths.name,
-        "competition": meta.get("competition", ""),
-        "competition_file": meta.get("competition_file"),
-        "classes": list(meta["classes"]),
-        "config": config,
-        "n_folds": int(meta.get("n_folds", config["n_folds"])),
-        "folds_trained": artifacts.folds_trained({"n_folds": config["n_folds"], **meta}),
-        "fold_results": results,
-        "test_time": meta.get("test_time", {}),
-        "metric": meta.get("metric", ""),
-        "cv": meta.get("cv"),
-        "versions": meta.get("versions", {}),
-        "finished": finished,
-    }
+    start = artifacts.RunRecord.from_json(artifacts.load_json(paths.config), paths.config, name=paths.name)
+    n_folds = int(start.config["n_folds"])
+    results = tuple(artifacts.load_json(paths.fold_result(k)) for k in range(n_folds) if paths.fold_result(k).is_file())
+    return replace(start, n_folds=n_folds, folds_trained=tuple(r["fold"] for r in results), folds=results), False
 
 
 def run_recipe(workdir: str | Path, name: str) -> Recipe:
     """The recipe of a run in ``workdir`` (finished, partial, or interrupted with some folds finished)."""
     paths = artifacts.RunPaths(Path(workdir), name)
-    record = read_run_record(paths)
-    folds = record["folds_trained"]
+    record, finished = read_run_record(paths)
+    folds = record.trained_folds
     if not folds:
         raise ComptkError(f"run '{name}' has no finished fold yet ({paths.run_dir}); train at least one fold first")
     weights = tuple(paths.checkpoint(k) for k in folds)
     missing = [w for w in weights if not w.is_file()]
     if missing:
         raise ComptkError(f"run '{name}': fold weights not found: {missing[0]}")
-    config = record["config"]
-    classes = tuple(record["classes"])
+    config = record.config
+    classes = tuple(record.classes)
     model_name, mean, std = _model_facts(config, len(classes))
-    results = {r["fold"]: r for r in record["fold_results"]}
+    results = {r["fold"]: r for r in record.folds}
+    test_time = record.test_time or {}
     return Recipe(
         run=name,
-        competition=record["competition"],
+        competition=record.competition or "",
         classes=classes,
         model=model_name,
         heads=config.get("heads", ""),
@@ -167,22 +149,23 @@ def run_recipe(workdir: str | Path, name: str) -> Recipe:
         tta_merge=config.get("tta_merge", "mean"),
         precision=config.get("precision", "auto"),
         folds=tuple(folds),
-        n_folds=record["n_folds"],
+        n_folds=int(record.n_folds or config["n_folds"]),
         weights=weights,
-        test_crop=record["test_time"].get("test_crop"),
-        metric=record["metric"],
-        cv=record["cv"],
-        inputs=_competition_inputs(record["competition_file"], paths.workdir),
+        test_crop=test_time.get("test_crop"),
+        metric=record.metric or "",
+        cv=record.cv.to_json() if record.cv is not None else None,
+        inputs=_competition_inputs(record.competition_file, paths.workdir),
         submission=_submission_format(paths.submission, classes),
         trained={
             "device": sorted({str(results[k].get("device")) for k in folds if k in results}),
             "autocast": sorted({str(results[k].get("autocast")) for k in folds if k in results}),
+            "torch_threads": record.torch_threads,
             "config": config,
-            "versions": record["versions"],
-            "test_time": record["test_time"],
+            "versions": record.versions,
+            "test_time": test_time,
         },
         source=paths.run_dir,
-        finished=record["finished"],
+        finished=finished,
     )
 
 

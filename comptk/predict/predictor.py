@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
+from .. import artifacts
 from ..config import CHOICES
 from ..data.images import fit_array, probe_image, read_images
 from ..errors import ComptkError
@@ -38,6 +39,7 @@ from .bundle import (
     run_recipe,
     write_bundle,
 )
+from .inputs import images_from_csv, images_from_paths
 
 log = logging.getLogger("comptk")
 
@@ -227,6 +229,45 @@ def load_predictor(source: str | Path, *, workdir: str | Path = ".", device: str
     # A partial run predicts with fewer models than its CV describes: say so wherever it is used.
     (log.warning if predictor.recipe.partial else log.info)("predicting with %s", predictor.recipe.describe())
     return predictor
+
+
+@dataclass(frozen=True)
+class PredictTable:
+    """What ``comptk predict`` writes (``frame``), and what it says about it (``notes``, for standard error)."""
+
+    frame: pd.DataFrame
+    prediction: Prediction
+    recipe: Recipe
+    notes: tuple[str, ...]
+
+
+def predict_table(source: str | Path, images: Sequence[str | Path] = (), *, csv: str | Path | None = None,
+                  image_column: str | None = None, id_column: str | None = None, image_dir: str | Path | None = None,
+                  workdir: str | Path = ".", device: str = "auto", precision: str | None = None,
+                  batch_size: int = 256, skip_bad: bool = False, proba: bool = True, submission: bool = False,
+                  out: str | Path | None = None) -> PredictTable:
+    """``comptk predict``: the images (files and folders, or the rows of ``csv``) predicted by ``source`` (a
+    bundle folder or a run name in ``workdir``), as the table ``id, label[, proba_<class>...]`` or, with
+    ``submission``, the competition's submission columns; written atomically to ``out`` when given."""
+    if bool(images) == bool(csv):
+        raise ComptkError("give image files or folders, or --csv FILE (one of the two)")
+    if not csv and (image_column or id_column or image_dir):
+        raise ComptkError("--image-col, --id-col and --image-dir go with --csv")
+    predictor = load_predictor(source, workdir=workdir, device=device, precision=precision, batch_size=batch_size)
+    listing = (images_from_csv(csv, image_column=image_column, id_column=id_column, image_dir=image_dir,
+                               defaults=predictor.recipe.inputs) if csv else images_from_paths(images))
+    prediction = predictor.predict(listing.paths, ids=listing.ids, skip_bad=skip_bad)
+    frame = prediction.to_submission(predictor.recipe.submission) if submission else prediction.to_frame(proba)
+    # A partial run's note is load_predictor's warning already.
+    notes = [] if predictor.recipe.partial else [f"predicted with {predictor.recipe.describe()}"]
+    if prediction.skipped:
+        shown = "; ".join(why for _, why in prediction.skipped[:5])
+        more = f"; and {len(prediction.skipped) - 5} more" if len(prediction.skipped) > 5 else ""
+        notes.append(f"skipped {len(prediction.skipped)} unreadable image(s): {shown}{more}")
+    if out is not None:
+        artifacts.save_csv(Path(out), frame)
+        notes.append(f"wrote {len(frame)} predictions to {out}")
+    return PredictTable(frame, prediction, predictor.recipe, tuple(notes))
 
 
 def export_run(run: str, out: str | Path, *, workdir: str | Path = ".", force: bool = False) -> Recipe:
