@@ -209,6 +209,14 @@ def test_bad_images_are_one_line_errors_or_skipped(run, tmp_path):
     assert cut.exit_code == 2 and "cut.png" in cut.output and "Traceback" not in cut.output
 
 
+@pytest.mark.parametrize("limit", [100, 60])  # 144 pixels: above the limit (Pillow warns), above twice (it refuses)
+def test_images_above_the_decompression_bomb_limit_are_named(run, monkeypatch, limit):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    result = invoke("predict", "r", "--workdir", run, run / "data" / "img" / "cat_0.png")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "cat_0.png: 144 pixels, above Pillow's decompression-bomb limit" in result.output
+
+
 def test_usage_mistakes_are_one_line_errors(run, tmp_path):
     test_csv = run / "data" / "test.csv"
     cases = [

@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 
 from .. import artifacts
 from ..config import CHOICES
-from ..data.images import fit_array, probe_image, read_images
+from ..data.images import bomb_warnings_silenced, fit_array, probe_image, read_images
 from ..errors import ComptkError
 from ..train.engine import predict_proba, resolve_device
 from ..train.models import Classifier
@@ -164,7 +164,7 @@ class Predictor:
         arrays = {i: fit_array(item, self.recipe.img_size, where=f"image {i}")
                   for i, item in enumerate(items) if isinstance(item, np.ndarray)}
         paths = {i: Path(item) for i, item in enumerate(items) if not isinstance(item, np.ndarray)}
-        with ThreadPoolExecutor(max_workers=cpu_count() or 1) as pool:  # headers only: fail before any compute
+        with bomb_warnings_silenced(), ThreadPoolExecutor(max_workers=cpu_count() or 1) as pool:  # headers only
             probed = dict(zip(paths, pool.map(probe_image, paths.values())))
         bad = {i: why for i, why in probed.items() if why}
         _refuse_bad(bad, skip_bad)
