@@ -5,6 +5,7 @@ Library API (the CLI is a thin layer over these)::
     from comptk import load_competition, run_cv, prepare, score_submission
     run = run_cv("digits", {"n_folds": 3, "epochs": 2}, workdir="work")
     run.cv, run.paths.oof
+    load_predictor("bundle-dir or RUN").predict(["a.png", "b.png"]).labels
 
 Names are imported on first use (PEP 562), so ``import comptk`` and the command line's
 ``--help`` do not load torch.
@@ -31,6 +32,8 @@ _EXPORTS = {
     "RunResult": "comptk.train.crossval",
     "run_cv": "comptk.train.crossval",
     "prepare": "comptk.datasets",
+    "load_predictor": "comptk.predict",
+    "export_run": "comptk.predict",
     "score_submission": "comptk.submission",
     "assess_label_shift": "comptk.label_shift",
     "prior_corrected": "comptk.label_shift",

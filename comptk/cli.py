@@ -493,3 +493,71 @@ def auto(competition: str | None, budget: str, preset: str, workdir: Path, data_
 
     run_auto(competition, budget=budget, preset=preset, workdir=workdir, data_dir=data_dir, name=name,
              settings=dict(parse_assignment(a) for a in assignments), label_shift=label_shift, echo=click.echo)
+
+
+# ---- predict and export (comptk.predict) --------------------------------------------------------------------------
+
+@main.command("predict")
+@click.argument("source", metavar="RUN_OR_BUNDLE")
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV of ids and image paths to predict (e.g. the competition's test.csv).")
+@click.option("--image-col", help="--csv: the image-path column (default: the competition's).")
+@click.option("--id-col", help="--csv: the id column (default: the competition's).")
+@click.option("--image-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="--csv: the folder relative image paths start from (default: as in the competition, from the "
+                   "CSV's folder).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV to write (default: standard output).")
+@click.option("--proba/--no-proba", default=True, show_default=True,
+              help="Add one proba_<class> column per class after id and label.")
+@click.option("--submission", is_flag=True,
+              help="Write the competition's submission columns instead (its id column and label column, or "
+                   "one probability column per class).")
+@click.option("--skip-bad", is_flag=True, help="Leave out unreadable images (listed on stderr) instead of failing.")
+@workdir_option
+@click.option("--device", default="auto", show_default=True, help=SETTING_HELP["device"])
+@click.option("--precision", type=click.Choice(CHOICES["precision"]),
+              help="Default: the run's setting (the run's device and precision reproduce its predictions exactly).")
+@click.option("--batch-size", type=int, default=256, show_default=True,
+              help="Images per forward pass (memory, not results).")
+def predict_command(source: str, images: tuple[Path, ...], csv_path: Path | None, image_col: str | None,
+                    id_col: str | None, **options) -> None:
+    """Predict images with a run's fold models and its TTA (RUN in --workdir, or a bundle folder).
+
+    Writes id, label and proba_<class> columns (rows in input order). A file's id is its path as
+    given; a folder's images are named by their path inside it without extension.
+
+    \b
+    comptk predict RUN --csv data/NAME/test.csv --out predictions.csv
+    comptk predict bundles/RUN photos/ a.jpg --no-proba
+    comptk predict /kaggle/input/BUNDLE --csv /kaggle/input/COMP/test.csv --submission --out submission.csv
+    """
+    from .predict import predict_table
+
+    table = predict_table(source, images, csv=csv_path, image_column=image_col, id_column=id_col, **options)
+    for note in table.notes:
+        click.echo(note, err=True)
+    if options["out"] is None:
+        click.echo(table.frame.to_csv(index=False), nl=False)
+
+
+@main.command("export")
+@click.argument("run")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle folder (never a folder that is not one).")
+@workdir_option
+def export_command(run: str, out: Path, force: bool, workdir: Path) -> None:
+    """Write RUN as a self-contained bundle: bundle.json + one safetensors file per fold.
+
+    `comptk predict DIR ...` and `comptk.load_predictor(DIR)` use it without the competition, its data,
+    the work directory or a network.
+
+    \b
+    comptk export RUN --out bundles/RUN
+    """
+    from .predict import export_run
+
+    recipe = export_run(run, out, workdir=workdir, force=force)
+    click.echo(f"wrote bundle {out} ({recipe.weights_bytes / 1e6:.1f} MB of weights): {recipe.describe()}\n"
+               f"predict with: comptk predict {out} IMAGES... | --csv FILE")

@@ -46,6 +46,19 @@ def _too_large(path: Path, n_pixels: int | None, limit: int) -> ComptkError:
                        f"{limit:,} pixels (PIL.Image.MAX_IMAGE_PIXELS); downscale it")
 
 
+def _check_pixels(path: Path, img: Image.Image) -> None:
+    """An opened image above the decompression-bomb limit is an error (Pillow itself only warns below 2x)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and img.width * img.height > limit:
+        raise _too_large(path, img.width * img.height, limit)
+
+
+def _bomb_refused(path: Path, exc: Exception) -> ComptkError:
+    """Image.open's DecompressionBombError (above twice the limit) as the same one-line error."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return _too_large(path, int(found.group(1)) if found else None, Image.MAX_IMAGE_PIXELS or 0)
+
+
 @contextlib.contextmanager
 def bomb_warnings_silenced() -> Iterator[None]:
     """Silence Pillow's DecompressionBombWarning: decode_image turns those images into a ComptkError
@@ -70,11 +83,9 @@ def decode_image(path: Path) -> Image.Image:
 
 
 def _decode(path: Path) -> Image.Image:
-    limit = Image.MAX_IMAGE_PIXELS
     try:
         with Image.open(path) as img:
-            if limit and img.width * img.height > limit:
-                raise _too_large(path, img.width * img.height, limit)
+            _check_pixels(path, img)
             img.load()
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 rgba = img.convert("RGBA")
@@ -86,11 +97,17 @@ def _decode(path: Path) -> Image.Image:
                 return Image.fromarray(((array - array.min()) / span * 255).astype(np.uint8)).convert("RGB")
             return img.convert("RGB")
     except Image.DecompressionBombError as exc:  # above twice the limit: Image.open refuses it
-        found = re.search(r"\((\d+) pixels\)", str(exc))
-        raise _too_large(path, int(found.group(1)) if found else None, limit or 0) from None
+        raise _bomb_refused(path, exc) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         detail = "not a readable image file" if str(path) in str(exc) else str(exc)
         raise ComptkError(f"cannot read image {path}: {detail}") from None
+
+
+def fit_image(img: Image.Image, size: int) -> np.ndarray:
+    """An RGB image as the (size, size, 3) uint8 array training sees (the one resize of load_images)."""
+    if img.size != (size, size):
+        img = img.resize((size, size), _RESAMPLE[RESIZE_METHOD])
+    return np.asarray(img)
 
 
 def load_images(paths: tuple[Path, ...] | list[Path], size: int) -> np.ndarray:
@@ -98,11 +115,58 @@ def load_images(paths: tuple[Path, ...] | list[Path], size: int) -> np.ndarray:
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
 
     def load(i: int) -> None:
-        img = decode_image(paths[i])
-        if img.size != (size, size):
-            img = img.resize((size, size), _RESAMPLE[RESIZE_METHOD])
-        out[i] = np.asarray(img)
+        out[i] = fit_image(decode_image(paths[i]), size)
 
     with bomb_warnings_silenced(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(load, range(len(paths))))
     return out
+
+
+def read_images(paths: tuple[Path, ...] | list[Path], size: int) -> tuple[np.ndarray, dict[int, str]]:
+    """load_images that goes on past unreadable files: the images (rows of unreadable files are
+    zeros) and, by row, why each unreadable one failed ("file not found", "cannot read image ...")."""
+    out = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
+    failed: dict[int, str] = {}
+
+    def load(i: int) -> None:
+        if not Path(paths[i]).is_file():  # decode_image would call a missing file "not a readable image"
+            failed[i] = f"image file not found: {paths[i]}"
+            return
+        try:
+            out[i] = fit_image(decode_image(paths[i]), size)
+        except ComptkError as exc:
+            failed[i] = str(exc)
+
+    with bomb_warnings_silenced(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(load, range(len(paths))))
+    return out, dict(sorted(failed.items()))
+
+
+def probe_image(path: Path) -> str | None:
+    """Why ``path`` cannot be an image (missing, no image header Pillow knows, above the decompression-bomb
+    limit as decode_image refuses it), or None. Reads the header only, so a whole list is checked before any
+    decoding; a truncated file still fails when decoded. Call it under bomb_warnings_silenced()."""
+    if not Path(path).is_file():
+        return f"image file not found: {path}"
+    try:
+        with Image.open(path) as img:
+            _check_pixels(path, img)
+    except ComptkError as exc:
+        return str(exc)
+    except Image.DecompressionBombError as exc:
+        return str(_bomb_refused(path, exc))
+    except (UnidentifiedImageError, OSError, ValueError):
+        return f"cannot read image {path}: not a readable image file"
+    return None
+
+
+def fit_array(array: np.ndarray, size: int, where: str = "image") -> np.ndarray:
+    """A decoded image given as an array (uint8 H x W x 3 RGB, or H x W grey) as load_images would give
+    the same pixels from a file: repeated to RGB, resized to (size, size, 3) the same way."""
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
+        raise ComptkError(f"{where}: expected a uint8 array of shape (H, W, 3) or (H, W), "
+                          f"got {array.dtype} {tuple(array.shape)}")
+    if min(array.shape[:2]) == 0:
+        raise ComptkError(f"{where}: the array is empty, shape {tuple(array.shape)}")
+    return fit_image(Image.fromarray(np.ascontiguousarray(array)).convert("RGB"), size)
