@@ -9,7 +9,8 @@ Layout under the work directory:
     preds/label_shift/RUN.npy  the same corrected for the estimated test class prior (--label-shift em)
     submissions/RUN.csv the sample submission's format
     runs/RUN/           config.json, log.txt, metrics.csv, fold<k>/{model.safetensors, metrics.csv, oof.npy, test.npy,
-                        result.json}, plots: learning_curves.png, confusion_matrix.png, per_class_f1.png
+                        result.json}, plots: learning_curves.png, confusion_matrix.png, per_class_f1.png,
+                        run.lock (held by the one process training the run: run_lock)
     sweeps/NAME.json    a sweep's grid and run names; sweeps/NAME.csv its table, sweeps/NAME.png CV vs training time
     folds/NAME-k<K>-seed<S>-<digest>.csv   fold of each train row, shared by all runs; digest of the train
                         ids, labels (and groups) it was made from (data/folds.py)
@@ -18,7 +19,8 @@ Layout under the work directory:
                         summary.json; derived/{train.csv, competition.toml} (a corrected copy)
 
 Every file is written to a temporary name in its folder and renamed into place,
-so a killed process never leaves a half-written artifact.
+so a killed process never leaves a half-written artifact; files and folders get the mode a
+normal write gives (the umask applies), so a shared work directory stays shared.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -79,22 +82,38 @@ def _mkdir(folder: Path, target: Path) -> None:
         raise _cannot_create(target, folder, exc) from None
 
 
+def _create_beside(path: Path, make: Callable[[Path], None], suffix: str) -> Path:
+    """A new hidden name beside ``path`` (``.NAME.XXXXXXXXXXXX`` + suffix), created by ``make``.
+
+    Not tempfile.mkstemp/mkdtemp: they create 0600/0700 entries, so every artifact of a shared
+    work directory (a group folder, a Docker volume) would be private to whoever wrote it. Here
+    the OS applies the umask (and default ACLs) exactly as for a normal write."""
+    while True:
+        candidate = path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
+        try:
+            make(candidate)
+            return candidate
+        except FileExistsError:  # 48 random bits: a clash is all but impossible; try another name
+            continue
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only on success.
+    The file gets a normal write's mode: 0o666 less the umask.
 
     A full disk, a file size limit or a read-only folder is a :class:`WriteError` naming ``path``
     (one line); the temporary file is removed and ``path`` keeps its old content."""
     path = Path(path)
     _mkdir(path.parent, path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = _create_beside(path, lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)),
+                             ".tmp")
     except OSError as exc:
         raise _cannot_create(path, path.parent, exc) from None
-    os.close(fd)
     try:
         try:
-            yield Path(tmp)
+            yield tmp
         except Exception as exc:
             reason = _no_room(exc)
             if reason is None:
@@ -114,11 +133,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
 def atomic_folder(path: Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path`` (an existing folder
     is removed first), on failure it is removed and ``path`` is left as it was (a full disk or a
-    read-only folder: a :class:`WriteError` naming ``path``)."""
+    read-only folder: a :class:`WriteError` naming ``path``). The folder gets a normal mkdir's
+    mode: 0o777 less the umask."""
     path = Path(path)
     _mkdir(path.parent, path)
     try:
-        building = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        # no .tmp suffix: stale_temporary_files unlinks those
+        building = _create_beside(path, lambda p: os.mkdir(p, 0o777), "")
     except OSError as exc:
         raise _cannot_create(path, path.parent, exc) from None
     try:
@@ -357,6 +378,10 @@ class RunPaths:
         """Written last: its presence marks the fold finished."""
         return self.fold_dir(fold) / "result.json"
 
+    @property
+    def lock(self) -> Path:
+        return self.run_dir / "run.lock"
+
     def is_finished(self) -> bool:
         return self.sidecar.exists()
 
@@ -364,6 +389,31 @@ class RunPaths:
         """Every folder training this run writes into (folds/ as in folds_path, shared by all runs)."""
         return (Path(self.workdir) / "folds", self.run_dir, self.oof.parent, self.preds.parent,
                 self.submission.parent)
+
+
+@contextlib.contextmanager
+def run_lock(paths: RunPaths, *, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the run's lock (runs/RUN/run.lock) so one process at a time trains into its folder.
+
+    A second process with the same run name waits (``on_wait`` gets one line saying so) rather
+    than exits: once the first is done or killed, the caller re-checks the run and resumes it,
+    keeping the folds the first one finished (or finds it finished). The lock is the OS's
+    (flock), so a killed process never leaves it held."""
+    from filelock import FileLock, Timeout
+
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(paths.lock))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait is not None:
+            on_wait(f"run '{paths.name}' is being trained by another process ({paths.lock} is held); waiting for it "
+                    f"to end, then this one resumes the run (folds it finished are kept)")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def run_names(workdir: Path) -> list[str]:

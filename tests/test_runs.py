@@ -36,3 +36,25 @@ def test_paths_are_the_documented_layout(tmp_path):
     assert p.oof == tmp_path / "oof" / "r1.npy" and p.sidecar == tmp_path / "oof" / "r1.json"
     assert p.preds == tmp_path / "preds" / "r1.npy" and p.submission == tmp_path / "submissions" / "r1.csv"
     assert artifacts.sidecar_of_submission(p.submission) == p.sidecar
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_atomic_writes_get_a_normal_writes_mode(tmp_path, umask):
+    """Not mkstemp's 0600: a shared work directory (a group folder, a Docker volume) stays readable."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        artifacts.save_json(tmp_path / "oof" / "r.json", {"a": 1})
+        artifacts.save_npy(tmp_path / "oof" / "r.npy", np.arange(3))
+        with artifacts.atomic_folder(tmp_path / "data" / "x") as building:
+            (building / "f.txt").write_text("x")
+        normal = tmp_path / "normal.txt"
+        normal.write_text("x")
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(tmp_path / "oof" / "r.json") == mode(tmp_path / "oof" / "r.npy") == 0o666 & ~umask == mode(normal)
+    assert mode(tmp_path / "data" / "x") == 0o777 & ~umask
+    assert sorted(p.name for p in (tmp_path / "oof").iterdir()) == ["r.json", "r.npy"]  # no temporary left

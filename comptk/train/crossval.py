@@ -37,7 +37,7 @@ from .augment import run_transform
 from .dataset import ImageArrayDataset
 from .engine import FoldOutcome, autocast_dtype, fit, predict_proba
 from .models import Classifier, create_model
-from .preflight import check_run
+from .preflight import check_not_finished, check_run
 from .pseudo import PseudoLabels
 from .tta import describe_test_time, valid_crop
 
@@ -241,11 +241,8 @@ def run_cv(
     # A bad image fails here, before any run file is written.
     images = load_competition_images(data, cfg.img_size, workdir=workdir, cache=cache)
     record = start_record(comp, cfg, data, fold=fold, images=images, pseudo=cleared.pseudo)
-    artifacts.check_same_run(paths, record.identity(), fix=RESUME_FIX)
-    if not paths.config.exists():
-        artifacts.write_identity(paths, record)
     logger = cleared.tracker
-    with _run_log(paths):
+    with _claim(paths, record, cleared.wanted), _run_log(paths):
         try:
             log.info("run %s: %s, %d train / %d test images, %d classes, %d folds, device %s", name, comp.name,
                      len(data.train.ids), len(data.test.ids), data.n_classes, cfg.n_folds, cleared.device)
@@ -266,6 +263,19 @@ def run_cv(
         except BaseException:
             logger.fail()
             raise
+
+
+@contextlib.contextmanager
+def _claim(paths: artifacts.RunPaths, record: artifacts.RunRecord, wanted: list[int]) -> Iterator[None]:
+    """Hold the run's lock while it trains: the same run started twice trains each fold once. The
+    second waits (one printed line), then finds the run finished or resumes it (its finished folds
+    kept), so the checks and the first write of config.json happen under the lock."""
+    with artifacts.run_lock(paths, on_wait=log.warning):
+        check_not_finished(paths, wanted)  # again: another process may have trained it while this one waited
+        artifacts.check_same_run(paths, record.identity(), fix=RESUME_FIX)
+        if not paths.config.exists():
+            artifacts.write_identity(paths, record)
+        yield
 
 
 @contextlib.contextmanager
