@@ -285,18 +285,25 @@ def score(submission: Path, answers: Path, metric: str | None) -> None:
 @click.option("--class-bias", is_flag=True, help="Fit per-class log-probability biases to the metric (macro F1).")
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="Also fit and report the other methods.")
-@click.option("--force", is_flag=True, help="Overwrite an existing blend of this name.")
+@click.option("--force", is_flag=True, help="Overwrite an existing blend of this name (the same command again "
+              "rewrites its own blend without it).")
+@click.option("--allow-blends", is_flag=True, help="Stack earlier blends given as members (left out by default, "
+              "as a glob like oof/*.npy matches them).")
 @label_shift_option
 def ensemble(members: tuple[Path, ...], meta_params: str | None, **options) -> None:
     """Blend finished runs' OOF/test probabilities (MEMBERS: oof/RUN.npy files) into a submission.
 
+    Earlier blends (unless --allow-blends), the blend being written and partial runs are left
+    out with a note, so a glob works and the same command can be run again.
+
     \b
+    comptk ensemble oof/*.npy --out submissions/blend.csv
     comptk ensemble oof/a.npy oof/b.npy --out submissions/blend.csv --method hill
     """
     from .ensemble import blend, parse_meta_params
     from .ensemble.report import summary
 
-    click.echo(summary(blend(members, meta_params=parse_meta_params(meta_params), **options)))
+    click.echo(summary(blend(members, meta_params=parse_meta_params(meta_params), echo=click.echo, **options)))
 
 
 @main.command()

@@ -354,6 +354,85 @@ def test_auto_picks_the_best_cross_validated_method(tiny_work):
     assert result.cv == max(cvs.values()) and result.method in cvs
 
 
+# ---------------------------------------------------------------- the command users type: a glob
+
+def _ensemble(workdir, members, out="blend", *extra):
+    args = ["ensemble", *map(str, members), "--out", str(workdir / "submissions" / f"{out}.csv"),
+            "--workdir", str(workdir), "--method", "mean", "--no-compare", *extra]
+    return CliRunner().invoke(main, args)
+
+
+def _glob(workdir):
+    """What the shell makes of oof/*.npy."""
+    return sorted((workdir / "oof").glob("*.npy"))
+
+
+def _members(workdir, name="blend"):
+    return [m["name"] for m in json.loads(artifacts.RunPaths(workdir, name).sidecar.read_text())["members"]]
+
+
+def test_a_glob_leaves_out_partial_runs_and_earlier_blends_and_reruns(tiny_work):
+    workdir, _, write = tiny_work
+    write("a"), write("b"), write("p", folds_trained=[0])  # p: a partial run (fold 0 of 3)
+    first = _ensemble(workdir, _glob(workdir))
+    assert first.exit_code == 0, first.output
+    assert "p.npy: run 'p' is partial (folds 0 of 3 trained" in first.output and _members(workdir) == ["a", "b"]
+    paths = artifacts.RunPaths(workdir, "blend")
+    oof, stamp = np.load(paths.oof), paths.sidecar.stat().st_mtime_ns
+
+    again = _ensemble(workdir, _glob(workdir))  # the glob now matches oof/blend.npy too
+    assert again.exit_code == 0, again.output
+    assert "blend.npy: the blend this command writes is never its own member" in again.output
+    assert "same members and options: rewriting it" in again.output
+    assert _members(workdir) == ["a", "b"] and np.array_equal(np.load(paths.oof), oof)
+    assert paths.sidecar.stat().st_mtime_ns != stamp
+
+    second = _ensemble(workdir, _glob(workdir), "blend2")  # an earlier blend is not counted again
+    assert second.exit_code == 0, second.output
+    assert "blend.npy: a blend (of a, b), whose members would count twice; pass --allow-blends" in second.output
+    assert _members(workdir, "blend2") == ["a", "b"]
+    stacked = _ensemble(workdir, [paths.oof, workdir / "oof" / "a.npy"], "stacked", "--allow-blends")
+    assert stacked.exit_code == 0 and _members(workdir, "stacked") == ["blend", "a"], stacked.output
+
+
+@pytest.mark.parametrize("change", ["members", "options", "label_shift", "out"])
+def test_a_blend_of_the_same_name_but_other_members_or_options_still_needs_force(tiny_work, change):
+    workdir, _, write = tiny_work
+    write("a"), write("b")
+    assert _ensemble(workdir, _glob(workdir)).exit_code == 0
+    paths = artifacts.RunPaths(workdir, "blend")
+    stamp = paths.oof.stat().st_mtime_ns
+    extra: list[str] = []
+    if change == "members":
+        write("c")
+    elif change == "options":
+        extra = ["--seed", "1"]
+    elif change == "label_shift":
+        extra = ["--label-shift", "em"]
+    members = _glob(workdir)
+    if change == "out":  # the same blend name written to another submission file
+        result = CliRunner().invoke(main, ["ensemble", *map(str, members), "--out", str(workdir / "other" / "blend.csv"),
+                                           "--workdir", str(workdir), "--method", "mean", "--no-compare"])
+    else:
+        result = _ensemble(workdir, members, "blend", *extra)
+    assert result.exit_code == 2 and "would overwrite" in result.output and "--force" in result.output
+    assert result.output.count("error:") == 1 and paths.oof.stat().st_mtime_ns == stamp
+    forced = _ensemble(workdir, members, "blend", *extra, "--force") if change != "out" else None
+    assert forced is None or (forced.exit_code == 0 and "rewriting" not in forced.output)
+
+
+def test_fewer_than_two_members_left_is_one_clear_error(tiny_work):
+    workdir, _, write = tiny_work
+    write("a"), write("p", folds_trained=[1])
+    result = _ensemble(workdir, _glob(workdir))
+    assert result.exit_code == 2, result.output
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("error: an ensemble needs at least 2 members") and "got 1 after leaving out 1" in error
+    assert "run 'p' is partial" in error and _nothing_written(workdir)
+    sidecar = _ensemble(workdir, [workdir / "oof" / "a.json", workdir / "oof" / "p.npy"])
+    assert sidecar.exit_code == 2 and "a.json: a member is a run's oof/RUN.npy file" in sidecar.output
+
+
 # ---------------------------------------------------------------- end to end: digits
 
 @pytest.fixture(scope="module")
@@ -403,10 +482,15 @@ def test_cli_blends_two_digits_runs(digits_runs):
     scored = CliRunner().invoke(main, ["score", str(out), "--answers", str(workdir / "data/digits/answers.csv")])
     assert scored.exit_code == 0 and scored.output.startswith("macro_f1 ")
 
-    again = CliRunner().invoke(main, args)
-    assert again.exit_code == 2 and "--force" in again.output and "\n" not in again.output.strip()
-    # A blend is a member like any run.
-    rerun = CliRunner().invoke(main, ["ensemble", str(paths.oof), str(a.paths.oof), "--out",
-                                      str(workdir / "submissions" / "ens_blend2.csv"), "--workdir", str(workdir),
-                                      "--method", "weights", "--no-compare"])
+    again = CliRunner().invoke(main, args)  # the same command again rewrites its blend
+    assert again.exit_code == 0 and "same members and options: rewriting it" in again.output, again.output
+    assert np.array_equal(np.load(paths.oof), oof) and np.array_equal(np.load(paths.preds), preds)
+    other = CliRunner().invoke(main, [*args[:-1]])  # without --class-bias: another blend of that name
+    assert other.exit_code == 2 and "--force" in other.output and "\n" not in other.output.strip()
+    # A blend is stacked on purpose only.
+    stack = ["ensemble", str(paths.oof), str(a.paths.oof), "--out", str(workdir / "submissions" / "ens_blend2.csv"),
+             "--workdir", str(workdir), "--method", "weights", "--no-compare"]
+    refused = CliRunner().invoke(main, stack)
+    assert refused.exit_code == 2 and "left out" in refused.output and "--allow-blends" in refused.output
+    rerun = CliRunner().invoke(main, [*stack, "--allow-blends"])
     assert rerun.exit_code == 0, rerun.output

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from .crossfit import MethodResult, crossfit
 from .methods import DEFAULT_META, METHOD_ORDER, BlendOptions, make_meta
 from .report import build_report, to_markdown
 from .scoring import Scorer
+from .selection import is_same_blend, select_members
 from .validate import Members, Truth, load_members, load_truth
 
 
@@ -32,6 +33,8 @@ class BlendResult:
     methods: dict[str, MethodResult]  # every method fitted (all of them unless compare=False)
     report: dict
     record: artifacts.RunRecord  # oof/NAME.json, kind "blend"
+    left_out: tuple[tuple[Path, str], ...] = ()  # given files that are not members (earlier blends, partial runs)
+    rewritten: bool = False  # an existing blend of the same members and options was rewritten without --force
 
     @property
     def cv(self) -> float:
@@ -86,6 +89,8 @@ def blend(
     compare: bool = True,
     force: bool = False,
     label_shift: str = "none",
+    allow_blends: bool = False,
+    echo: Callable[[str], None] | None = None,
 ) -> BlendResult:
     """Blend finished runs (their ``oof/RUN.npy`` paths) and write the blend like a run.
 
@@ -96,6 +101,9 @@ def blend(
     ``label_shift``: em corrects the submission's test probabilities for the estimated test class
     prior (also written to preds/label_shift/NAME.npy); the blend's OOF and preds/NAME.npy stay
     uncorrected, so it can be blended again. The estimate is always recorded.
+    ``oof_paths`` may be a glob's files: earlier blends (unless ``allow_blends``), the blend
+    being written and partial runs are left out, each with a note to ``echo`` (selection.py).
+    The same call again rewrites its blend; another blend of that name needs ``force``.
     """
     if label_shift not in CORRECTIONS:
         raise ComptkError(f"label_shift '{label_shift}': choose one of {', '.join(CORRECTIONS)}")
@@ -106,8 +114,16 @@ def blend(
     out = Path(out)
     name = artifacts.check_run_name(out.stem)
     paths = artifacts.RunPaths(Path(workdir), name)
-    members = load_members(oof_paths)
-    md_path, json_path = _check_outputs(out, paths, members, force)
+    say = echo or (lambda _: None)
+    selection = select_members(oof_paths, output=paths.oof, allow_blends=allow_blends)
+    for note in selection.notes:
+        say(note)
+    members = load_members(selection.members)
+    rewritten = not force and is_same_blend(paths.sidecar, members=members.names, options=options, out=out,
+                                            label_shift=label_shift)
+    if rewritten:
+        say(f"blend '{name}' exists with the same members and options: rewriting it")
+    md_path, json_path = _check_outputs(out, paths, members, force or rewritten)
     methods = METHOD_ORDER if options.compare else (method,)
     if "stack" in methods:
         make_meta(options.meta, options.meta_params, options.seed)  # a bad --meta fails before any fitting
@@ -129,7 +145,8 @@ def blend(
                            timings={"wall_seconds": time.perf_counter() - started, "fit_seconds": seconds})
     record = replace(record, label_shift=shift.record)
     _write_blend(paths, out, md_path, json_path, truth, members, pick, report, record, shift)
-    return BlendResult(name, paths, out, md_path, json_path, chosen, results, report, record)
+    return BlendResult(name, paths, out, md_path, json_path, chosen, results, report, record, selection.left_out,
+                       rewritten)
 
 
 def _fit_methods(methods: Sequence[str], truth: Truth, members: Members, scorer: Scorer,
