@@ -295,3 +295,124 @@ def test_applied_suggestions_win_over_the_declarations_label_fixes(tmp_path):
     fixed = read_data(derived, Path(derived.data_dir))
     label = dict(zip(fixed.train.ids, np.array(fixed.classes)[fixed.train.labels]))
     assert label["cat_1"] == "fox" and label["cat_2"] == "dog"  # the suggestion, and the untouched fix
+
+
+# ---------------------------------------------------------------- outliers when test images are crops
+
+CROPPED_TOML = """name = "cropped"
+metric = "accuracy"
+layout = "csv"
+data_dir = "data"
+[files]
+train = "train.csv"
+test = "test.csv"
+sample_submission = "sample_submission.csv"
+[columns]
+id = "id"
+image = "img_path"
+label = "label"
+[test_time]
+crop = 0.5
+[train]
+model = "small_resnet"
+img_size = 16
+epochs = 2
+batch_size = 8
+tta = "none"
+"""
+
+
+def _striped(rng, c: int, side: int = 32) -> np.ndarray:
+    """Diagonal stripes (period 4 px) in a class colour: a half-size crop shows them twice as wide."""
+    y, x = np.mgrid[0:side, 0:side]
+    wave = ((x + y + rng.integers(0, 4)) // 2) % 2
+    pixels = np.full((side, side, 3), 30.0)
+    pixels[..., c % 3] += 200 * wave
+    return np.clip(pixels + rng.normal(0, 8, pixels.shape), 0, 255).astype(np.uint8)
+
+
+def _cropped_competition(root: Path, n_per_class: int = 12, n_test: int = 18) -> Path:
+    """Whole 32 px train pictures; test images are random 16 px crops (half of each side) of others."""
+    data = root / "data"
+    (data / "img").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    train = []
+    for c, name in enumerate("abc"):
+        for i in range(n_per_class):
+            Image.fromarray(_striped(rng, c)).save(data / f"img/{name}_{i}.png")
+            train.append({"id": f"{name}_{i}", "img_path": f"img/{name}_{i}.png", "label": name})
+    test = []
+    for i in range(n_test):
+        top, left = rng.integers(0, 17, 2)
+        Image.fromarray(_striped(rng, i % 3)[top:top + 16, left:left + 16]).save(data / f"img/t{i}.png")
+        test.append({"id": f"t{i}", "img_path": f"img/t{i}.png"})
+    pd.DataFrame(train).to_csv(data / "train.csv", index=False)
+    pd.DataFrame(test).to_csv(data / "test.csv", index=False)
+    pd.DataFrame({"id": [t["id"] for t in test], "label": "a"}).to_csv(data / "sample_submission.csv", index=False)
+    (root / "competition.toml").write_text(CROPPED_TOML)
+    return root
+
+
+def test_load_centre_crops_cuts_at_full_resolution(tmp_path):
+    from comptk.data.images import load_centre_crops
+
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[5:15, 10:30] = 255  # the centre half of each side is white
+    path = tmp_path / "x.png"
+    Image.fromarray(pixels).save(path)
+    assert (load_centre_crops([path], 8, 0.5) == 255).all()
+
+
+def test_outliers_compare_like_with_like_and_report_a_shifted_split_once(tmp_path):
+    """Train rows embedded whole against crops flagged all 18 test rows as outliers (before: 18 of 18)."""
+    from comptk import run_cv
+    from comptk.inspect import inspect_competition
+
+    root = _cropped_competition(tmp_path / "cropped")
+    run_cv(root, {"n_folds": 2}, workdir=root, name="r", progress=False, plots=False)
+    result = inspect_competition(root, workdir=root, run="r")
+    found = result.summary["outliers"]
+    assert found["train_rows_embedded_as"].startswith("centre crops of 0.5") and found["shift"] is None
+    outliers = pd.read_csv(result.folder / "outliers.csv", keep_default_na=False)
+    assert outliers.loc[outliers["split"] == "test", "above_fence"].sum() <= 2
+
+    # The same data without its declared crop: whole train rows against crops, so the test split as a
+    # whole sits above the fence; that is one finding, not 18 outliers.
+    toml = root / "competition.toml"
+    toml.write_text(toml.read_text().replace("[test_time]\ncrop = 0.5\n", ""))
+    result = inspect_competition(root, workdir=root, run="r")
+    shift = result.summary["outliers"]["shift"]
+    assert shift["split"] == "test" and shift["n_above_fence"] > 9 and shift["n_rows"] == 18
+    assert sum("train/test shift" in f for f in result.summary["findings"]) == 1
+    assert sum("train/test shift" in line for line in result.lines) == 1
+    outliers = pd.read_csv(result.folder / "outliers.csv", keep_default_na=False)
+    test_rows = outliers[outliers["split"] == "test"]
+    assert len(test_rows) < shift["n_above_fence"] and (test_rows["fence"] == shift["own_fence"]).all()
+    assert "a shift of the whole split" in (result.folder / "report.html").read_text()
+
+
+def test_split_shift_needs_most_of_the_split_above_the_fence():
+    from comptk.inspect.outliers import (
+        OutlierScores,
+        far_out_fence,
+        outlier_table,
+        split_shift,
+    )
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=200)
+    parts = {"mahalanobis": np.zeros(200), "feature_norm": np.zeros(200)}
+    test_parts = {"mahalanobis": np.zeros(50), "feature_norm": np.zeros(50)}
+    fence = far_out_fence(train)
+    few = np.concatenate([rng.normal(size=48), [fence + 5, fence + 6]])  # two real outliers
+    scores = OutlierScores(train, few, fence, parts, test_parts)
+    assert split_shift(scores) is None
+    table = outlier_table(scores, np.arange(200).astype(str), np.arange(50).astype(str), np.zeros(200, int),
+                          ("x",), np.zeros(200, int), top=0)
+    assert sorted(table["id"]) == ["48", "49"]
+    moved = OutlierScores(train, rng.normal(size=50) + fence + 3, fence, parts, test_parts)
+    shift = split_shift(moved)
+    assert shift is not None and shift.split == "test" and shift.share > 0.9 and "train/test shift" in shift.finding()
+    table = outlier_table(moved, np.arange(200).astype(str), np.arange(50).astype(str), np.zeros(200, int),
+                          ("x",), np.zeros(200, int), top=0)
+    assert len(table) < 5 and (table["fence"] == shift.own_fence).all()  # against the split's own fence

@@ -64,7 +64,7 @@ def tiny_race(tmp_path, monkeypatch):
 
 
 def test_the_same_run_started_twice_trains_each_fold_once(tiny_race):
-    root, trained, start, outcomes, _ = tiny_race
+    _, trained, start, outcomes, _ = tiny_race
     first = start("first")
     second = start("second")
     first.join(120), second.join(120)
@@ -76,7 +76,7 @@ def test_the_same_run_started_twice_trains_each_fold_once(tiny_race):
 
 
 def test_a_run_waiting_on_the_lock_resumes_it_keeping_the_other_ones_folds(tiny_race):
-    root, trained, start, outcomes, in_fold = tiny_race
+    _, trained, start, outcomes, in_fold = tiny_race
     first = start("first", folds_subset=[0])
     assert in_fold.wait(120)  # the subset run holds the lock; the whole run then waits on it
     second = start("second")
@@ -88,11 +88,9 @@ def test_a_run_waiting_on_the_lock_resumes_it_keeping_the_other_ones_folds(tiny_
 
 def test_comptk_train_prints_a_line_and_waits_for_another_process(tmp_path):
     root = make_tiny(tmp_path / "tiny")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from comptk import artifacts; "
-         "paths = artifacts.RunPaths(sys.argv[1], 'same')\n"
-         "with artifacts.run_lock(paths):\n    print('held', flush=True); time.sleep(3)", str(root)],
-        stdout=subprocess.PIPE, text=True)
+    hold = ("import sys, time; from comptk import artifacts; paths = artifacts.RunPaths(sys.argv[1], 'same')\n"
+            "with artifacts.run_lock(paths):\n    print('held', flush=True); time.sleep(3)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(root)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         result = CliRunner().invoke(main, ["train", str(root), "--workdir", str(root), "--name", "same", "--folds",

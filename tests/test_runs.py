@@ -54,7 +54,10 @@ def test_atomic_writes_get_a_normal_writes_mode(tmp_path, umask):
         normal.write_text("x")
     finally:
         os.umask(old)
-    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+
+    def mode(path):
+        return stat.S_IMODE(path.stat().st_mode)
+
     assert mode(tmp_path / "oof" / "r.json") == mode(tmp_path / "oof" / "r.npy") == 0o666 & ~umask == mode(normal)
     assert mode(tmp_path / "data" / "x") == 0o777 & ~umask
     assert sorted(p.name for p in (tmp_path / "oof").iterdir()) == ["r.json", "r.npy"]  # no temporary left

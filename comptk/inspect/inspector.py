@@ -5,7 +5,8 @@ from a finished run. Everything is written under WORKDIR/inspect/NAME/:
     images.csv         one row per image: split, id, path, label, format, mode, size, grey, error
     duplicates.csv     exact and near duplicate pairs (train/train, train/test, test/test)
     label_issues.csv   with --run: rows likely mislabelled (confident learning), most likely first
-    outliers.csv       with --run: out-of-domain candidates (kNN distance of fold-model embeddings)
+    outliers.csv       with --run: out-of-domain candidates (Mahalanobis distance and feature norm of fold-model
+                       embeddings; train rows as centre crops when test images are crops)
     summary.json       the figures the terminal summary shows
     derived/           with write_groups / apply_labels: a corrected copy of the competition
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -135,12 +136,18 @@ def _run_findings(run: _Run, data: CompetitionData, *, workdir: Path, outliers: 
     if not outliers:
         return issues, None, None
     from ..data.image_cache import load_competition_images
+    from ..data.images import load_centre_crops
     from .outliers import outlier_scores, outlier_table
 
     started = time.perf_counter()
     size = int(run.record.config["img_size"])
     imgs = load_competition_images(data, size, workdir=workdir, cache=cache)
-    scores = outlier_scores(run.paths, run.record, run.fold, data.train.labels, imgs.train, imgs.test, device=device)
+    train_images, train_view = imgs.train, "whole images"
+    if data.competition.has_test_crop:  # like with like: test images are crops, so train rows are embedded as crops
+        train_images = load_centre_crops(data.train.paths, size, data.competition.test_crop)
+        train_view = f"centre crops of {data.competition.test_crop:g} of each side (test images are crops)"
+    scores = outlier_scores(run.paths, run.record, run.fold, data.train.labels, train_images, imgs.test, device=device)
+    scores = replace(scores, train_view=train_view)
     frame = outlier_table(scores, data.train.ids, data.test.ids, data.train.labels, data.classes, run.fold, n_top)
     frame["path"] = [str(data.train.paths[r] if s == "train" else data.test.paths[r])
                      for s, r in zip(frame["split"], frame["row"])]
@@ -250,7 +257,7 @@ def _summary(comp: Competition, run: str | None, data: CompetitionData, facts: D
         "n_test": len(data.test.ids),
         "class_counts": {str(k): int(v) for k, v in facts.class_counts.items()},
         "n_unreadable": int((images["error"] != "").sum()),
-        "findings": facts.findings,
+        "findings": facts.findings + ([scores.shift.finding()] if scores is not None and scores.shift else []),
         "duplicates": {
             "max_distance": max_distance,
             "min_similarity": min_similarity,
@@ -261,8 +268,14 @@ def _summary(comp: Competition, run: str | None, data: CompetitionData, facts: D
             "groups_split_across_folds": split_groups if fold is not None else None,
         },
         "label_issues": None if issues is None else {"n_flagged": len(issues.table), "n_checked": issues.n_checked},
-        "outliers": None if scores is None else {"fence": scores.fence,
-                                                 "n_above_fence": int(outlier_frame["above_fence"].sum())},
+        "outliers": None if scores is None else {
+            "fence": scores.fence,
+            "n_above_fence": int(outlier_frame["above_fence"].sum()),
+            "train_rows_embedded_as": scores.train_view,
+            "shift": None if scores.shift is None else {
+                "split": scores.shift.split, "n_above_fence": scores.shift.n_above, "n_rows": scores.shift.n_rows,
+                "own_fence": scores.shift.own_fence},
+        },
         "timings": timings,
         "derived": str(derived) if derived else None,
     }
@@ -288,7 +301,10 @@ def _summary_lines(summary: dict, report: Path, derived: Path | None, grouped: b
         lines.append(f"label issues: {li['n_flagged']} of {li['n_checked']} rows flagged (label_issues.csv)")
     if summary["outliers"]:
         o = summary["outliers"]
-        lines.append(f"outliers: {o['n_above_fence']} rows above the fence {o['fence']:.4f} (outliers.csv)")
+        view = "" if o["train_rows_embedded_as"] == "whole images" else f"; train rows as {o['train_rows_embedded_as']}"
+        lines.append(f"outliers: {o['n_above_fence']} rows above the fence {o['fence']:.4f} (outliers.csv{view})"
+                     + (f"; {o['shift']['split']} rows against their own fence {o['shift']['own_fence']:.4f}, "
+                        f"see the finding above" if o.get("shift") else ""))
     lines.append(f"report: {report}")
     if derived:
         lines.append(f"corrected copy: {derived}; train on it with: comptk train {derived.parent}")
@@ -326,5 +342,11 @@ def _sections(facts: DataFacts, pairs: pd.DataFrame, summary: dict, lines: list[
                          rpt.table_html(table, thumbs={"image": "path"})))
     if outlier_frame is not None:
         plot = rpt._img(rpt.plot_scores(scores.train, scores.fence, "train rows: outlier score", "score (robust z)"), "scores")
-        sections.append(("Outlier candidates", plot + rpt.table_html(outlier_frame, thumbs={"image": "path"})))
+        note = f"<p>Train rows embedded as {html.escape(scores.train_view)}; test rows as they are.</p>"
+        if scores.shift is not None:
+            sh = scores.shift
+            note += (f"<p><b>{sh.n_above} of {sh.n_rows} {sh.split} rows are above the train rows' fence: a shift of "
+                     f"the whole split (see the summary), so {sh.split} rows are listed against their own fence "
+                     f"{sh.own_fence:.4f}.</b></p>")
+        sections.append(("Outlier candidates", note + plot + rpt.table_html(outlier_frame, thumbs={"image": "path"})))
     return sections

@@ -13,6 +13,12 @@ validation rows ((x - median) / IQR), then averaged:
 On the planted Fashion-MNIST benchmark (see docs/benchmarks.md) this pair beat a cosine kNN distance
 in the same space (AUROC 0.996 vs 0.936 on the run it was chosen on); ``knn_distance``
 stays available.
+
+Like is compared with like: when test images are crops (``[test_time] crop``) the caller
+passes train images as centre crops at that scale (data.images.load_centre_crops), not whole.
+A fence that still flags most test rows describes the split, not its rows: :func:`split_shift`
+turns that into one finding (a train/test shift), and the test rows are then listed against
+their own fence.
 """
 
 from __future__ import annotations
@@ -97,6 +103,16 @@ class ClassGaussians:
         return out
 
 
+SHIFT_SHARE = 0.5  # above this share of a split over the fence, the fence describes the split, not outliers
+
+
+def far_out_fence(scores: np.ndarray) -> float:
+    """Tukey's far-out fence, Q3 + 3 IQR, of the finite scores."""
+    finite = scores[np.isfinite(scores)]
+    q1, q3 = np.percentile(finite, [25, 75]) if len(finite) else (0.0, 0.0)
+    return float(q3 + 3 * (q3 - q1))
+
+
 @dataclass(frozen=True)
 class OutlierScores:
     train: np.ndarray  # (N_train,) NaN where the row's fold was not trained
@@ -104,6 +120,12 @@ class OutlierScores:
     fence: float  # rows above this are candidates: Q3 + 3 IQR of the train scores (Tukey's far-out fence)
     train_parts: dict[str, np.ndarray]  # the raw signals: mahalanobis, feature_norm
     test_parts: dict[str, np.ndarray]
+    train_view: str = "whole images"  # how train rows were embedded (centre crops when test images are crops)
+
+    @property
+    def shift(self) -> SplitShift | None:
+        """The test split as one finding when most of its rows are above the fence (split_shift)."""
+        return split_shift(self)
 
 
 def outlier_scores(paths: artifacts.RunPaths, record: artifacts.RunRecord, fold: np.ndarray, train_labels: np.ndarray,
@@ -133,14 +155,41 @@ def outlier_scores(paths: artifacts.RunPaths, record: artifacts.RunRecord, fold:
                                             for k in names], axis=0)
         test_scores += np.mean([_robust_z(sign[k] * raw_test[k], sign[k] * raw_valid[k]) for k in names],
                                axis=0) / len(trained)
-    finite = train_scores[np.isfinite(train_scores)]
-    q1, q3 = np.percentile(finite, [25, 75]) if len(finite) else (0.0, 0.0)
-    return OutlierScores(train_scores, test_scores, float(q3 + 3 * (q3 - q1)), train_parts, test_parts)
+    return OutlierScores(train_scores, test_scores, far_out_fence(train_scores), train_parts, test_parts)
+
+
+@dataclass(frozen=True)
+class SplitShift:
+    """Most rows of a split above the train rows' fence: the split differs as a whole."""
+
+    split: str
+    n_above: int  # rows above the train rows' fence
+    n_rows: int
+    own_fence: float  # far_out_fence of the split's own scores: its rows are listed against this one
+
+    @property
+    def share(self) -> float:
+        return self.n_above / self.n_rows
+
+    def finding(self) -> str:
+        return (f"{self.split}: {self.n_above} of {self.n_rows} rows ({self.share:.0%}) score above the train rows' "
+                f"outlier fence: the {self.split} images differ from the train images as a whole (a train/{self.split} "
+                f"shift), not one by one; check how they were made (size, crop, source, compression); outliers.csv "
+                f"judges {self.split} rows against their own fence")
+
+
+def split_shift(scores: OutlierScores, share: float = SHIFT_SHARE) -> SplitShift | None:
+    """The test split as one finding when more than ``share`` of its rows are above the fence."""
+    n_above = int((scores.test > scores.fence).sum())
+    if not len(scores.test) or n_above <= share * len(scores.test):
+        return None
+    return SplitShift("test", n_above, len(scores.test), far_out_fence(scores.test))
 
 
 def outlier_table(scores: OutlierScores, train_ids: np.ndarray, test_ids: np.ndarray, train_labels: np.ndarray,
                   classes: tuple[str, ...], fold: np.ndarray, top: int) -> pd.DataFrame:
-    """Candidates: every row above the fence, and at least the ``top`` highest-scoring train rows."""
+    """Candidates: every row above its fence, and at least the ``top`` highest-scoring train rows.
+    A row's fence is the train rows' one, or its split's own when the split moved (``scores.shift``)."""
     names = np.array(classes)
     frame = pd.concat([
         pd.DataFrame({"id": train_ids, "split": "train", "row": np.arange(len(train_ids)),
@@ -149,7 +198,11 @@ def outlier_table(scores: OutlierScores, train_ids: np.ndarray, test_ids: np.nda
         pd.DataFrame({"id": test_ids, "split": "test", "row": np.arange(len(test_ids)), "given_label": "",
                       "fold": -1, "score": scores.test, **scores.test_parts}),
     ], ignore_index=True).dropna(subset=["score"])
-    frame["above_fence"] = frame["score"] > scores.fence
+    frame["fence"] = scores.fence
+    shift = scores.shift
+    if shift is not None:
+        frame.loc[frame["split"] == shift.split, "fence"] = shift.own_fence
+    frame["above_fence"] = frame["score"] > frame["fence"]
     frame = frame.sort_values("score", ascending=False, kind="stable")
     top_train = frame[frame["split"] == "train"].head(top).index
     keep = frame["above_fence"] | frame.index.isin(top_train)
