@@ -222,6 +222,36 @@ def prepare(name: str, workdir: Path, train_n: int | None, test_n: int | None, s
     click.echo(f"wrote {name} {kind}: {target}")
 
 
+@main.command("init")
+@click.argument("name")
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path),
+              help="The contest as downloaded: a folder, or a .zip (extracted into WORKDIR/data/NAME).")
+@click.option("--metric", help="How the contest is scored: accuracy or macro_f1 (default: accuracy, said so).")
+@click.option("--force", is_flag=True, help="Write over an existing declaration (and re-extract the zip).")
+@workdir_option
+@click.option("--id-col", help="The id column (when it cannot be told from the sample submission).")
+@click.option("--image-col", help="The column naming the image files (when several could).")
+@click.option("--label-col", help="The train CSV's label column (when it cannot be told).")
+@click.option("--train", help="The train CSV or folder of class folders, relative to the data folder.")
+@click.option("--test", help="The test CSV or folder of test images, relative to the data folder.")
+@click.option("--sample-submission", "sample", help="The sample submission CSV, relative to the data folder.")
+def init_command(name: str, data: Path, metric: str | None, force: bool, workdir: Path, **options) -> None:
+    """Write WORKDIR/competitions/NAME/competition.toml from a downloaded contest, explaining each guess.
+
+    \b
+    comptk init leaves --data leaves-classification.zip --metric macro_f1
+    comptk init food --data ~/Downloads/food        (train/CLASS/*.jpg + test/*.jpg, or Dacon CSVs)
+    """
+    from .declare import init_competition
+
+    given = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items() if v is not None)
+    command = " ".join(part for part in (f"comptk init {name} --data {data}", f"--metric {metric}" if metric else "",
+                                         given) if part)
+    result = init_competition(name, data, workdir=workdir, metric=metric, force=force, command=command, **options)
+    for line in result.summary:
+        click.echo(line)
+
+
 @main.command()
 @competition_argument
 @workdir_option

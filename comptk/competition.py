@@ -38,6 +38,9 @@ class Columns:
     image: str = "img_path"
     label: str = "label"
     group: str = ""  # optional: rows sharing a group never straddle folds (person-folders: the folder column)
+    # instead of an image column: each row's image path built from its columns, e.g. "{id}.png" (ids that are
+    # file stems, as in many Kaggle contests), under [files] train_images / test_images
+    image_template: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,8 @@ class Competition:
     classes: tuple[str, ...] | None = None  # column order of every probability array
     test_crop: float | None = None  # test images show about this fraction of each side
     pretrained_allowed: bool = True  # false: the rules forbid pretrained weights (pretrained / weights are errors)
-    train: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    train: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # [train] values but "auto"
+    auto_train: tuple[str, ...] = ()  # settings fitted to the data (no [train] table, or "auto"): config.resolve_run
     folds: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # [folds]: n_folds, seed
     tune: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # search space (comptk tune)
     augments: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # [augment.NAME] pipelines
@@ -99,7 +103,8 @@ _TOP = {
 }
 _FILES = {"train": (str, True), "test": (str, True), "sample_submission": (str, False),
           "train_images": (str, False), "test_images": (str, False), "extra_train": (list, False)}
-_COLUMNS = {"id": (str, False), "image": (str, False), "label": (str, False), "group": (str, False)}
+_COLUMNS = {"id": (str, False), "image": (str, False), "label": (str, False), "group": (str, False),
+            "image_template": (str, False)}
 _PERSON_FOLDERS = {"labels": (str, True)}
 _TEST_TIME = {"crop": (float, False)}
 _FOLDS = {"n_folds": (int, False), "seed": (int, False)}
@@ -226,6 +231,7 @@ def load_competition(name_or_path: str | Path | None, workdir: str | Path = ".")
     _check_table(raw, _TOP, str(path))
     _check_table(raw["files"], _FILES, f"{path} [files]")
     _check_table(raw.get("columns", {}), _COLUMNS, f"{path} [columns]")
+    _check_image_template(raw.get("columns", {}), path)
     _check_table(raw.get("test_time", {}), _TEST_TIME, f"{path} [test_time]")
     config.check_keys(raw.get("train", {}), f"{path} [train]")
     _check_table(raw.get("folds", {}), _FOLDS, f"{path} [folds]")
@@ -233,6 +239,7 @@ def load_competition(name_or_path: str | Path | None, workdir: str | Path = ".")
         if key in raw.get("folds", {}) and train_key in raw.get("train", {}):
             raise ComptkError(f"{path}: the fold assignment is declared twice ([folds] {key} and [train] "
                               f"{train_key}); keep it in [folds]")
+    train_table, auto_train = config.split_auto(raw.get("train"), f"{path} [train]")
     if raw["metric"] not in METRICS:
         raise ComptkError(
             f"{path}: metric '{raw['metric']}' is not known{did_you_mean(raw['metric'], METRICS)}; "
@@ -250,7 +257,8 @@ def load_competition(name_or_path: str | Path | None, workdir: str | Path = ".")
         raise ComptkError(f"{path} [test_time]: 'crop' must be in (0, 1], got {crop}")
     # Check the [train] defaults now, so a bad value fails before any data is read.
     folds = {{"n_folds": "n_folds", "seed": "folds_seed"}[k]: v for k, v in raw.get("folds", {}).items()}
-    defaults = config.resolve({**folds, **raw.get("train", {})}, where=f"{path} [train] / [folds]")
+    # "auto" settings are left to their code defaults here, for the checks
+    defaults = config.resolve({**folds, **train_table}, where=f"{path} [train] / [folds]")
     augments = _check_augments(raw.get("augment", {}), defaults.img_size, path)
     check_tune_table(raw.get("tune", {}), str(path))
     pretrained_allowed = raw.get("pretrained_allowed", True)
@@ -270,7 +278,8 @@ def load_competition(name_or_path: str | Path | None, workdir: str | Path = ".")
         classes=classes,
         test_crop=float(crop) if crop is not None else None,
         pretrained_allowed=pretrained_allowed,
-        train=MappingProxyType(dict(raw.get("train", {}))),
+        train=MappingProxyType(train_table),
+        auto_train=auto_train,
         folds=MappingProxyType(dict(raw.get("folds", {}))),
         tune=MappingProxyType(dict(raw.get("tune", {}))),
         augments=MappingProxyType(augments),
@@ -278,6 +287,31 @@ def load_competition(name_or_path: str | Path | None, workdir: str | Path = ".")
         person_labels=person_labels,
         source=path,
     )
+
+
+def template_fields(template: str) -> list[str]:
+    """The column names an image path template such as "{id}.png" reads."""
+    import string
+
+    return [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+
+
+def _check_image_template(columns: dict, path: Path) -> None:
+    template = columns.get("image_template")
+    if template is None:
+        return
+    where = f"{path} [columns]"
+    if "image" in columns:
+        raise ComptkError(f"{where}: give either 'image' (a column of image paths) or 'image_template' "
+                          f"(paths built from columns), not both")
+    try:
+        fields = template_fields(template)
+    except ValueError as exc:
+        raise ComptkError(f"{where}: image_template '{template}' is not a valid template ({exc})") from None
+    if not fields or any(not f or not f.replace("_", "").replace("-", "").replace(" ", "").isalnum()
+                         for f in fields):
+        raise ComptkError(f"{where}: image_template '{template}' must name columns in braces, "
+                          f"e.g. \"{{id}}.png\" (got fields {fields})")
 
 
 def _check_extra_train(extra: list, layout: str, path: Path) -> tuple[str, ...]:

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 from .errors import ComptkError, did_you_mean
 
 if TYPE_CHECKING:  # for annotations only: competition.py builds on this module
+    from collections.abc import Callable
+
     from .competition import Competition
+    from .data.facts import DataFacts
+
+AUTO = "auto"
+# settings that "auto" (or a declaration without a [train] table) fits to the data and device: train/recipe.py
+AUTO_KEYS = ("model", "pretrained", "img_size", "epochs", "batch_size", "lr")
+MODEL_TIED = ("pretrained", "batch_size", "lr")  # follow an "auto" model unless set
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adamw", "sgd"),
@@ -188,19 +196,57 @@ def resolve(
     return validate(TrainConfig(**values))
 
 
+def split_auto(table: Mapping[str, Any] | None, where: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """A [train] table (or settings given elsewhere) -> (its fixed values, the settings to fit to the data).
+
+    No table (None): every setting of AUTO_KEYS is fitted. A value "auto" is fitted; ``model = "auto"``
+    also fits the settings tied to the model (pretrained, batch_size, lr) that the table does not set."""
+    if table is None:
+        return {}, AUTO_KEYS
+    fixed, auto = {}, set()
+    for key, value in table.items():
+        if isinstance(value, str) and value == AUTO:
+            if key not in AUTO_KEYS:
+                check_keys({key: value}, where)
+                raise ComptkError(f"{where}: setting '{key}' cannot be \"auto\"; \"auto\" fits "
+                                  f"{', '.join(AUTO_KEYS)} to the images and the device")
+            auto.add(key)
+        else:
+            fixed[key] = value
+    if "model" in auto:
+        auto |= {k for k in MODEL_TIED if k not in table}
+    return fixed, tuple(k for k in AUTO_KEYS if k in auto)
+
+
 def resolve_run(
     competition: Competition,
     overrides: Mapping[str, Any] | None = None,
     *,
     base: Mapping[str, Any] | None = None,
+    facts: DataFacts | Callable[[], DataFacts] | None = None,
 ) -> TrainConfig:
     """The settings a run of ``competition`` gets: code defaults < its [folds] and [train] tables < ``base``
     (a settings file, a study's best trial) < ``overrides`` (None values are ignored); then
     crop-to-test augmentation for test crops unless an augment was chosen, and the
-    pretrained-weights rule."""
+    pretrained-weights rule.
+
+    Settings "auto" (every recipe setting when the declaration has no [train] table; ``competition.auto_train``)
+    and not given otherwise are fitted to the images and the device by train/recipe.py, from ``facts``
+    (data/facts.py; a function measuring them is called only then)."""
     given = {**(base or {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    declared = {**competition.folds_defaults(), **competition.train_defaults()}
-    cfg = resolve(declared, given, where=f"{competition.source} [train]")
+    given, asked = split_auto(given, "option")
+    # the declared values, less those given as "auto" (which override them)
+    table = {k: v for k, v in {**competition.folds_defaults(), **competition.train_defaults()}.items()
+             if k not in asked}
+    auto = {*competition.auto_train, *asked}
+    if "model" in asked:
+        auto |= {k for k in MODEL_TIED if k not in table}
+    auto = [k for k in AUTO_KEYS if k in auto and k not in given]
+    if auto:
+        from .train.recipe import fit_settings  # late import: the recipe asks torch for the device
+
+        table = {**table, **fit_settings(competition, {**table, **given}, auto, facts)}
+    cfg = resolve(table, given, where=f"{competition.source} [train]")
     chosen = {*competition.train_defaults(), *given}
     if competition.has_test_crop and "augment" not in chosen:
         cfg = dataclasses.replace(cfg, augment="crop-to-test")

@@ -27,7 +27,9 @@ from .tables import (
     check_ids,
     check_label_values,
     encode_labels,
+    image_columns,
     image_dir,
+    image_values,
     inside,
     normalise_labels,
     read_csv,
@@ -41,18 +43,18 @@ def read_csv_test(comp: Competition, data_dir: Path) -> Table:
     cols = comp.columns
     test_path = data_dir / comp.files.test
     test = read_csv(test_path)
-    require_columns(test, test_path, {"id": cols.id, "image": cols.image})
+    require_columns(test, test_path, {"id": cols.id, **image_columns(comp)})
     test_ids = test[cols.id].to_numpy(dtype=str)
     check_ids(test_ids, test_path)
     base = image_dir(data_dir, comp.files.test_images)
-    return Table(ids=test_ids, paths=resolve_paths(test[cols.image].tolist(), test_ids, base, test_path))
+    return Table(ids=test_ids, paths=resolve_paths(image_values(comp, test), test_ids, base, test_path))
 
 
 def _read_csv_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table, tuple[str, ...]]:
     cols = comp.columns
     train_path = data_dir / comp.files.train
     train = read_csv(train_path)
-    wanted = {"id": cols.id, "image": cols.image, "label": cols.label}
+    wanted = {"id": cols.id, **image_columns(comp), "label": cols.label}
     if cols.group:
         wanted["group"] = cols.group
     require_columns(train, train_path, wanted)
@@ -65,7 +67,7 @@ def _read_csv_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table, t
     base = image_dir(data_dir, comp.files.train_images)
     train_table = Table(
         ids=train_ids,
-        paths=resolve_paths(train[cols.image].tolist(), train_ids, base, train_path),
+        paths=resolve_paths(image_values(comp, train), train_ids, base, train_path),
         labels=encode_labels(label_names, classes, train_ids, train_path),
         groups=train[cols.group].to_numpy(dtype=str) if cols.group else None,
         label_fixes=fixes,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..competition import Competition
+from ..competition import Competition, template_fields
 from ..errors import ComptkError, did_you_mean
 
 log = logging.getLogger("comptk")
@@ -67,6 +67,23 @@ def require_columns(frame: pd.DataFrame, path: Path, columns: dict[str, str]) ->
                 f"{path}: no column '{column}' (declared as the {role} column); "
                 f"columns are: {', '.join(frame.columns)}"
             )
+
+
+def image_columns(comp: Competition) -> dict[str, str]:
+    """role -> column the image paths come from: the image column, or the columns of [columns] image_template."""
+    if comp.columns.image_template:
+        return {f"image_template '{comp.columns.image_template}'": f
+                for f in template_fields(comp.columns.image_template)}
+    return {"image": comp.columns.image}
+
+
+def image_values(comp: Competition, frame: pd.DataFrame) -> list[str]:
+    """Each row's image path as written in the CSV, or built from [columns] image_template."""
+    template = comp.columns.image_template
+    if not template:
+        return frame[comp.columns.image].tolist()
+    fields = template_fields(template)
+    return [template.format(**dict(zip(fields, values))) for values in zip(*(frame[f] for f in fields))]
 
 
 def check_ids(ids: np.ndarray, path: Path) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ import pandas as pd
 from .. import artifacts
 from ..competition import Competition, load_competition
 from ..config import FIELD_TYPES, TrainConfig, check_keys, resolve_run
+from ..data.facts import DataFacts, competition_facts
 from ..errors import ComptkError
 from . import leaderboard
 
@@ -92,14 +93,14 @@ def run_name(sweep_name: str, setting: Mapping[str, Any], varying: Sequence[str]
 
 
 def _plan(comp: Competition, grid: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any], name: str,
-          ) -> list[tuple[str, TrainConfig]]:
+          facts: Callable[[], DataFacts] | None = None) -> list[tuple[str, TrainConfig]]:
     overlap = sorted(set(grid) & {k for k, v in fixed.items() if v is not None})
     if overlap:
         raise ComptkError(f"sweep: '{overlap[0]}' is given both as a list and as a fixed setting")
     varying = [k for k, v in grid.items() if len(v) > 1]
     plan, seen = [], {}
     for setting in settings(grid):
-        cfg = resolve_run(comp, {**fixed, **setting})
+        cfg = resolve_run(comp, {**fixed, **setting}, facts=facts)
         run = run_name(name, setting, varying, cfg.model)
         if run in seen:
             raise ComptkError(f"sweep: settings {seen[run]} and {setting} both give run name '{run}'")
@@ -171,7 +172,7 @@ def sweep(
         raise ComptkError("sweep: give at least one setting as a list, e.g. --models resnet18,small_resnet")
     check_keys(fixed, "sweep")
     fixed = {k: v for k, v in fixed.items() if v is not None}
-    plan = _plan(comp, grid, fixed, name)
+    plan = _plan(comp, grid, fixed, name, facts=lambda: competition_facts(comp, comp.data_path(workdir, data_dir)))
     data = read_data(comp, comp.data_path(workdir, data_dir))
     todo = []
     for run, cfg in plan:

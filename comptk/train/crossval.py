@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from .. import artifacts
 from ..competition import Competition, load_competition
 from ..config import TrainConfig, check_pretrained_allowed, resolve_run
+from ..data.facts import competition_facts
 from ..data.folds import folds_digest, labels_digest, load_or_make_folds
 from ..data.image_cache import CompetitionImages, load_competition_images
 from ..data.layouts import read_data
@@ -232,7 +233,8 @@ def run_cv(
         if not comp.pretrained_allowed:
             check_pretrained_allowed(comp.name, comp.source, cfg)
     else:
-        cfg = resolve_run(comp, settings, base=base)
+        facts = lambda: competition_facts(comp, comp.data_path(workdir, data_dir))  # noqa: E731 - for "auto" settings
+        cfg = resolve_run(comp, settings, base=base, facts=facts)
     name = artifacts.check_run_name(name) if name else artifacts.new_run_name(comp.name, cfg.model)
     paths = artifacts.RunPaths(workdir, name)
     data = read_data(comp, comp.data_path(workdir, data_dir))

@@ -12,6 +12,7 @@ import optuna
 
 from ..competition import Competition
 from ..config import TrainConfig, resolve_run
+from ..data.facts import competition_facts
 from ..data.image_cache import load_images_cached
 from ..data.tables import CompetitionData
 from ..train.crossval import fit_fold
@@ -40,7 +41,8 @@ class Objective:
     def config(self, params: dict[str, Any]) -> TrainConfig:
         """The trial's settings, resolved as ``comptk train`` would resolve them."""
         chosen = {**self.space.pinned, **params}
-        return resolve_run(self.comp, chosen)  # a space offering forbidden pretrained weights fails the trial
+        # a space offering forbidden pretrained weights fails the trial
+        return resolve_run(self.comp, chosen, facts=lambda: competition_facts(self.comp, self.data.data_dir))
 
     def images(self, img_size: int) -> np.ndarray:
         if img_size not in self._images:

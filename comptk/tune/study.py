@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from .. import artifacts
 from ..competition import Competition, load_competition
 from ..config import FIELD_TYPES, TrainConfig, resolve_run
+from ..data.facts import competition_facts
 from ..data.folds import folds_digest, load_or_make_folds
 from ..data.layouts import read_data
 from ..errors import ComptkError, did_you_mean
@@ -124,7 +125,7 @@ def tune(
     workdir = Path(workdir)
     comp = competition if isinstance(competition, Competition) else load_competition(competition, workdir)
     pins = dict(pins or {})
-    base = resolve_run(comp, pins)
+    base = resolve_run(comp, pins, facts=lambda: competition_facts(comp, comp.data_path(workdir, data_dir)))
     space = build_space(base, comp.tune, pins, where=str(comp.source), test_crop=comp.has_test_crop)
     pruner = _check_options(comp, base, n_trials=n_trials, folds_per_trial=folds_per_trial, pruner=pruner)
     _check_space(space, comp)
