@@ -7,8 +7,8 @@ huggingface_hub retries five times with back-off (~57 s measured before this mod
    ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``; via ``huggingface_hub.try_to_load_from_cache`` with the
    model's ``pretrained_cfg["hf_hub_id"]``) and torch's hub folder for URL weights; when found, timm loads
    that file (``pretrained_cfg_overlay=dict(file=...)``) and the network is never used;
-2. else, with ``HF_HUB_OFFLINE=1`` set, or when a TCP connection to the weights' host (or the HTTPS proxy)
-   is not made within ``PROBE_TIMEOUT_S``, a one-line ComptkError names the ways out (``--weights``, the cache,
+2. else, with ``HF_HUB_OFFLINE=1`` set, or when the weights' host (HF_ENDPOINT, or the weights' URL) does not
+   answer an HTTPS request within ``PROBE_TIMEOUT_S``, a one-line ComptkError names the ways out (``--weights``, the cache,
    ``HF_HUB_OFFLINE``, ``--no-pretrained``);
 3. else timm downloads them as usual.
 """
@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -72,39 +73,37 @@ def cached_weights(model: str) -> Path | None:
     return None
 
 
-def _host(model: str) -> tuple[str, int]:
-    """The host the weights would come from (the HTTPS proxy's when one is set)."""
-    proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy") if os.environ.get(k)),
-                 "")
-    if proxy:
-        parsed = urlparse(proxy if "://" in proxy else f"http://{proxy}")
-        return parsed.hostname or "", parsed.port or 80
+def _probe_url(model: str) -> str:
+    """Where the weights would come from: the hub endpoint (HF_ENDPOINT), or the host of the weights' URL."""
     cfg = _pretrained_cfg(model)
     if cfg.get("hf_hub_id") or not cfg.get("url"):
         from huggingface_hub import constants
 
-        parsed = urlparse(constants.ENDPOINT)
-    else:
-        parsed = urlparse(cfg["url"])
-    return parsed.hostname or "", parsed.port or (443 if parsed.scheme == "https" else 80)
+        return constants.ENDPOINT.rstrip("/") + "/"
+    parsed = urlparse(cfg["url"])
+    return f"{parsed.scheme}://{parsed.netloc}/"
 
 
 @functools.lru_cache(maxsize=8)
-def reachable(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """A TCP connection to host:port within ``timeout`` seconds (name lookup included: it runs in a thread,
-    since getaddrinfo takes no timeout). Remembered for the process: a run asks once."""
+def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """An HTTP answer (any status) from ``url`` within ``timeout`` seconds, through the proxy of the environment
+    if one is set. A bare TCP connection is not enough: a sandbox's intercepting firewall accepts those; TLS
+    with certificate checks is not faked. The name lookup is bounded too (the request runs in a thread, since
+    getaddrinfo takes no timeout). Remembered for the process: a run asks once."""
     answer: list[bool] = []
 
-    def connect() -> None:
+    def ask() -> None:
         try:
-            with socket.create_connection((host, port), timeout=timeout):
-                answer.append(True)
-        except OSError:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+            answer.append(True)
+        except urllib.error.HTTPError:
+            answer.append(True)  # the server answered
+        except (OSError, ValueError):  # URLError (DNS, refused, TLS), timeouts
             answer.append(False)
 
-    worker = threading.Thread(target=connect, daemon=True)
+    worker = threading.Thread(target=ask, daemon=True)
     worker.start()
-    worker.join(timeout)
+    worker.join(timeout + 0.5)
     return bool(answer and answer[0])
 
 
@@ -119,7 +118,7 @@ def weights_obtainable(model: str) -> bool:
         return False
     if cached_weights(model) is not None:
         return True
-    return not hub_offline() and reachable(*_host(model))
+    return not hub_offline() and reachable(_probe_url(model))
 
 
 def pretrained_overlay(model: str) -> dict | None:
@@ -131,11 +130,11 @@ def pretrained_overlay(model: str) -> dict | None:
     cached = cached_weights(model)
     if cached is not None:
         return {"file": str(cached)}
-    host, port = _host(model)
+    url = _probe_url(model)
     if hub_offline():
         why = "HF_HUB_OFFLINE is set"
-    elif not reachable(host, port):
-        why = f"no connection to {host}:{port} within {PROBE_TIMEOUT_S:g} s"
+    elif not reachable(url):
+        why = f"no answer from {url} within {PROBE_TIMEOUT_S:g} s"
     else:
         return None
     raise ComptkError(
