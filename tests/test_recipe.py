@@ -24,7 +24,7 @@ def facts(side: float, n_train: int = 3000, test_side: float | None = None) -> D
 
 
 def test_round_size():
-    assert [round_size(s) for s in (8, 28, 30, 45, 56, 70, 100, 500)] == [16, 32, 32, 48, 56, 64, 96, 496]
+    assert [round_size(s) for s in (8, 20, 28, 30, 45, 56, 70, 100, 500)] == [16, 24, 32, 32, 48, 56, 64, 96, 496]
 
 
 @pytest.mark.parametrize("side, n, device, weights, expected", [
@@ -121,6 +121,29 @@ def test_bundled_competitions_resolve_exactly_as_before():
 
 
 def test_the_recipe_module_stays_pure():
-    source = recipe_module.__file__
-    text = open(source, encoding="utf-8").read()
+    from pathlib import Path
+
+    text = Path(recipe_module.__file__).read_text(encoding="utf-8")
     assert "\nimport torch" not in text and "\nfrom ..config" not in text  # torch only inside device_kind
+
+
+def test_train_and_sweep_fit_a_declaration_without_train_table(tmp_path, tiny):
+    """The data is measured through run_cv and sweep (the one resolution), the fitted values are the run's."""
+    import json
+
+    from click.testing import CliRunner
+
+    from comptk.cli import main
+    from comptk.experiments.sweep import sweep
+
+    _declaration(tmp_path, tiny, None)
+    args = ["--workdir", str(tiny), "--folds", "2", "--epochs", "1", "--device", "cpu", "--quiet", "--no-plots"]
+    result = CliRunner().invoke(main, ["train", str(tiny), "--name", "fit", *args])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tiny / "oof" / "fit.json").read_text())["config"]
+    assert (config["model"], config["img_size"], config["batch_size"], config["lr"]) == ("small_resnet_wide", 16,
+                                                                                          64, 0.003)
+    swept = sweep(str(tiny), {"lr": [0.01, 0.02]}, name="sw", workdir=tiny, folds_subset=[0], progress=False,
+                  plots=False, n_folds=2, epochs=1, device="cpu")
+    assert all(json.loads((tiny / "oof" / f"{n}.json").read_text())["config"]["img_size"] == 16
+               for n in swept.run_names)

@@ -28,6 +28,7 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(weights, "reachable", unreachable)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", "/nonexistent/hub-cache")
     return calls
 

@@ -65,7 +65,7 @@ def init_competition(name: str, data: str | Path, *, workdir: str | Path = ".", 
     if data.suffix.lower() == ".zip":
         folder, data_notes = extract_contest(data, workdir / "data" / name, force=force)
     elif data.is_dir():
-        folder, data_notes = data, [f"the folder given with --data ({data})"]
+        folder, data_notes = data, ["the folder given with --data"]
     else:
         raise ComptkError(f"--data {data}: not a folder or a .zip file")
     found = detect(folder, id_col=id_col, image_col=image_col, label_col=label_col, train=train, test=test,
@@ -97,7 +97,7 @@ def summary(name: str, target: Path, found: Detection, data_dir: str, data_notes
             metric_why: str, facts, recipe, device: str) -> list[str]:
     """What init found and why, one line per guess."""
     notes = found.notes
-    files = ", ".join(f"{k} {v}" for k, v in found.files.items())
+    files = ", ".join(f"{k} = {v}" for k, v in found.files.items())
     lines = [f"wrote {target}",
              f"  data      {data_dir} ({'; '.join(data_notes)})",
              f"  layout    {notes.get('layout', found.layout)}",

@@ -53,10 +53,12 @@ def declaration(name: str, metric: str, metric_why: str, detection: Detection, d
                 "train_images": "the train image paths resolve under this folder",
                 "test_images": "the test image paths resolve under this folder"}
     out += [_line(key, value, file_why.get(key, "")) for key, value in files.items()]
-    out += ["", "[columns]"]
     column_why = {"id": notes.get("id", ""), "label": notes.get("label", ""), "image": notes.get("image", ""),
                   "image_template": notes.get("image", "")}
-    out += [_line(key, value, column_why[key]) for key, value in columns.items()]
+    if columns:
+        out += ["", "[columns]"] + [_line(key, value, column_why[key]) for key, value in columns.items()]
+    elif "id" in notes:
+        out += ["", f"# {notes['id']}"]
     if facts is None:
         return "\n".join(out) + "\n"
     out += ["", f"# classes: {facts.n_classes} ({class_counts(facts)}); largest / smallest = {facts.imbalance:.3g}"]

@@ -69,9 +69,9 @@ class Recipe:
 
 
 def round_size(side: float) -> int:
-    """A multiple of 8 up to 64 px, of 16 above; at least 16."""
+    """The nearest multiple of 8 up to 64 px, of 16 above (halves round up); at least 16."""
     step = 8 if side <= 64 else 16
-    return max(16, int(round(side / step)) * step)
+    return max(16, math.floor(side / step + 0.5) * step)
 
 
 def is_small_cnn(model: str) -> bool:

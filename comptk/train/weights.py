@@ -38,7 +38,9 @@ def hub_cache_dir() -> Path:
 
 def hub_offline() -> bool:
     """HF_HUB_OFFLINE=1: never try the network for weights."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _OFFLINE_VALUES
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _OFFLINE_VALUES
 
 
 def _pretrained_cfg(model: str) -> dict:
@@ -138,7 +140,7 @@ def pretrained_overlay(model: str) -> dict | None:
     else:
         return None
     raise ComptkError(
-        f"pretrained weights for '{model}' are not in the local cache and cannot be downloaded ({why}): "
+        f"cannot load pretrained weights for '{model}': not in the local cache and not downloadable ({why}); "
         f"pass --weights FILE (a .safetensors/.pth checkpoint of the model), or copy the Hugging Face cache of a "
         f"connected machine to {hub_cache_dir()} (the folder comes from HF_HUB_CACHE, else HF_HOME/hub; fill it there "
         f"with `python -c \"import timm; timm.create_model('{model}', pretrained=True)\"`), or train with "
