@@ -37,6 +37,7 @@ _EXPORTS = {
     "score_submission": "comptk.submission",
     "assess_label_shift": "comptk.label_shift",
     "prior_corrected": "comptk.label_shift",
+    "init_competition": "comptk.declare",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

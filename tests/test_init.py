@@ -278,3 +278,10 @@ def test_image_template_in_a_declaration(tmp_path):
     comp = load_competition(path)
     with pytest.raises(ComptkError, match=r"line 2 \(id 'c000'\): image file not found: .*train/c000.jpg"):
         read_data(comp, comp.data_path(work))
+
+
+def test_unreadable_images_are_said_in_the_summary(tmp_path):
+    root = dacon_folder(tmp_path / "d")
+    (root / "test" / "TEST_002.png").write_bytes(b"not a png")
+    result = init_competition("d", root, workdir=tmp_path / "work")
+    assert any("1 unreadable, e.g. " in line and "TEST_002.png" in line for line in result.summary)

@@ -41,8 +41,10 @@ class SplitImages:
     def describe(self) -> str:
         modes = ", ".join(f"{mode} {n}" for mode, n in self.modes) or "none readable"
         sampled = "all" if self.n_sampled == self.n_images else f"{self.n_sampled} sampled"
+        bad = (f"; {len(self.unreadable)} unreadable, e.g. {self.unreadable[0]} (training stops on them; "
+               f"`comptk inspect` lists all)" if self.unreadable else "")
         return (f"{self.n_images} images, median {self.median_width}x{self.median_height} px, "
-                f"modes {modes} ({sampled})")
+                f"modes {modes} ({sampled}){bad}")
 
 
 @dataclass(frozen=True)
