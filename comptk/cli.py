@@ -244,12 +244,8 @@ def init_command(name: str, data: Path, metric: str | None, force: bool, workdir
     """
     from .declare import init_competition
 
-    given = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items() if v is not None)
-    command = " ".join(part for part in (f"comptk init {name} --data {data}", f"--metric {metric}" if metric else "",
-                                         given) if part)
-    result = init_competition(name, data, workdir=workdir, metric=metric, force=force, command=command, **options)
-    for line in result.summary:
-        click.echo(line)
+    result = init_competition(name, data, workdir=workdir, metric=metric, force=force, **options)
+    click.echo("\n".join(result.summary))
 
 
 @main.command()

@@ -243,7 +243,9 @@ def resolve_run(
         auto |= {k for k in MODEL_TIED if k not in table}
     auto = [k for k in AUTO_KEYS if k in auto and k not in given]
     if auto:
-        from .train.recipe import fit_settings  # late import: the recipe asks torch for the device
+        from .train.recipe import (
+            fit_settings,  # late import: the recipe asks torch for the device
+        )
 
         table = {**table, **fit_settings(competition, {**table, **given}, auto, facts)}
     cfg = resolve(table, given, where=f"{competition.source} [train]")

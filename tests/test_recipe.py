@@ -147,3 +147,22 @@ def test_train_and_sweep_fit_a_declaration_without_train_table(tmp_path, tiny):
                   plots=False, n_folds=2, epochs=1, device="cpu")
     assert all(json.loads((tiny / "oof" / f"{n}.json").read_text())["config"]["img_size"] == 16
                for n in swept.run_names)
+
+
+def test_auto_fits_once_and_its_members_train_at_the_fitted_size(tmp_path, tiny):
+    """`comptk auto` on a declaration without [train]: the base settings are fitted from the data, and the
+    members (child `comptk train` runs with their own model) keep the base's image size."""
+    import json
+
+    from click.testing import CliRunner
+
+    from comptk.cli import main
+
+    _declaration(tmp_path, tiny, None)
+    args = ["auto", str(tiny), "--workdir", str(tiny), "--budget", "60s", "--name", "fit"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    plan = json.loads((tiny / "auto" / "fit" / "plan.json").read_text())
+    trained = [m["member"]["name"] for m in plan["members"] if m["status"] == "trained"]
+    for name in trained:
+        assert json.loads((tiny / "oof" / f"{name}.json").read_text())["config"]["img_size"] == 16

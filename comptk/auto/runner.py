@@ -26,6 +26,7 @@ from typing import Any
 from .. import artifacts
 from ..competition import Competition, load_competition
 from ..config import TrainConfig, resolve_run
+from ..data.facts import competition_facts
 from ..data.image_cache import load_competition_images
 from ..data.layouts import read_data
 from ..errors import ComptkError
@@ -90,7 +91,9 @@ def run_auto(
     for key in ("model", "seed", "epochs"):
         if key in pins:
             raise ComptkError(f"auto chooses '{key}' per member; pin other settings, or train with `comptk train`")
-    base = resolve_run(comp, pins)
+    base = resolve_run(comp, pins, facts=lambda: competition_facts(comp, comp.data_path(workdir, data_dir)))
+    # settings fitted to the data ("auto") are fitted once, here: every member trains at the measured size
+    pins = {**{k: getattr(base, k) for k in ("img_size", "batch_size", "lr") if k in comp.auto_train}, **pins}
     data = read_data(comp, comp.data_path(workdir, data_dir))
     device = resolve_device(base.device)
     folder = workdir / "auto" / name

@@ -11,16 +11,18 @@
 from __future__ import annotations
 
 import re
+import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import atomic_path
 from ..competition import DECLARATION, load_competition
-from ..data.facts import data_facts
+from ..data.facts import DataFacts, data_facts
 from ..data.layouts import read_data
 from ..errors import ComptkError, did_you_mean
 from ..metrics import METRICS
+from ..train.recipe import Recipe, device_kind, fit_recipe, obtainable_weights
 from .detect import Detection, detect
 from .extract import extract_contest
 from .write import class_counts, declaration
@@ -47,10 +49,14 @@ def _data_dir_text(folder: Path, workdir: Path) -> str:
 def init_competition(name: str, data: str | Path, *, workdir: str | Path = ".", metric: str | None = None,
                      force: bool = False, id_col: str | None = None, image_col: str | None = None,
                      label_col: str | None = None, train: str | None = None, test: str | None = None,
-                     sample: str | None = None, device: str = "auto", command: str = "") -> InitResult:
+                     sample: str | None = None, device: str = "auto") -> InitResult:
     """Write WORKDIR/competitions/NAME/competition.toml for the contest in ``data`` (a folder or a .zip,
-    extracted into WORKDIR/data/NAME). Never overwrites a declaration unless ``force``."""
-    from ..train.recipe import device_kind, fit_recipe, obtainable_weights
+    extracted into WORKDIR/data/NAME). Never overwrites a declaration unless ``force``. The recipe in
+    ``[train]`` is fitted for ``device`` (auto: this machine's)."""
+    given = {"--metric": metric, "--id-col": id_col, "--image-col": image_col, "--label-col": label_col,
+             "--train": train, "--test": test, "--sample-submission": sample}
+    command = shlex.join(["comptk", "init", name, "--data", str(data),
+                          *[part for flag, value in given.items() if value for part in (flag, value)]])
 
     workdir = Path(workdir)
     if not NAME.match(name):
@@ -94,7 +100,7 @@ def init_competition(name: str, data: str | Path, *, workdir: str | Path = ".", 
 
 
 def summary(name: str, target: Path, found: Detection, data_dir: str, data_notes: list[str], metric: str,
-            metric_why: str, facts, recipe, device: str) -> list[str]:
+            metric_why: str, facts: DataFacts, recipe: Recipe, device: str) -> list[str]:
     """What init found and why, one line per guess."""
     notes = found.notes
     files = ", ".join(f"{k} = {v}" for k, v in found.files.items())
