@@ -127,6 +127,13 @@ def test_kaggle_zip_round_trip_init_train_ensemble(tmp_path):
                      "--workdir", work, "--method", "mean", "--no-compare")
     assert blended.exit_code == 0, blended.output
     sample = pd.read_csv(work / "data/kag/sample_submission.csv", dtype=str)
+    # the run predicts its own test CSV again: ids are file stems, the paths come from the image template
+    from comptk.predict import predict_table
+
+    again = predict_table("a", csv=work / "data/kag/test.csv", workdir=work, device="cpu", proba=True)
+    proba = again.frame[[c for c in again.frame.columns if c.startswith("proba_")]].to_numpy()
+    assert again.frame["id"].tolist() == pd.read_csv(work / "data/kag/test.csv", dtype=str)["id"].tolist()
+    assert np.allclose(proba, np.load(work / "preds/a.npy"), atol=1e-5)
     for name in ("a", "b", "blend"):
         submission = pd.read_csv(work / f"submissions/{name}.csv", dtype=str)
         assert list(submission.columns) == list(sample.columns)

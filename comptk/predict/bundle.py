@@ -209,7 +209,10 @@ def _competition_inputs(competition_file: str | None, workdir: Path) -> dict[str
     if comp.layout in ("csv", "person-folders"):  # the test split is a CSV of id and image path
         data_dir = Path(comp.data_path(workdir))
         images = data_dir / comp.files.test_images if comp.files.test_images else data_dir
-        inputs["image_column"] = comp.columns.image
+        if comp.columns.image_template:  # ids that are file stems: paths built from the row, e.g. "{id}.png"
+            inputs["image_template"] = comp.columns.image_template
+        else:
+            inputs["image_column"] = comp.columns.image
         inputs["image_dir"] = Path(os.path.relpath(images, (data_dir / comp.files.test).parent)).as_posix()
     return inputs
 

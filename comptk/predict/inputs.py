@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..competition import template_fields
 from ..data.images import images_in
 from ..data.tables import check_ids, read_csv
 from ..errors import ComptkError
@@ -56,11 +57,13 @@ def images_from_csv(csv: str | Path, *, image_column: str | None = None, id_colu
     defaults = defaults or {}
     frame = read_csv(csv)
     image_column = image_column or defaults.get("image_column")
-    if not image_column:
+    template = "" if image_column else defaults.get("image_template", "")  # the competition's [columns] image_template
+    if not image_column and not template:
         raise ComptkError(f"{csv}: which column holds the image paths? pass --image-col COL "
                           f"(columns: {', '.join(frame.columns)})")
     id_column = id_column or defaults.get("id_column") or "id"
-    for role, column, flag in (("image", image_column, "--image-col"), ("id", id_column, "--id-col")):
+    wanted = [("image", c, "--image-col") for c in ([image_column] if image_column else template_fields(template))]
+    for role, column, flag in (*wanted, ("id", id_column, "--id-col")):
         if column not in frame.columns:
             raise ComptkError(f"{csv}: no {role} column '{column}'; pass {flag} COL (columns: {', '.join(frame.columns)})")
     ids = frame[id_column].to_numpy(dtype=str)
@@ -74,5 +77,10 @@ def images_from_csv(csv: str | Path, *, image_column: str | None = None, id_colu
         if not base.is_dir():
             raise ComptkError(f"{csv}: its image paths are relative to {base} in the competition, but there is no "
                               f"such folder; pass --image-dir DIR (the folder the paths in '{image_column}' start from)")
-    paths = tuple(Path(v) if Path(v).is_absolute() else base / v for v in frame[image_column])
+    if template:
+        fields = template_fields(template)
+        values = [template.format(**dict(zip(fields, row))) for row in zip(*(frame[f] for f in fields))]
+    else:
+        values = frame[image_column].tolist()
+    paths = tuple(Path(v) if Path(v).is_absolute() else base / v for v in values)
     return ImageList(tuple(ids.tolist()), paths)
