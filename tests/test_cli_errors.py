@@ -78,7 +78,7 @@ def test_pretrained_without_network_or_cache(tiny, monkeypatch):
 
 
 def test_groups_are_kept_together_end_to_end(tmp_path):
-    from conftest import make_tiny
+    from tests.conftest import make_tiny
 
     root = make_tiny(tmp_path / "g", n_per_class=8, groups=True)
     result = run_train(root, "--folds", "2", "--name", "g1")

@@ -18,10 +18,10 @@ import pytest
 import timm
 import torch
 from click.testing import CliRunner
-from conftest import make_tiny
+from tests.conftest import make_tiny
 from PIL import Image
 from safetensors.torch import save_file
-from test_ensemble import tiny_work  # noqa: F401 - a fixture: a workdir with fake finished runs
+from tests.ensemble.test_ensemble import tiny_work  # noqa: F401 - a fixture: a workdir with fake finished runs
 
 from comptk import ComptkError, artifacts, load_competition, resolve
 from comptk.cli import main

@@ -25,7 +25,7 @@ def test_pooled_macro_f1_differs_from_mean_of_folds():
 
 def test_a_run_reports_pooled_oof_as_cv_and_the_mean_of_folds_beside_it(tiny):
     """On a macro F1 competition the two differ, and the run's CV must be the pooled one."""
-    from conftest import assert_cv_is_pooled_oof, make_tiny
+    from tests.conftest import assert_cv_is_pooled_oof, make_tiny
 
     from comptk import run_cv
 

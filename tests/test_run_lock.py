@@ -10,7 +10,7 @@ import threading
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_tiny
+from tests.conftest import make_tiny
 
 from comptk import ComptkError, artifacts, run_cv
 from comptk.cli import main

@@ -21,7 +21,7 @@ from comptk.cli import main
 from comptk.experiments import leaderboard
 from comptk.experiments.sweep import sweep
 
-OLD = Path(__file__).parent / "data" / "cfba1c9"  # sidecars as comptk wrote them at commit cfba1c9
+OLD = Path(__file__).parent / "fixtures" / "cfba1c9"  # sidecars as comptk wrote them at commit cfba1c9
 FAST = {"n_folds": 2, "epochs": 1}
 
 

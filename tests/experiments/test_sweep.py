@@ -8,7 +8,7 @@ import logging
 
 import pytest
 from click.testing import CliRunner
-from conftest import assert_real_png
+from tests.conftest import assert_real_png
 
 from comptk import ComptkError, artifacts, prepare, run_cv
 from comptk.cli import main

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import assert_cv_is_pooled_oof
+from tests.conftest import assert_cv_is_pooled_oof
 from safetensors.torch import save_file
 
 from comptk import run_cv

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import make_tiny
+from tests.conftest import make_tiny
 from safetensors.torch import load_file
 
 from comptk import ComptkError, run_cv

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import make_tiny
+from tests.conftest import make_tiny
 
 from comptk import ComptkError, load_competition
 from comptk.cli import main

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_tiny
+from tests.conftest import make_tiny
 
 from comptk.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EPOCH = re.compile(r"^fold (\d)/2 epoch (\d)/2: loss [\d.]+, valid loss [\d.]+, valid accuracy [\d.]+, lr \S+, "
                    r"[\d.]+ s, \d+ images/s$")
 

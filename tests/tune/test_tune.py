@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_tiny
+from tests.conftest import make_tiny
 from optuna.trial import TrialState
 
 from comptk.cli import main
@@ -23,7 +23,7 @@ from comptk.errors import ComptkError
 from comptk.tune import load_study, tune
 from comptk.tune.space import build_space, default_space
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FAST = ("--set", "epochs=1", "--set", "model=small_resnet", "--set", "n_folds=2")
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import make_tiny
+from tests.conftest import make_tiny
 from PIL import Image
 
 import comptk
@@ -25,7 +25,7 @@ from comptk import ComptkError, load_predictor, run_cv
 from comptk.cli import main
 from comptk.predict.bundle import find_recipe, read_bundle, write_bundle
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-5
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import make_tiny
+from tests.conftest import make_tiny
 
 from comptk import ComptkError, artifacts, run_cv
 from comptk.cli import main

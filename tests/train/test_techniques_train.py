@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import assert_cv_is_pooled_oof
+from tests.conftest import assert_cv_is_pooled_oof
 
 from comptk import ComptkError, run_cv
 from comptk.artifacts import RunPaths, save_json, save_npy

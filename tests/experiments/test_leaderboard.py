@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import assert_real_png
+from tests.conftest import assert_real_png
 
 from comptk import ComptkError, artifacts, blend, prepare, run_cv
 from comptk.cli import main
