@@ -259,6 +259,8 @@ def saved_folds_files(workdir: Path, competition: str, key: str) -> list[Path]:
 def tune_storage_path(workdir: Path) -> Path:
     """The embedded SQLite file that holds a work directory's Optuna studies."""
     return Path(workdir) / "tune" / "studies.db"
+
+
 def image_cache_path(workdir: Path, label: str, size: int, key: str) -> Path:
     """label: the competition and split, e.g. 'fashion-train'; key: image_cache.cache_key()."""
     return image_cache_dir(workdir) / f"{_safe(label)}-{size}px-{key[:16]}.npy"
@@ -743,6 +745,8 @@ def run_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[tuple[st
     if "config" in new:
         before = saved.get("config") or {}
         defaults = TrainConfig().to_dict()
+        if "folds_seed" not in before and "seed" in before:  # before folds_seed existed, the seed made the folds
+            defaults["folds_seed"] = before["seed"]
         diffs += [("settings", f"{k} ({before.get(k, defaults.get(k))!r} -> {v!r})")
                   for k, v in new["config"].items() if before.get(k, defaults.get(k)) != v]
     return diffs

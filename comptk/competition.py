@@ -71,10 +71,16 @@ class Competition:
     def train_defaults(self) -> dict[str, Any]:
         return dict(self.train)
 
+    def fold_assignment(self) -> tuple[int, int]:
+        """The competition's K and folds seed as declared ([folds], or [train] n_folds / folds_seed), else
+        the code defaults: the folds every run shares unless it asks for others."""
+        declared = {**self.folds_defaults(), **self.train_defaults()}
+        return (int(declared.get("n_folds", config.TrainConfig.n_folds)),
+                int(declared.get("folds_seed", config.TrainConfig.folds_seed)))
+
     def folds_defaults(self) -> dict[str, Any]:
         """The declared fold assignment as settings: K (n_folds) and the folds seed (folds_seed)."""
-        keys = {"n_folds": "n_folds", "seed": "folds_seed"}
-        return {keys[k]: v for k, v in self.folds.items()}
+        return {FOLDS_KEYS[k]: v for k, v in self.folds.items()}
 
     @property
     def has_test_crop(self) -> bool:
@@ -108,6 +114,7 @@ _COLUMNS = {"id": (str, False), "image": (str, False), "label": (str, False), "g
 _PERSON_FOLDERS = {"labels": (str, True)}
 _TEST_TIME = {"crop": (float, False)}
 _FOLDS = {"n_folds": (int, False), "seed": (int, False)}
+FOLDS_KEYS = {"n_folds": "n_folds", "seed": "folds_seed"}  # [folds] key -> the training setting it declares
 _AUGMENT = {"transforms": (list, True)}
 
 
@@ -256,7 +263,7 @@ def load_competition(name_or_path: str | Path | None, workdir: str | Path = ".")
     if crop is not None and not 0 < crop <= 1:
         raise ComptkError(f"{path} [test_time]: 'crop' must be in (0, 1], got {crop}")
     # Check the [train] defaults now, so a bad value fails before any data is read.
-    folds = {{"n_folds": "n_folds", "seed": "folds_seed"}[k]: v for k, v in raw.get("folds", {}).items()}
+    folds = {FOLDS_KEYS[k]: v for k, v in raw.get("folds", {}).items()}
     # "auto" settings are left to their code defaults here, for the checks
     defaults = config.resolve({**folds, **train_table}, where=f"{path} [train] / [folds]")
     augments = _check_augments(raw.get("augment", {}), defaults.img_size, path)

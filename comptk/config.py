@@ -11,6 +11,8 @@ with the run, so a run can be reproduced and a resume can check it is the same r
 from __future__ import annotations
 
 import dataclasses
+import re
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -54,8 +56,8 @@ class TrainConfig:
     optimizer: str = "adamw"
     scheduler: str = "cosine"
     warmup_epochs: float = 0.0
-    augment: str = "basic"  # augment preset name (comptk.augment)
-    tta: str = "hflip"  # TTA preset name (comptk.tta); "none" turns it off
+    augment: str = "basic"  # augment preset name (comptk.train.augment)
+    tta: str = "hflip"  # TTA preset name (comptk.train.tta); "none" turns it off
     patience: int = 0  # early stopping after this many epochs without gain; 0 = off
     label_smoothing: float = 0.0
     precision: str = "auto"  # auto: AMP on CUDA, bf16 on CPUs with native bf16, else fp32
@@ -290,6 +292,32 @@ def read_settings(path: str | Path) -> dict[str, Any]:
     settings = raw["train"]
     check_keys(settings, f"{path} [train]")
     return {k: _coerce(k, v, f"{path} [train]") for k, v in settings.items()}
+
+
+def toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
+
+def toml_value(value: Any) -> str:
+    """A value as TOML text (the standard library reads TOML but does not write it): booleans, numbers,
+    strings (a JSON string is a valid TOML basic string), arrays and inline tables."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise ComptkError(f"cannot write {value!r} ({type(value).__name__}) as TOML")
+
+
+def settings_text(settings: Mapping[str, Any], comment: str = "") -> str:
+    """A settings file (read_settings reads it back): one [train] table."""
+    head = "".join(f"# {line}\n" for line in comment.splitlines())
+    return head + "[train]\n" + "".join(f"{toml_key(k)} = {toml_value(v)}\n" for k, v in settings.items())
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

@@ -432,6 +432,34 @@ def summary_line(record: dict[str, Any] | None) -> str | None:
     return record["summary"]
 
 
+def reapply_correction(test_proba: np.ndarray, record: dict[str, Any] | None,
+                       classes: tuple[str, ...]) -> tuple[np.ndarray, str | None]:
+    """Predicting new images with a run that corrected its submission (``record``: the run's
+    ``label_shift``): the run's OOF calibration and train prior, with the test prior re-estimated by EM
+    on ``test_proba`` (the images now predicted, e.g. a code competition's hidden test set). On the
+    run's own test images this gives exactly the run's corrected probabilities. Returns them and a
+    line saying what was done; ``test_proba`` unchanged and None when the run did not correct."""
+    if not record or not record.get("corrected"):
+        return test_proba, None
+    train = record.get("train_prior") or {}
+    if list(train) != list(classes):
+        raise ComptkError("the run's label_shift record names other classes than its model; cannot re-apply "
+                          "its correction")
+    train_prior = np.array([train[c] for c in classes], dtype=np.float64)
+    cal = record.get("calibration") or {}
+    bias = cal.get("class_bias")
+    fitted = Calibration(float(cal.get("temperature", 1.0)), None if bias is None else np.asarray(bias, np.float64),
+                         str(cal.get("method", "none")))
+    calibrated = fitted.apply(test_proba)
+    em = em_prior(calibrated, train_prior)
+    if not em.converged:
+        return test_proba, (f"label shift: EM did not converge on these {len(test_proba)} images; probabilities "
+                            f"NOT corrected (the run's submission was)")
+    corrected = prior_corrected(calibrated, train_prior, em.prior).astype(np.float32)
+    return corrected, (f"label shift: corrected as the run's submission was (test prior re-estimated by EM on "
+                       f"these {len(test_proba)} images, TV {tv_distance(train_prior, em.prior):.3f} from train's)")
+
+
 def save_corrected(path: str | Path, shift: LabelShift) -> None:
     """Write the corrected test probabilities (float32) to ``path``; without a correction remove a
     file left there by an earlier blend of the same name (--force), so none is ever stale."""

@@ -230,3 +230,12 @@ def test_a_fold_number_out_of_range_is_refused_not_trained_into_nan_rows(tiny):
     with pytest.raises(ComptkError, match=rf"id '{frame.loc[3, 'id']}' has fold 7, but folds are 0\.\.1"):
         run_cv(tiny, FAST, workdir=tiny, name="b", progress=False, plots=False)
     assert not artifacts.RunPaths(tiny, "b").run_dir.exists()
+
+
+def test_a_run_recorded_before_folds_seed_existed_counts_its_seed_as_the_folds_seed():
+    """Before folds belonged to the competition, a run's --seed also made its folds: resuming such a run
+    with that folds seed is the same run, and with another it is not."""
+    saved = {"config": {"seed": 7, "n_folds": 5}}
+    assert artifacts.run_differences(saved, {"config": {"seed": 7, "n_folds": 5, "folds_seed": 7}}) == []
+    diffs = artifacts.run_differences(saved, {"config": {"seed": 7, "n_folds": 5, "folds_seed": 42}})
+    assert diffs == [("settings", "folds_seed (7 -> 42)")]

@@ -25,8 +25,8 @@ class Throughput:
     predict_images_per_s: float  # forward only, per view
 
 
-def measure_throughput(cfg: TrainConfig, n_classes: int, device: torch.device, *, n_steps: int = 3,
-                       warmup: int = 1) -> Throughput:
+def measure_throughput(cfg: TrainConfig, n_classes: int, device: torch.device, *, n_steps: int = 5,
+                       warmup: int = 2) -> Throughput:
     """Images/s of ``cfg``'s model at its img_size and batch_size (weights not loaded: only speed matters)."""
     cfg = dataclasses.replace(cfg, pretrained=False, weights="")
     model = Classifier(create_model(cfg, n_classes)).to(device).to(memory_format=torch.channels_last)

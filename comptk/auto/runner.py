@@ -12,7 +12,6 @@ new budget.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import subprocess
@@ -25,7 +24,7 @@ from typing import Any
 
 from .. import artifacts
 from ..competition import Competition, load_competition
-from ..config import TrainConfig, resolve_run
+from ..config import AUTO_KEYS, TrainConfig, resolve_run, settings_text
 from ..data.facts import competition_facts
 from ..data.image_cache import load_competition_images
 from ..data.layouts import read_data
@@ -92,8 +91,10 @@ def run_auto(
         if key in pins:
             raise ComptkError(f"auto chooses '{key}' per member; pin other settings, or train with `comptk train`")
     base = resolve_run(comp, pins, facts=lambda: competition_facts(comp, comp.data_path(workdir, data_dir)))
-    # settings fitted to the data ("auto") are fitted once, here: every member trains at the measured size
-    pins = {**{k: getattr(base, k) for k in ("img_size", "batch_size", "lr") if k in comp.auto_train}, **pins}
+    # Settings fitted to the data ("auto": declared, or no [train] table, or --set KEY=auto) are fitted once,
+    # here, and pinned: every member trains at the size (and with the settings) the plan measured.
+    fitted = {*comp.auto_train, *(k for k, v in pins.items() if v == "auto")} - {"model", "epochs"}
+    pins = {**pins, **{k: getattr(base, k) for k in AUTO_KEYS if k in fitted}}
     data = read_data(comp, comp.data_path(workdir, data_dir))
     device = resolve_device(base.device)
     folder = workdir / "auto" / name
@@ -121,6 +122,7 @@ def run_auto(
     state = _load_state(folder, comp, preset)
     factor = state.get("factor", DEFAULT_FACTOR)
     trained = [Member(**m["member"]) for m in state.get("members", []) if _finished(workdir, m["member"]["name"])]
+    _check_trained_earlier(trained, workdir, name)
     pending = [Member(**m["member"]) for m in state.get("members", [])
                if m["member"]["name"] not in {t.name for t in trained} and _started(workdir, m["member"]["name"])]
     reserve = blend_reserve_s(work.n_train, len(PRESETS[preset]))
@@ -138,7 +140,7 @@ def run_auto(
     records = {m.name: {"member": dataclasses.asdict(m), "status": "trained earlier"} for m in trained}
     _save_state(folder, comp, preset, budget_s, factor, trained, members)
 
-    queue = list(members)
+    queue, failed, stopped = list(members), [], []
     while queue:
         member = queue.pop(0)
         left = deadline - time.monotonic() - reserve
@@ -158,13 +160,14 @@ def run_auto(
                  f"(estimated {format_seconds(member.estimate_s)})")
             # re-plan what is left with the time left and the re-measured factor (more may fit now)
             queue = plan_members(base, work, throughput, deadline - time.monotonic() - reserve, preset=preset,
-                                 factor=factor, prefix=name, done=trained)
+                                 factor=factor, prefix=name, done=trained + failed + stopped)
             echo("  re-planned: " + (", ".join(f"{m.name} ~{format_seconds(m.estimate_s)}" for m in queue)
                                     or "nothing more fits"))
         else:
+            (stopped if status.startswith("stopped") else failed).append(member)
             echo(f"  - {member.name}: {status}")
         records[member.name] = record
-        _save_state(folder, comp, preset, budget_s, factor, trained, queue)
+        _save_state(folder, comp, preset, budget_s, factor, trained, stopped + queue)  # stopped ones resume
 
     if not trained:
         raise ComptkError(f"auto {name}: no member finished within {format_seconds(budget_s)}; "
@@ -195,6 +198,20 @@ def recalibrate(factor: float, estimate_s: float, seconds: float, *, first: bool
     measured = factor * (seconds - STARTUP_SECONDS) / planned
     new = measured if first else 0.5 * (factor + measured)
     return min(5.0, max(0.3, new))
+
+
+def _check_trained_earlier(trained: list[Member], workdir: Path, name: str) -> None:
+    """Members kept from an earlier call must still match the data and share folds (as a blend checks),
+    before any time is spent: otherwise the blend would fail at the end of the budget."""
+    if len(trained) < 2:  # one member is checked by its own resume rules when blended alone
+        return
+    from ..ensemble.validate import load_members, load_truth
+
+    try:
+        load_truth(load_members([artifacts.RunPaths(workdir, m.name).oof for m in trained]))
+    except ComptkError as exc:
+        raise ComptkError(f"auto {name}: a member trained earlier no longer fits ({exc}); start afresh with "
+                          f"another --name") from None
 
 
 def _precision(device, base: TrainConfig) -> str:
@@ -240,8 +257,7 @@ def _train_member(comp: Competition, member: Member, pins: Mapping[str, Any], wo
     settings = folder / "members" / f"{member.name}.toml"
     values = {**pins, **member.settings()}
     with artifacts.atomic_path(settings) as tmp:
-        tmp.write_text("[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()),
-                       encoding="utf-8")
+        tmp.write_text(settings_text(values, f"auto member {member.name}"), encoding="utf-8")
     command = [sys.executable, "-m", "comptk", "train", str(comp.source), "--workdir", str(workdir),
                "--name", member.name, "--settings", str(settings), "--quiet", "--no-plots",
                "--label-shift", label_shift]

@@ -43,7 +43,7 @@ def _subset(x: np.ndarray, y: np.ndarray, n: int | None, n_classes: int, seed: i
 
 
 def preparable() -> list[str]:
-    """Names ``prepare`` can build: local data sets and the contest stand-ins (comptk.standins)."""
+    """Names ``prepare`` can build: local data sets and the contest stand-ins (standins/)."""
     return sorted([*SOURCES.names(), *STANDINS.names()])
 
 

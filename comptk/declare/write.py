@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from ..config import toml_value
 from ..data.facts import DataFacts
 from ..train.recipe import RECIPE_KEYS, Recipe
 from .detect import Detection
 
 COMMENT_AT = 40  # column where trailing comments start
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
 def _line(key: str, value: Any, why: str = "") -> str:

@@ -107,6 +107,9 @@ def blend(
     """
     if label_shift not in CORRECTIONS:
         raise ComptkError(f"label_shift '{label_shift}': choose one of {', '.join(CORRECTIONS)}")
+    if label_shift != "none" and method == "rank":
+        raise ComptkError("--label-shift em corrects probabilities, and a rank blend writes rank averages, not "
+                          "probabilities; use another --method (or no --label-shift)")
     started = time.perf_counter()
     options = BlendOptions(method=method, n_rounds=n_rounds, n_bags=n_bags, seed=seed, meta=meta or DEFAULT_META,
                            meta_params=dict(meta_params or {}), class_bias=class_bias, compare=compare or method == "auto")
@@ -138,7 +141,10 @@ def blend(
     n_folds = int(len(np.unique(fold)))
     report = build_report(name, members, member_scores, results, chosen, seconds, scorer.name, n_folds, outputs)
     pick = results[chosen]
-    shift = assess_label_shift(pick.oof, y, pick.test, members.classes, correction=label_shift,
+    if label_shift != "none" and chosen == "rank":  # method auto picked rank: rank averages are no probabilities
+        say("label shift: not corrected: the chosen method, rank, writes rank averages, not probabilities")
+    shift = assess_label_shift(pick.oof, y, pick.test, members.classes,
+                               correction=label_shift if chosen != "rank" else "none",
                                corrected_path=paths.preds_label_shift)
     report["label_shift"] = shift.record
     record = _blend_record(name, members, truth, pick, chosen, report, member_scores, options,

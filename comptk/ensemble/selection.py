@@ -3,7 +3,8 @@
 Users type ``comptk ensemble oof/*.npy --out submissions/blend.csv``. A blend writes
 ``oof/NAME.npy`` like a run, so the next glob also matches every earlier blend (its members
 would count twice) and the blend being written (it would be its own member); a partial run
-(``--folds-subset``) has NaN OOF rows outside its folds. Those are left out, each with a note;
+(``--folds-subset``) has NaN OOF rows outside its folds, and an oof/RUN.npy without its record is
+a run not finished. Those are left out, each with a note;
 blends can be stacked on purpose (``allow_blends``), the blend being written never. Re-running
 the same command (same members, same options, same --out) rewrites its blend without --force.
 """
@@ -44,6 +45,10 @@ def select_members(oof_paths: Sequence[str | Path], *, output: Path, allow_blend
                               f"{path.suffix or 'folder or extensionless'} file")
         if not path.is_file():
             raise ComptkError(f"file not found: {path}")
+        if not artifacts.sidecar_for(path).is_file():  # a run killed while writing, or a stray .npy
+            left.append((path, f"no record {artifacts.sidecar_for(path).name} beside it: not a finished run "
+                               f"(a run still writing or interrupted: run it again to finish)"))
+            continue
         record = artifacts.read_record(artifacts.sidecar_for(path))
         if record.is_blend and path.resolve() == Path(output).resolve():
             left.append((path, "the blend this command writes is never its own member"))

@@ -109,6 +109,11 @@ def load_members(oof_paths: list[str | Path] | tuple[str | Path, ...]) -> Member
                 and record.train_labels_digest != first.train_labels_digest:
             raise ComptkError(f"{path}: trained on other train labels than {first_path} (train_labels_digest "
                               f"differs); retrain one of them on the current labels")
+        size, first_size = record.config.get("img_size"), first.config.get("img_size")
+        if record.test_images_digest and first.test_images_digest and size == first_size \
+                and record.test_images_digest != first.test_images_digest:
+            raise ComptkError(f"{path}: predicted other test images than {first_path} (test_images_digest differs "
+                              f"at {size} px: the test images changed between them); retrain the older one")
         oof.append(_align(run.oof, list(record.classes), classes).astype(np.float32, copy=False))
         preds.append(_align(run.preds, list(record.classes), classes).astype(np.float32, copy=False))
     for i in range(len(paths)):
@@ -131,9 +136,11 @@ def load_truth(members: Members) -> Truth:
         raise ComptkError(f"{first.data_dir}: train rows changed since {where} was trained (train_ids_digest)")
     if artifacts.digest(data.test.ids) != first.test_ids_digest:
         raise ComptkError(f"{first.data_dir}: test rows changed since {where} was trained (test_ids_digest)")
-    if first.train_labels_digest and labels_digest(data.train) != first.train_labels_digest:
-        raise ComptkError(f"{first.data_dir}: train labels changed since {where} was trained (train_labels_digest); "
-                          f"the OOF would be scored against other labels: retrain the members")
+    current = labels_digest(data.train)
+    for record, path in zip(members.records, members.paths):  # every member that recorded its labels
+        if record.train_labels_digest and record.train_labels_digest != current:
+            raise ComptkError(f"{first.data_dir}: train labels changed since {path} was trained "
+                              f"(train_labels_digest); the OOF would be scored against other labels: retrain it")
     if set(data.classes) != set(members.classes):
         raise ComptkError(f"{first.data_dir}: its classes differ from {where}'s")
     order = np.array([data.classes.index(c) for c in members.classes])

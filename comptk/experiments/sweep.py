@@ -121,7 +121,10 @@ def _save_spec(paths: artifacts.SweepPaths, spec: dict) -> None:
 
 # What a sweep compares of its saved runs before training anything (image and folds digests need the
 # images decoded and the folds made: run_cv compares them when it resumes a run).
-SAME_RUN_KEYS = ("classes", "train_ids_digest", "test_ids_digest", "train_labels_digest", "config")
+# What a finished sweep run must share with its planned setting to be kept: rows, labels, settings and how the
+# declaration shaped the run (test crops, a declared augment pipeline, [label_fixes]); images are not decoded here.
+SAME_RUN_KEYS = ("classes", "train_ids_digest", "test_ids_digest", "train_labels_digest", "test_time",
+                 "augment_pipeline", "label_fixes", "config")
 
 
 def _needs_training(paths: artifacts.RunPaths, wanted: list[int]) -> bool:

@@ -12,8 +12,6 @@ its runs sit beside the others in `comptk runs NAME`; grouped rows get their own
 
 from __future__ import annotations
 
-import json
-import re
 import tomllib
 from pathlib import Path
 
@@ -25,35 +23,18 @@ from scipy.sparse.csgraph import connected_components
 from .. import artifacts
 from ..competition import Competition
 from ..data.tables import CompetitionData, read_csv
+from ..config import toml_key, toml_value
 from ..errors import ComptkError
 
 GROUP_COLUMN = "dup_group"
 
 
-def _key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
-
-
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
-
-
 def dump_toml(table: dict, prefix: str = "") -> str:
     """TOML text of a declaration: scalars and arrays first, then sub-tables as [a.b] sections."""
-    lines = [f"{_key(k)} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    lines = [f"{toml_key(k)} = {toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
     for key, value in table.items():
         if isinstance(value, dict):
-            name = f"{prefix}{_key(key)}"
+            name = f"{prefix}{toml_key(key)}"
             lines += ["", f"[{name}]", dump_toml(value, f"{name}.").strip("\n")]
     return "\n".join(lines) + "\n"
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from .. import artifacts
 from ..competition import Competition, load_competition
-from ..data.folds import folds_key, labels_digest, read_folds
+from ..data.folds import folds_digest, folds_key, labels_digest, read_folds
 from ..data.layouts import read_data
 from ..data.tables import CompetitionData
 from ..errors import ComptkError
@@ -85,6 +85,9 @@ def _load_run(workdir: Path, run: str, comp: Competition, data: CompetitionData)
                           "work directory or the path of its oof/RUN.npy")
     loaded = artifacts.load_run(oof_path)
     record = loaded.record
+    if record.is_blend:
+        raise ComptkError(f"--run: '{loaded.name}' is a blend; label issues and outliers need one training run's "
+                          f"OOF and fold models: give one of its members")
     if record.competition != comp.name:
         raise ComptkError(f"--run: run '{loaded.name}' is of competition '{record.competition}', not '{comp.name}'")
     if record.train_ids_digest != artifacts.digest(data.train.ids):
@@ -100,6 +103,9 @@ def _load_run(workdir: Path, run: str, comp: Competition, data: CompetitionData)
     if not folds_file.is_file():
         raise ComptkError(f"--run: the folds file of run '{loaded.name}' ({folds_file}) is missing")
     fold = read_folds(folds_file, data.train, record.n_folds)
+    if folds_digest(data.train.ids, fold) != record.folds_digest:
+        raise ComptkError(f"--run: {folds_file} differs from the folds run '{loaded.name}' was trained on "
+                          "(folds_digest); its OOF rows would be matched to other folds")
     return _Run(artifacts.RunPaths(oof_path.parent.parent, loaded.name), record, loaded.oof[:, order], fold,
                 folds_file)
 
@@ -115,11 +121,13 @@ def _check_options(run: str | None, apply_labels: bool, max_distance: int, min_s
 
 def _saved_folds(workdir: Path, comp: Competition, data: CompetitionData,
                  run: _Run | None) -> tuple[Path | None, np.ndarray | None]:
-    """The run's folds, or else the newest folds file saved for these train rows (any K and seed)."""
+    """The run's folds, or else the competition's own folds file (its declared K and folds seed, which
+    every run shares) when it has been made; other K or seeds saved for these rows are not guessed at."""
     if run is not None:
         return run.folds_file, run.fold
-    saved = artifacts.saved_folds_files(workdir, comp.name, folds_key(data.train))
-    return (saved[0], read_folds(saved[0], data.train)) if saved else (None, None)
+    n_folds, seed = comp.fold_assignment()
+    path = artifacts.folds_path(workdir, comp.name, n_folds, seed, folds_key(data.train))
+    return (path, read_folds(path, data.train, n_folds)) if path.is_file() else (None, None)
 
 
 def _groups_split_across_folds(train_groups: np.ndarray, dup_rows: np.ndarray, fold: np.ndarray | None) -> int:

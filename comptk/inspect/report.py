@@ -23,7 +23,7 @@ def _png(fig) -> str:
 
 
 def _axes(width: float, height: float, n: int = 1):
-    """A figure (comptk.plots' object API: no pyplot, no global backend) and its n axes."""
+    """A figure (experiments/plots.py's object API: no pyplot, no global backend) and its n axes."""
     from ..experiments.plots import new_figure
 
     fig = new_figure(width, height)

@@ -69,6 +69,7 @@ class Recipe:
     trained: dict[str, Any] = field(default_factory=dict)  # device, autocast, config, versions of training
     source: Path | None = None  # the bundle folder or the run folder
     finished: bool = True  # False: an interrupted run (no sidecar yet), predicted with its finished folds
+    label_shift: dict[str, Any] | None = None  # the run's label_shift record: re-applied when it corrected
 
     @property
     def n_classes(self) -> int:
@@ -166,6 +167,7 @@ def run_recipe(workdir: str | Path, name: str) -> Recipe:
         },
         source=paths.run_dir,
         finished=finished,
+        label_shift=record.label_shift,
     )
 
 
@@ -266,6 +268,7 @@ def recipe_json(recipe: Recipe) -> dict[str, Any]:
         "inputs": recipe.inputs,
         "submission": recipe.submission,
         "trained": recipe.trained,
+        "label_shift": recipe.label_shift,
     }
 
 
@@ -352,6 +355,9 @@ def read_bundle(folder: str | Path) -> Recipe:
         file = folder / _need(entry, "file", str, f"{where} folds")
         if not file.is_file():
             raise ComptkError(f"bundle {folder}: fold weights file {file.name} is missing; copy the whole folder")
+        if entry.get("sha256") and _sha256(file) != entry["sha256"]:
+            raise ComptkError(f"bundle {folder}: fold weights file {file.name} differs from the one exported "
+                              f"(sha256 mismatch): a damaged or partial copy; copy the whole folder again")
         weights.append(file)
     return Recipe(
         run=str(raw.get("run", folder.name)),
@@ -378,6 +384,7 @@ def read_bundle(folder: str | Path) -> Recipe:
         trained=dict(raw.get("trained") or {}),
         source=folder,
         finished=True,
+        label_shift=raw.get("label_shift"),
     )
 
 

@@ -27,6 +27,7 @@ from .. import artifacts
 from ..config import CHOICES
 from ..data.images import bomb_warnings_silenced, fit_array, probe_image, read_images
 from ..errors import ComptkError
+from ..label_shift import reapply_correction
 from ..train.engine import predict_proba, resolve_device
 from ..train.models import Classifier
 from ..train.tta import with_tta
@@ -180,6 +181,10 @@ class Predictor:
         kept = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=int)
         proba = (np.concatenate([p[1] for p in parts]) if parts
                  else np.zeros((0, self.recipe.n_classes), dtype=np.float32))
+        if len(proba):  # a run that corrected its submission for label shift: the same here
+            proba, note = reapply_correction(proba, self.recipe.label_shift, self.classes)
+            if note:
+                log.info("%s", note)
         return Prediction(ids=tuple(ids[i] for i in kept), proba=proba, classes=self.classes,
                           skipped=tuple((ids[i], why) for i, why in sorted(bad.items())))
 

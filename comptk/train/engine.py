@@ -153,7 +153,7 @@ def predict_proba(
     """Class probabilities (N, C) float32 for uint8 images (N, H, W, 3).
 
     ``crop``: predict each image as crops of that fraction of each side (``crop_which``:
-    five = corners and centre, center = one), probabilities averaged (comptk.tta).
+    five = corners and centre, center = one), probabilities averaged (tta.py).
     """
     model.eval()
     predictor = with_tta(model, tta, tta_merge, crop=crop, crop_which=crop_which)

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from .. import artifacts
 from ..competition import Competition, load_competition
-from ..config import FIELD_TYPES, TrainConfig, resolve_run
+from ..config import FIELD_TYPES, TrainConfig, resolve_run, settings_text
 from ..data.facts import competition_facts
 from ..data.folds import folds_digest, load_or_make_folds
 from ..data.layouts import read_data
@@ -386,21 +386,12 @@ def show(study: str, *, storage: str | None = None, workdir: str | Path = ".") -
     return "\n".join(lines)
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, str)):
-        return json.dumps(value)
-    raise ComptkError(f"cannot write setting value {value!r} to TOML")
-
-
 def export_settings(study: str, path: str | Path, *, storage: str | None = None, workdir: str | Path = ".") -> Path:
     """Write the best settings as a TOML file with a [train] table (``comptk train --settings FILE``)."""
     loaded = load_study(study, storage=storage, workdir=workdir)
     settings = best_settings_of(loaded)
-    text = (f"# best trial {loaded.best_trial.number} of study '{study}' "
-            f"({loaded.user_attrs[ATTR]['metric']} {loaded.best_value:.4f})\n[train]\n"
-            + "".join(f"{k} = {_toml_value(v)}\n" for k, v in settings.items()))
+    text = settings_text(settings, f"best trial {loaded.best_trial.number} of study '{study}' "
+                                   f"({loaded.user_attrs[ATTR]['metric']} {loaded.best_value:.4f})")
     path = Path(path)
     with artifacts.atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -38,7 +38,7 @@ SPEED = {"small_resnet": Throughput(4000, 15000), "small_resnet_wide": Throughpu
 def test_the_plan_fits_the_budget_and_alternates_families_and_seeds():
     base = resolve(None, {"model": "small_resnet", "epochs": 19, "seed": 42})
     members = plan_members(base, WORK, SPEED.__getitem__, 1100, preset="fast", factor=1.2)
-    assert sum(m.estimate_s for m in members) <= 1100
+    assert sum(m.estimate_s for m in members) <= 0.92 * 1100  # a margin for estimates that run long
     assert [(m.model, m.seed) for m in members][:2] == [("small_resnet", 42), ("small_resnet_wide", 42)]
     assert all(10 <= m.epochs <= 29 for m in members)  # between half and 1.5x the recipe's 19 epochs
     assert len({m.name for m in members}) == len(members)

@@ -494,3 +494,39 @@ def test_cli_blends_two_digits_runs(digits_runs):
     assert refused.exit_code == 2 and "left out" in refused.output and "--allow-blends" in refused.output
     rerun = CliRunner().invoke(main, [*stack, "--allow-blends"])
     assert rerun.exit_code == 0, rerun.output
+
+
+def test_an_unfinished_run_in_the_glob_is_left_out_with_a_note(tiny_work):
+    workdir, _, write = tiny_work
+    write("a"), write("b")
+    stray = workdir / "oof" / "killed.npy"  # a run killed before it wrote its record
+    np.save(stray, np.zeros((3, 3), np.float32))
+    result = _ensemble(workdir, _glob(workdir))
+    assert result.exit_code == 0, result.output
+    assert "killed.npy: no record killed.json beside it: not a finished run" in result.output
+    assert _members(workdir) == ["a", "b"]
+
+
+def test_every_member_is_checked_against_the_current_labels_not_only_the_first(tiny_work):
+    workdir, _, write = tiny_work
+    a = write("a")  # recorded before label digests existed: nothing to compare
+    b = write("b", train_labels_digest="0" * 64)  # trained on labels that are not the current ones
+    with pytest.raises(ComptkError, match=r"train labels changed since .*b\.npy was trained"):
+        _blend(workdir, [a, b])
+    assert _nothing_written(workdir)
+
+
+def test_members_that_predicted_other_test_images_are_refused(tiny_work):
+    workdir, _, write = tiny_work
+    a = write("a", test_images_digest="1" * 64, config={"img_size": 12})
+    b = write("b", test_images_digest="2" * 64, config={"img_size": 12})
+    with pytest.raises(ComptkError, match="predicted other test images"):
+        _blend(workdir, [a, b])
+    c = write("c", test_images_digest="3" * 64, config={"img_size": 16})  # another size: not comparable
+    assert _blend(workdir, [a, c]).name == "blend"
+
+
+def test_label_shift_correction_of_a_rank_blend_is_refused(tiny_work):
+    workdir, _, write = tiny_work
+    with pytest.raises(ComptkError, match="rank blend writes rank averages"):
+        _blend(workdir, [write("a"), write("b")], method="rank", label_shift="em")

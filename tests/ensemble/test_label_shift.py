@@ -315,3 +315,22 @@ def test_ensemble_label_shift_em_corrects_the_blend_submission_only(tmp_path):
     assert again.sidecar["label_shift"]["correction"] == "none" and not paths.preds_label_shift.exists()
     with pytest.raises(ComptkError, match="label_shift 'x'"):
         blend(members, out=out, workdir=tmp_path, method="mean", compare=False, force=True, label_shift="x")
+
+
+def test_a_runs_correction_is_reapplied_exactly_on_its_own_test_rows_and_re_estimated_on_new_ones():
+    from comptk.label_shift import reapply_correction
+
+    rng = np.random.default_rng(3)
+    x, y = draw(rng, LONG_TAIL, 4000)
+    oof = sharpen(posterior(x, LONG_TAIL), 2.0)  # overconfident: the record carries a calibration
+    test = sharpen(posterior(draw(rng, BALANCED, 3000)[0], LONG_TAIL), 2.0).astype(np.float32)
+    classes = tuple("abcd")
+    shift = assess_label_shift(oof, y, test, classes, correction="em")
+    assert shift.corrected
+    again, note = reapply_correction(test, json.loads(json.dumps(shift.record)), classes)  # as read from JSON
+    assert np.allclose(again, shift.test, atol=1e-6) and "corrected as the run's submission was" in note
+    other = sharpen(posterior(draw(rng, LONG_TAIL, 3000)[0], LONG_TAIL), 2.0).astype(np.float32)
+    fresh, _ = reapply_correction(other, shift.record, classes)  # a new test set: its own prior
+    assert tv_distance(fresh.mean(0), LONG_TAIL) < tv_distance(fresh.mean(0), BALANCED)
+    unchanged, none = reapply_correction(test, {**shift.record, "corrected": False}, classes)
+    assert unchanged is test and none is None

@@ -263,3 +263,14 @@ def test_factorised_heads_drop_rates_and_gmean_survive_the_bundle(tmp_path):
     test = pd.read_csv(root / "data" / "test.csv", dtype=str)
     proba = load_predictor(tmp_path / "b").predict_proba([root / "data" / p for p in test["img_path"]])
     assert np.abs(proba - np.load(root / "preds" / "h.npy")).max() <= TOLERANCE
+
+
+def test_a_damaged_copy_of_a_bundle_is_refused_by_its_checksums(run, tmp_path):
+    bundle = tmp_path / "b"
+    assert invoke("export", "r", "--workdir", run, "--out", bundle).exit_code == 0
+    weights = sorted(bundle.glob("*.safetensors"))[0]
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # one flipped byte in the last tensor: still parses, other numbers
+    weights.write_bytes(bytes(data))
+    result = invoke("predict", bundle, "--csv", run / "data" / "test.csv", "--out", tmp_path / "p.csv")
+    assert result.exit_code == 2 and "sha256 mismatch" in result.output and weights.name in result.output
