@@ -121,13 +121,17 @@ def _check_options(run: str | None, apply_labels: bool, max_distance: int, min_s
 
 def _saved_folds(workdir: Path, comp: Competition, data: CompetitionData,
                  run: _Run | None) -> tuple[Path | None, np.ndarray | None]:
-    """The run's folds, or else the competition's own folds file (its declared K and folds seed, which
-    every run shares) when it has been made; other K or seeds saved for these rows are not guessed at."""
+    """The run's folds; else the competition's own folds file (its declared K and folds seed, which
+    every run shares) when it has been made; else the newest folds file saved for these rows (runs
+    trained with another --folds). The summary names the file used."""
     if run is not None:
         return run.folds_file, run.fold
     n_folds, seed = comp.fold_assignment()
     path = artifacts.folds_path(workdir, comp.name, n_folds, seed, folds_key(data.train))
-    return (path, read_folds(path, data.train, n_folds)) if path.is_file() else (None, None)
+    if path.is_file():
+        return path, read_folds(path, data.train, n_folds)
+    saved = artifacts.saved_folds_files(workdir, comp.name, folds_key(data.train))
+    return (saved[0], read_folds(saved[0], data.train)) if saved else (None, None)
 
 
 def _groups_split_across_folds(train_groups: np.ndarray, dup_rows: np.ndarray, fold: np.ndarray | None) -> int:
