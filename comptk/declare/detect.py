@@ -124,6 +124,16 @@ def _given(root: Path, value: str | None, option: str) -> Path | None:
     return path
 
 
+def _lists_test_ids(csv: Path, sample_csv: Path | None, test_csv: Path | None) -> bool:
+    """True when ``csv``'s first column holds the test ids (e.g. answers or a second sample file): taking it
+    as the train table would train on the test set's labels."""
+    test_ids: set[str] = set()
+    for path in (sample_csv, test_csv):
+        if path is not None and path.is_file():
+            test_ids |= set(read_csv(path).iloc[:, 0])
+    return bool(test_ids) and len(set(read_csv(csv).iloc[:, 0]) & test_ids) > 0
+
+
 def _class_splits(root: Path) -> dict[Path, dict[str, int]]:
     """Folders of class folders: folder -> {class: images}."""
     splits = {}
@@ -160,7 +170,8 @@ def detect(root: Path, *, id_col: str | None = None, image_col: str | None = Non
         named = [p for p in csvs if "train" in p.stem.lower() and p not in (sample_csv, test_path)]
         train_path = _one(named, "train table", "--train", "named *train*")
         others = [p for p in csvs if p not in (sample_csv, test_path)]
-        if train_path is None and len(others) == 1:
+        if train_path is None and len(others) == 1 and not _class_splits(root) \
+                and not _lists_test_ids(others[0], sample_csv, test_path):
             train_path = others[0]
             notes["train"] = f"{train_path.name}: the only CSV besides the test table and the sample submission"
     if train_path is not None and train_path.is_file():

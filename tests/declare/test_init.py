@@ -292,3 +292,17 @@ def test_unreadable_images_are_said_in_the_summary(tmp_path):
     (root / "test" / "TEST_002.png").write_bytes(b"not a png")
     result = init_competition("d", root, workdir=tmp_path / "work")
     assert any("1 unreadable, e.g. " in line and "TEST_002.png" in line for line in result.summary)
+
+
+def test_a_csv_of_test_labels_beside_class_folders_is_never_taken_as_the_train_table(tmp_path):
+    """A stand-in's answers.csv (or any CSV listing the test ids) must not become the train table: that would
+    train on the test set's labels."""
+    root = class_folders(tmp_path / "food")
+    ids = [f"q{j}" for j in range(5)]
+    pd.DataFrame({"id": ids, "label": CLASSES[0]}).to_csv(root / "sample_submission.csv", index=False)
+    pd.DataFrame({"id": ids, "label": CLASSES[1]}).to_csv(root / "answers.csv", index=False)
+    work = tmp_path / "work"
+    result = invoke("init", "food", "--data", root, "--workdir", work)
+    assert result.exit_code == 0, result.output
+    raw = tomllib.loads((work / "competitions/food/competition.toml").read_text())
+    assert raw["layout"] == "folders" and raw["files"]["train"] == "train", result.output
