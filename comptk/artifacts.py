@@ -544,7 +544,7 @@ _RUN_KEYS = ("version", "name", "kind", "competition", "competition_file", "clas
 _BLEND_KEYS = ("version", "name", "kind", "competition", "competition_file", "classes", "train_ids_digest",
                "test_ids_digest", "train_labels_digest", "folds_digest", "metric", "n_train", "n_test", "n_folds",
                "folds_file", "data_dir", "cv", "method", "members", "weights", "class_bias", "methods", "config",
-               "seed", "versions", "timings", "artifacts", "finished_at", "label_shift")
+               "seed", "folds_seed", "versions", "timings", "artifacts", "finished_at", "label_shift")
 _OMITTED_WHEN_NONE = ("pseudo_labels", "label_fixes", "train_labels_digest", "folds_seed", "label_shift")  # written only when known
 
 

@@ -300,14 +300,13 @@ class _quiet:
 
 
 def _blend(name: str, trained: list[Member], workdir: Path, label_shift: str) -> dict:
-    submission = workdir / "submissions" / f"{name}.csv"
+    """The blend of the members (submissions/NAME.csv, a run-like record oof/NAME.json); with one member,
+    that member's own submission (its record says how it was made)."""
     if len(trained) == 1:
         only = artifacts.RunPaths(workdir, trained[0].name)
-        cv = artifacts.read_record(only.sidecar).cv.oof
-        with artifacts.atomic_path(submission) as tmp:
-            tmp.write_bytes(only.submission.read_bytes())
-        return {"method": f"single member {trained[0].name}", "cv": cv,
-                "submission": str(submission), "weights": {trained[0].name: 1.0}}
+        return {"method": f"single member {trained[0].name}", "cv": artifacts.read_record(only.sidecar).cv.oof,
+                "submission": str(only.submission), "weights": {trained[0].name: 1.0}}
+    submission = artifacts.RunPaths(workdir, name).submission
     from ..ensemble import blend
 
     result = blend([artifacts.RunPaths(workdir, m.name).oof for m in trained], out=submission, method="auto",

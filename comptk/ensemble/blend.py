@@ -188,6 +188,7 @@ def _blend_record(name: str, members: Members, truth: Truth, pick: MethodResult,
         n_test=int(members.preds.shape[1]),
         n_folds=int(len(np.unique(truth.fold))),
         folds_file=str(truth.folds_file),
+        folds_seed=first.folds_seed,  # the members' (they share folds, by load_members)
         data_dir=first.data_dir,
         cv=artifacts.CVScores(
             oof=pick.cv, mean_of_folds=float(np.mean(pick.cv_per_fold)), std_of_folds=float(np.std(pick.cv_per_fold)),
