@@ -27,6 +27,7 @@ from .tables import (
     check_ids,
     check_label_values,
     encode_labels,
+    first_repeat,
     image_columns,
     image_dir,
     image_values,
@@ -93,12 +94,11 @@ def _class_folder_rows(split_dir: Path, classes: tuple[str, ...],
 
 def _check_stems(ids: list[str], paths: list[Path]) -> None:
     """Folder layouts name rows by path without extension: 'a.jpg' beside 'a.png' would share an id."""
-    seen: dict[str, Path] = {}
-    for id_, path in zip(ids, paths):
-        if id_ in seen:
-            raise ComptkError(f"{path.parent}: images '{seen[id_].name}' and '{path.name}' differ only in their "
-                              f"extension, so both would be id '{id_}'; rename or remove one")
-        seen[id_] = path
+    repeat = first_repeat(ids)
+    if repeat is not None:
+        first, path = paths[repeat[0]], paths[repeat[1]]
+        raise ComptkError(f"{path.parent}: images '{first.name}' and '{path.name}' differ only in their "
+                          f"extension, so both would be id '{ids[repeat[1]]}'; rename or remove one")
 
 
 def _read_folder_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table, tuple[str, ...]]:

@@ -86,6 +86,16 @@ def image_values(comp: Competition, frame: pd.DataFrame) -> list[str]:
     return [template.format(**dict(zip(fields, values))) for values in zip(*(frame[f] for f in fields))]
 
 
+def first_repeat(values) -> tuple[int, int] | None:
+    """(earlier, later) positions of the first value seen twice, or None when all differ."""
+    seen: dict = {}
+    for i, value in enumerate(values):
+        if value in seen:
+            return seen[value], i
+        seen[value] = i
+    return None
+
+
 def check_ids(ids: np.ndarray, path: Path) -> None:
     """Ids unique and not blank; spaces inside or around an id are kept (the sample submission's ids
     must match them exactly)."""

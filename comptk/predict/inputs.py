@@ -9,7 +9,7 @@ from typing import Any
 
 from ..competition import template_fields
 from ..data.images import images_in
-from ..data.tables import check_ids, read_csv
+from ..data.tables import check_ids, first_repeat, read_csv
 from ..errors import ComptkError
 
 
@@ -39,12 +39,10 @@ def images_from_paths(items: Sequence[str | Path]) -> ImageList:
             paths.append(item)
     if not paths:
         raise ComptkError("no images given: pass image files or folders, or --csv FILE")
-    seen: dict[str, Path] = {}
-    for id_, path in zip(ids, paths):
-        if id_ in seen:
-            raise ComptkError(f"two images would both get id '{id_}' ({seen[id_]} and {path}); "
-                              f"give each file or folder once, or use --csv with an id column")
-        seen[id_] = path
+    repeat = first_repeat(ids)
+    if repeat is not None:
+        raise ComptkError(f"two images would both get id '{ids[repeat[1]]}' ({paths[repeat[0]]} and "
+                          f"{paths[repeat[1]]}); give each file or folder once, or use --csv with an id column")
     return ImageList(tuple(ids), tuple(paths))
 
 
