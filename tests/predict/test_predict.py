@@ -274,3 +274,9 @@ def test_a_damaged_copy_of_a_bundle_is_refused_by_its_checksums(run, tmp_path):
     weights.write_bytes(bytes(data))
     result = invoke("predict", bundle, "--csv", run / "data" / "test.csv", "--out", tmp_path / "p.csv")
     assert result.exit_code == 2 and "sha256 mismatch" in result.output and weights.name in result.output
+
+
+def test_the_same_image_given_twice_is_one_line_naming_the_id(run, tmp_path):
+    image = next((run / "data" / "img").glob("*.png"))
+    result = invoke("predict", "r", image, image, "--workdir", run, "--out", tmp_path / "p.csv")
+    assert result.exit_code == 2 and f"two images would both get id '{image}'" in result.output
