@@ -26,8 +26,9 @@ class Throughput:
 
 
 def measure_throughput(cfg: TrainConfig, n_classes: int, device: torch.device, *, n_steps: int = 5,
-                       warmup: int = 2) -> Throughput:
-    """Images/s of ``cfg``'s model at its img_size and batch_size (weights not loaded: only speed matters)."""
+                       warmup: int = 2, min_seconds: float = 1.0) -> Throughput:
+    """Images/s of ``cfg``'s model at its img_size and batch_size (weights not loaded: only speed matters):
+    at least ``n_steps`` timed steps, and more until ``min_seconds`` have passed (a few fast steps are noise)."""
     cfg = dataclasses.replace(cfg, pretrained=False, weights="")
     model = Classifier(create_model(cfg, n_classes)).to(device).to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
@@ -46,26 +47,31 @@ def measure_throughput(cfg: TrainConfig, n_classes: int, device: torch.device, *
         optimizer.step()
 
     model.train()
-    train_seconds = _timed(train_step, warmup, n_steps, device)
+    train_steps, train_seconds = _timed(train_step, warmup, n_steps, min_seconds, device)
     model.eval()
     with torch.no_grad():
         def predict_step() -> None:
             with autocast_context(device, dtype):
                 model(x)
 
-        predict_seconds = _timed(predict_step, warmup, n_steps, device)
-    return Throughput(cfg.batch_size * n_steps / train_seconds, cfg.batch_size * n_steps / predict_seconds)
+        predict_steps, predict_seconds = _timed(predict_step, warmup, n_steps, min_seconds, device)
+    return Throughput(cfg.batch_size * train_steps / train_seconds,
+                      cfg.batch_size * predict_steps / predict_seconds)
 
 
-def _timed(step, warmup: int, n_steps: int, device: torch.device) -> float:
+def _timed(step, warmup: int, n_steps: int, min_seconds: float, device: torch.device) -> tuple[int, float]:
+    """(steps, seconds) of at least ``n_steps`` steps lasting at least ``min_seconds``."""
     for _ in range(warmup):
         step()
     _sync(device)
     started = time.perf_counter()
-    for _ in range(n_steps):
+    steps = 0
+    while steps < n_steps or time.perf_counter() - started < min_seconds:
         step()
-    _sync(device)
-    return max(time.perf_counter() - started, 1e-9)
+        steps += 1
+        if steps >= n_steps:
+            _sync(device)
+    return steps, max(time.perf_counter() - started, 1e-9)
 
 
 def _sync(device: torch.device) -> None:
