@@ -3,11 +3,14 @@
     python benchmarks/auto_budget.py --workdir bench/auto12k --train-n 12000 --budget 15m
     python benchmarks/auto_budget.py --workdir bench/auto60k --budget 30m            # all 60,000 images
     python benchmarks/auto_budget.py --workdir bench/autolt --competition fashion-lt --budget 15m
+    python benchmarks/auto_budget.py --workdir bench/autolt --competition fashion-lt --budget 15m --label-shift em
 
 Prepares the competition (Fashion-MNIST from `comptk prepare`, all test images), runs
 `comptk auto` in a fresh process, prints its plan and output, scores the submission with
 `comptk score`, and splits the gain: the best single member, the mean of each family's seeds
-(seed average) and the blend of families (what auto wrote). Time nothing else meanwhile.
+(seed average) and the blend of families (what auto wrote). With ``--label-shift em`` it also scores the
+blend's test probabilities before the prior correction (preds/NAME.npy) beside the corrected submission.
+Time nothing else meanwhile.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def main() -> None:
     parser.add_argument("--budget", default="15m")
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--name", default=None)
+    parser.add_argument("--label-shift", default="none", choices=("none", "em"))
     args = parser.parse_args()
     workdir = Path(args.workdir)
     data = workdir / "data" / args.competition
@@ -44,7 +48,8 @@ def main() -> None:
     name = args.name or f"auto-{time.strftime('%Y%m%d-%H%M%S')}"
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "comptk", "auto", args.competition, "--workdir", str(workdir),
-                           "--budget", args.budget, "--preset", args.preset, "--name", name],
+                           "--budget", args.budget, "--preset", args.preset, "--name", name,
+                           "--label-shift", args.label_shift],
                           capture_output=True, text=True)
     wall = time.perf_counter() - started
     print(proc.stdout + proc.stderr)
@@ -81,6 +86,10 @@ def main() -> None:
                            capture_output=True, text=True)
     print(f"blend ({blend['config']['method'] if blend else 'single member'}): CV "
           f"{blend['cv']['oof'] if blend else best[2]:.4f}; test (comptk score): {score.stdout.strip()}")
+    if blend and args.label_shift != "none":
+        print(f"blend before the label-shift correction (preds/{name}.npy): test "
+              f"{test_score(np.load(workdir / 'preds' / f'{name}.npy')):.4f}; "
+              f"estimate: {(blend.get('label_shift') or {}).get('summary', 'none recorded')}")
 
 
 if __name__ == "__main__":
