@@ -64,6 +64,17 @@ def test_no_member_joins_when_it_would_cut_the_recipes_epochs():
     assert len(members) == 1 and 19 <= members[0].epochs <= 29  # not two members at 14 epochs each
 
 
+def test_time_left_after_trained_members_takes_one_more_at_half_the_epochs_or_more():
+    base = resolve(None, {"model": "small_resnet", "epochs": 20, "seed": 42})
+    tp = SPEED["small_resnet"]
+    done = [Member(name="m1", model="small_resnet", seed=42, epochs=20, estimate_s=1.0)]
+    enough = member_seconds(12, WORK, tp, 1.0) / 0.92
+    more = plan_members(base, WORK, SPEED.__getitem__, enough, preset="fast", factor=1.0, done=done)
+    assert [(m.model, m.seed) for m in more] == [("small_resnet", 43)] and 10 <= more[0].epochs < 20
+    short = member_seconds(8, WORK, tp, 1.0) / 0.92
+    assert plan_members(base, WORK, SPEED.__getitem__, short, preset="fast", factor=1.0, done=done) == []
+
+
 def test_a_budget_too_short_for_the_recipes_epochs_still_plans_one_member():
     base = resolve(None, {"model": "small_resnet", "epochs": 19})
     members = plan_members(base, WORK, SPEED.__getitem__, 60, preset="best", factor=1.0)
