@@ -81,7 +81,9 @@ def main() -> None:
         if len(same) > 1:
             print(f"seed average of {family} ({len(same)} seeds): test {test_score(np.mean([r[4] for r in same], 0)):.4f}")
     blend = json.loads((workdir / "oof" / f"{name}.json").read_text()) if (workdir / "oof" / f"{name}.json").exists() else None
-    score = subprocess.run([sys.executable, "-m", "comptk", "score", str(workdir / "submissions" / f"{name}.csv"),
+    written = [line.split(": ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("submission: ")]
+    submission = written[-1] if written else str(workdir / "submissions" / f"{name}.csv")  # one member: its own
+    score = subprocess.run([sys.executable, "-m", "comptk", "score", submission,
                             "--answers", str(data / "answers.csv"), "--metric", comp.metric],
                            capture_output=True, text=True)
     print(f"blend ({blend['config']['method'] if blend else 'single member'}): CV "

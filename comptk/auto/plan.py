@@ -18,14 +18,17 @@ Time model of one member (seconds), from measured images/s (measure.py) and a lo
     per epoch = K x (train rows of a fold / train ips + valid rows x valid views / predict ips)
     member    = factor x (fixed + epochs x per epoch)
 
-``factor`` starts at ``DEFAULT_FACTOR`` and is re-measured on each finished member (runner.py).
+``factor`` is kept per model family (``LoopFactors``): it starts at ``DEFAULT_FACTOR`` and is
+re-measured on each finished member of that family (runner.py). A family not measured yet is planned
+with the largest factor seen, never below the default: a member that overruns the budget is lost
+whole, one that finishes early loses only the rest of the budget.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from ..config import TrainConfig
 from .measure import Throughput
@@ -73,6 +76,36 @@ class Member:
         return {"model": self.model, "seed": self.seed, "epochs": self.epochs}
 
 
+@dataclass(frozen=True)
+class LoopFactors:
+    """The loop factor of each model family: measured on its finished members, else the largest of the
+    default and the measured ones (see the module docstring)."""
+
+    measured: Mapping[str, float] = field(default_factory=dict)
+    default: float = DEFAULT_FACTOR
+
+    def __call__(self, model: str) -> float:
+        return self.measured.get(model, max([self.default, *self.measured.values()]))
+
+    def recalibrated(self, model: str, estimate_s: float, seconds: float) -> LoopFactors:
+        """With ``model``'s factor re-measured on a member estimated at ``estimate_s`` that took ``seconds``."""
+        new = recalibrate(self(model), estimate_s, seconds, first=model not in self.measured)
+        return replace(self, measured={**self.measured, model: new})
+
+
+def recalibrate(factor: float, estimate_s: float, seconds: float, *, first: bool) -> float:
+    """The loop factor re-measured on a finished member: its compute part took ``seconds`` minus the
+    start-up where ``estimate_s`` expected it. Members whose compute is only a few seconds say little
+    (start-up noise), so they keep the factor; the first measurement replaces the default, later ones
+    are averaged in; kept within [0.3, 5] against outliers."""
+    planned = estimate_s - STARTUP_SECONDS
+    if planned < 5.0 or seconds <= STARTUP_SECONDS:
+        return factor
+    measured = factor * (seconds - STARTUP_SECONDS) / planned
+    new = measured if first else 0.5 * (factor + measured)
+    return min(5.0, max(0.3, new))
+
+
 def families(base: TrainConfig) -> list[str]:
     """Model families for the ensemble: the recipe's model first, then one of a similar kind
     (comptk's small CNNs for small images; timm ImageNet families otherwise)."""
@@ -102,7 +135,7 @@ def plan_members(
     available_s: float,
     *,
     preset: str = "fast",
-    factor: float = DEFAULT_FACTOR,
+    factor: float | LoopFactors = DEFAULT_FACTOR,
     prefix: str = "auto",
     done: Sequence[Member] = (),
 ) -> list[Member]:
@@ -113,6 +146,7 @@ def plan_members(
     member gets the epochs that fit (at least 1). Besides members already trained (``done``), time too
     short for the recipe's epochs takes one more member when it gets at least half of them."""
     available_s *= SAFETY
+    factor = factor if isinstance(factor, LoopFactors) else LoopFactors(default=factor)
     names = families(base)
     full = base.epochs
     low, high = max(1, math.ceil(MIN_EPOCH_SHARE * full)), max(1, math.ceil(MAX_EPOCH_SHARE * full))
@@ -129,19 +163,19 @@ def plan_members(
         if shares is not None:
             chosen, epochs = [*chosen, candidate], shares
     if chosen:
-        return [_member(prefix, model, seed, e, work, throughput(model), factor)
+        return [_member(prefix, model, seed, e, work, throughput(model), factor(model))
                 for (model, seed), e in zip(chosen, epochs)]
     if not ladder or room <= 0:
         return []
     if done:  # time left after the members: one more if it gets at least FILL_EPOCH_SHARE of the epochs
         for model, seed in ladder:
-            e = min(high, _epochs_within(available_s, work, throughput(model), factor))
+            e = min(high, _epochs_within(available_s, work, throughput(model), factor(model)))
             if e >= max(1, math.ceil(FILL_EPOCH_SHARE * full)):
-                return [_member(prefix, model, seed, e, work, throughput(model), factor)]
+                return [_member(prefix, model, seed, e, work, throughput(model), factor(model))]
         return []
     model, seed = ladder[0]
-    e = max(1, min(high, _epochs_within(available_s, work, throughput(model), factor)))
-    return [_member(prefix, model, seed, e, work, throughput(model), factor)]
+    e = max(1, min(high, _epochs_within(available_s, work, throughput(model), factor(model))))
+    return [_member(prefix, model, seed, e, work, throughput(model), factor(model))]
 
 
 def _share(chosen, available_s, work, throughput, factor, low, high) -> list[int] | None:
@@ -151,7 +185,7 @@ def _share(chosen, available_s, work, throughput, factor, low, high) -> list[int
     free, budget = list(range(len(chosen))), available_s
     while free:
         share = budget / len(free)
-        fits = {i: _epochs_within(share, work, throughput(chosen[i][0]), factor) for i in free}
+        fits = {i: _epochs_within(share, work, throughput(chosen[i][0]), factor(chosen[i][0])) for i in free}
         capped = [i for i in free if fits[i] >= high]
         if not capped:
             if min(fits.values()) < low:
@@ -160,7 +194,7 @@ def _share(chosen, available_s, work, throughput, factor, low, high) -> list[int
             break
         for i in capped:
             epochs[i] = high
-            budget -= member_seconds(high, work, throughput(chosen[i][0]), factor)
+            budget -= member_seconds(high, work, throughput(chosen[i][0]), factor(chosen[i][0]))
             free.remove(i)
     return [epochs[i] for i in range(len(chosen))]
 

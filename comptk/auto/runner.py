@@ -37,6 +37,7 @@ from .plan import (
     DEFAULT_FACTOR,
     PRESETS,
     STARTUP_SECONDS,
+    LoopFactors,
     Member,
     Workload,
     plan_members,
@@ -120,7 +121,7 @@ def run_auto(
         return speeds[model]
 
     state = _load_state(folder, comp, preset)
-    factor = state.get("factor", DEFAULT_FACTOR)
+    factor = LoopFactors(state.get("factors", {}), state.get("factor", DEFAULT_FACTOR))
     trained = [Member(**m["member"]) for m in state.get("members", []) if _finished(workdir, m["member"]["name"])]
     _check_trained_earlier(trained, workdir, name)
     pending = [Member(**m["member"]) for m in state.get("members", [])
@@ -155,7 +156,7 @@ def run_auto(
         if status == "trained":
             record["cv"] = artifacts.read_record(artifacts.RunPaths(workdir, member.name).sidecar).cv.oof
             trained.append(member)
-            factor = recalibrate(factor, member.estimate_s, seconds, first=len(trained) == 1)
+            factor = factor.recalibrated(member.model, member.estimate_s, seconds)
             echo(f"  + {member.name}: CV {comp.metric} {record['cv']:.4f} in {format_seconds(seconds)} "
                  f"(estimated {format_seconds(member.estimate_s)})")
             # re-plan what is left with the time left and the re-measured factor (more may fit now)
@@ -185,19 +186,6 @@ def run_auto(
 
 
 STOP_MARGIN_S = 20.0  # no member is started with less time than this
-
-
-def recalibrate(factor: float, estimate_s: float, seconds: float, *, first: bool) -> float:
-    """The loop factor re-measured on a finished member: its compute part took ``seconds`` minus the
-    start-up where ``estimate_s`` expected it. Members whose compute is only a few seconds say little
-    (start-up noise), so they keep the factor; the first measurement replaces the default, later ones
-    are averaged in; kept within [0.3, 5] against outliers."""
-    planned = estimate_s - STARTUP_SECONDS
-    if planned < 5.0 or seconds <= STARTUP_SECONDS:
-        return factor
-    measured = factor * (seconds - STARTUP_SECONDS) / planned
-    new = measured if first else 0.5 * (factor + measured)
-    return min(5.0, max(0.3, new))
 
 
 def _check_trained_earlier(trained: list[Member], workdir: Path, name: str) -> None:
@@ -241,11 +229,11 @@ def _load_state(folder: Path, comp: Competition, preset: str) -> dict:
     return state
 
 
-def _save_state(folder: Path, comp: Competition, preset: str, budget_s: float, factor: float,
+def _save_state(folder: Path, comp: Competition, preset: str, budget_s: float, factor: LoopFactors,
                 trained: list[Member], planned: list[Member]) -> None:
     artifacts.save_json(folder / "plan.json", {
         "version": PLAN_VERSION, "competition": comp.name, "preset": preset, "budget_s": budget_s,
-        "factor": factor,
+        "factor": factor.default, "factors": dict(factor.measured),
         "members": [{"member": dataclasses.asdict(m), "status": "trained"} for m in trained]
         + [{"member": dataclasses.asdict(m), "status": "planned"} for m in planned],
     })

@@ -13,8 +13,8 @@ from comptk import ComptkError, load_competition
 from comptk.artifacts import RunPaths
 from comptk.auto import parse_budget
 from comptk.auto.measure import Throughput
-from comptk.auto.plan import Member, Workload, member_seconds, plan_members
-from comptk.auto.runner import _train_member, recalibrate
+from comptk.auto.plan import LoopFactors, Member, Workload, member_seconds, plan_members, recalibrate
+from comptk.auto.runner import _train_member
 from comptk.cli import main
 from comptk.config import resolve, resolve_run
 
@@ -137,3 +137,18 @@ def test_the_loop_factor_follows_finished_members_and_ignores_startup_noise():
     assert recalibrate(2.5, 108.0, 58.0, first=False) == 1.875  # later ones are averaged in
     assert recalibrate(1.25, 10.0, 3.0, first=True) == 1.25  # a member of a few seconds says nothing
     assert recalibrate(1.0, 1008.0, 8.5, first=True) == 0.3  # clipped
+
+
+def test_loop_factors_are_per_family_and_an_unmeasured_family_is_planned_cautiously():
+    factors = LoopFactors(default=1.0).recalibrated("small_resnet", 108.0, 108.0 * 0.9 + 0.8)
+    assert factors("small_resnet") < 1.0  # measured: it ran faster than planned
+    assert factors("small_resnet_wide") == 1.0  # not measured: never below the default
+    slow = factors.recalibrated("small_resnet_wide", 108.0, 208.0)
+    assert slow("small_resnet_wide") == 2.0 and slow("resnet18") == 2.0  # the largest seen
+    base = resolve(None, {"model": "small_resnet", "epochs": 19, "seed": 42})
+    done = [Member(name="m1", model="small_resnet", seed=42, epochs=19, estimate_s=1.0)]
+    cautious = plan_members(base, WORK, SPEED.__getitem__, 1000, preset="fast", factor=factors, done=done)
+    optimistic = plan_members(base, WORK, SPEED.__getitem__, 1000, preset="fast",
+                              factor=LoopFactors({"small_resnet_wide": factors("small_resnet")}), done=done)
+    assert cautious[0].model == optimistic[0].model == "small_resnet_wide"
+    assert cautious[0].epochs < optimistic[0].epochs
