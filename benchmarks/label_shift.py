@@ -3,7 +3,7 @@ whose train set is long-tailed and whose test set is balanced (`comptk prepare f
 1000 down to 50 training images, the balanced Fashion-MNIST test set as 0.6 crops, macro F1).
 
     python benchmarks/label_shift.py [--workdir bench/label-shift] [--train-n 3000] [--test-n 2000]
-                                     [--folds 3] [--epochs 3] [--run NAME]
+                                     [--folds 3] [--epochs 3] [--set sampler=weighted ...] [--run NAME]
 
 One K-fold run (`run_cv(..., label_shift="em")`) is trained (or, with --run, a finished one re-read);
 its uncorrected test probabilities (preds/RUN.npy) and the corrected ones are scored against
@@ -25,6 +25,7 @@ import pandas as pd
 from comptk import artifacts, load_competition, prepare, run_cv
 from comptk.data.layouts import read_data
 from comptk.label_shift import assess_label_shift, calibrate, class_prior, prior_corrected, tv_distance
+from comptk.config import parse_assignment
 from comptk.metrics import get_metric
 from comptk.submission import make_submission, score_frames
 
@@ -43,6 +44,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="another training setting (as `comptk train --set`), e.g. sampler=weighted")
     parser.add_argument("--run", help="a finished run under WORKDIR to re-assess instead of training one")
     args = parser.parse_args()
 
@@ -53,7 +56,7 @@ def main() -> None:
     data = read_data(comp, folder)
     answers = pd.read_csv(folder / "answers.csv", dtype=str, keep_default_na=False)
     classes = list(data.classes)
-    settings = {"n_folds": args.folds, "epochs": args.epochs, "seed": args.seed}
+    settings = {"n_folds": args.folds, "epochs": args.epochs, "seed": args.seed, **dict(parse_assignment(a) for a in args.set)}
     print(f"fashion-lt: {len(data.train.ids)} train images (long-tailed), {len(data.test.ids)} test images "
           f"(balanced, 0.6 crops); settings {settings}, competition defaults otherwise")
 
