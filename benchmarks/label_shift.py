@@ -56,7 +56,8 @@ def main() -> None:
     data = read_data(comp, folder)
     answers = pd.read_csv(folder / "answers.csv", dtype=str, keep_default_na=False)
     classes = list(data.classes)
-    settings = {"n_folds": args.folds, "epochs": args.epochs, "seed": args.seed, **dict(parse_assignment(a) for a in args.set)}
+    settings = {"n_folds": args.folds, "epochs": args.epochs, "seed": args.seed,
+                **dict(parse_assignment(a) for a in args.set)}
     print(f"fashion-lt: {len(data.train.ids)} train images (long-tailed), {len(data.test.ids)} test images "
           f"(balanced, 0.6 crops); settings {settings}, competition defaults otherwise")
 
