@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from comptk import artifacts, load_competition, prepare, run_cv
+from comptk.config import parse_assignment
 from comptk.data.layouts import read_data
 from comptk.label_shift import assess_label_shift, calibrate, class_prior, prior_corrected, tv_distance
-from comptk.config import parse_assignment
 from comptk.metrics import get_metric
 from comptk.submission import make_submission, score_frames
 

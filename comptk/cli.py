@@ -506,7 +506,7 @@ def inspect_command(competition: str | None, workdir: Path, data_dir: Path | Non
 @competition_argument
 @click.option("--budget", required=True, help="Wall-clock time for everything: 15m, 2h, 1h30m or seconds.")
 @click.option("--preset", type=click.Choice(["fast", "best"]), default="fast", show_default=True,
-              help="fast: up to 3 members; best: up to 6 (families x seeds), each with fewer epochs if needed.")
+              help="fast: up to 3 members; best: up to 6 (families x seeds), as many as keep the recipe's epochs.")
 @workdir_option
 @data_option
 @name_option("Name of the blend and prefix of its members (default: auto-COMPETITION); the same name resumes.")

@@ -1,9 +1,9 @@
-"""Measure the machine: a few timed training steps and prediction batches of a model, on random
-tensors already in memory, in the layout and precision ``comptk train`` uses.
+"""Measure the machine: timed training steps and prediction batches of a model (at least a second
+of each), on random tensors already in memory, in the layout and precision ``comptk train`` uses.
 
 The planner turns these images/s into member times; the loop's own costs (augmentation,
-batching, validation bookkeeping) are not in them, so ``plan.py`` multiplies by a factor
-that ``runner.py`` re-measures on every finished member.
+batching, validation bookkeeping) are not in them, so ``plan.py`` multiplies by a loop factor
+per model family (``plan.LoopFactors``), re-measured on every finished member.
 """
 
 from __future__ import annotations
@@ -60,17 +60,18 @@ def measure_throughput(cfg: TrainConfig, n_classes: int, device: torch.device, *
 
 
 def _timed(step, warmup: int, n_steps: int, min_seconds: float, device: torch.device) -> tuple[int, float]:
-    """(steps, seconds) of at least ``n_steps`` steps lasting at least ``min_seconds``."""
+    """(steps, seconds) of rounds of ``n_steps`` steps, as many as last at least ``min_seconds``
+    (the device is synchronised once a round, so a GPU is not held back step by step)."""
     for _ in range(warmup):
         step()
     _sync(device)
     started = time.perf_counter()
     steps = 0
-    while steps < n_steps or time.perf_counter() - started < min_seconds:
-        step()
-        steps += 1
-        if steps >= n_steps:
-            _sync(device)
+    while steps == 0 or time.perf_counter() - started < min_seconds:
+        for _ in range(n_steps):
+            step()
+        steps += n_steps
+        _sync(device)
     return steps, max(time.perf_counter() - started, 1e-9)
 
 

@@ -36,14 +36,13 @@ from .measure import Throughput, measure_throughput
 from .plan import (
     DEFAULT_FACTOR,
     PRESETS,
-    STARTUP_SECONDS,
     LoopFactors,
     Member,
     Workload,
     plan_members,
 )
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: loop factors per model family (a version-1 file's single factor is not used)
 
 
 @dataclass(frozen=True)
@@ -121,12 +120,13 @@ def run_auto(
         return speeds[model]
 
     state = _load_state(folder, comp, preset)
-    factor = LoopFactors(state.get("factors", {}), state.get("factor", DEFAULT_FACTOR))
+    factor = loop_factors(state)
     trained = [Member(**m["member"]) for m in state.get("members", []) if _finished(workdir, m["member"]["name"])]
     _check_trained_earlier(trained, workdir, name)
     pending = [Member(**m["member"]) for m in state.get("members", [])
                if m["member"]["name"] not in {t.name for t in trained} and _started(workdir, m["member"]["name"])]
     reserve = blend_reserve_s(work.n_train, len(PRESETS[preset]))
+    resumed = {m.name for m in pending}  # they run only their unfinished folds: their time measures nothing
     members = pending + plan_members(base, work, throughput, deadline - time.monotonic() - reserve - _cost(pending),
                                      preset=preset, factor=factor, prefix=name, done=trained + pending)
     plan_s = sum(m.estimate_s for m in members)
@@ -156,7 +156,8 @@ def run_auto(
         if status == "trained":
             record["cv"] = artifacts.read_record(artifacts.RunPaths(workdir, member.name).sidecar).cv.oof
             trained.append(member)
-            factor = factor.recalibrated(member.model, member.estimate_s, seconds)
+            if member.name not in resumed:
+                factor = factor.recalibrated(member.model, member.estimate_s, seconds)
             echo(f"  + {member.name}: CV {comp.metric} {record['cv']:.4f} in {format_seconds(seconds)} "
                  f"(estimated {format_seconds(member.estimate_s)})")
             # re-plan what is left with the time left and the re-measured factor (more may fit now)
@@ -186,6 +187,12 @@ def run_auto(
 
 
 STOP_MARGIN_S = 20.0  # no member is started with less time than this
+
+
+def loop_factors(state: Mapping[str, Any]) -> LoopFactors:
+    """The measured loop factors of a saved plan (plan.json). A version-1 plan's one factor, measured on
+    whichever family ran first, is left out: a family is planned with its own, or cautiously."""
+    return LoopFactors({str(k): float(v) for k, v in state.get("factors", {}).items()}, DEFAULT_FACTOR)
 
 
 def _check_trained_earlier(trained: list[Member], workdir: Path, name: str) -> None:
@@ -233,7 +240,7 @@ def _save_state(folder: Path, comp: Competition, preset: str, budget_s: float, f
                 trained: list[Member], planned: list[Member]) -> None:
     artifacts.save_json(folder / "plan.json", {
         "version": PLAN_VERSION, "competition": comp.name, "preset": preset, "budget_s": budget_s,
-        "factor": factor.default, "factors": dict(factor.measured),
+        "factors": dict(factor.measured),
         "members": [{"member": dataclasses.asdict(m), "status": "trained"} for m in trained]
         + [{"member": dataclasses.asdict(m), "status": "planned"} for m in planned],
     })

@@ -7,14 +7,15 @@ import time
 
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 
 from comptk import ComptkError, load_competition
 from comptk.artifacts import RunPaths
 from comptk.auto import parse_budget
-from comptk.auto.measure import Throughput
+from comptk.auto.measure import Throughput, _timed
 from comptk.auto.plan import LoopFactors, Member, Workload, member_seconds, plan_members, recalibrate
-from comptk.auto.runner import _train_member
+from comptk.auto.runner import _load_state, _save_state, _train_member, loop_factors
 from comptk.cli import main
 from comptk.config import resolve, resolve_run
 
@@ -33,17 +34,18 @@ def test_a_bad_budget_is_one_line_error(text):
 
 WORK = Workload(n_train=12000, n_test=10000, n_folds=5, valid_views=1, tta_views=2)
 SPEED = {"small_resnet": Throughput(4000, 15000), "small_resnet_wide": Throughput(1500, 6000)}
+MEASURED = LoopFactors({"small_resnet": 1.2, "small_resnet_wide": 1.2})  # both families measured: no margin
 
 
 def test_the_plan_fits_the_budget_and_alternates_families_and_seeds():
     base = resolve(None, {"model": "small_resnet", "epochs": 19, "seed": 42})
-    members = plan_members(base, WORK, SPEED.__getitem__, 1400, preset="fast", factor=1.2)
-    assert sum(m.estimate_s for m in members) <= 0.92 * 1400  # a margin for estimates that run long
+    members = plan_members(base, WORK, SPEED.__getitem__, 1500, preset="fast", factor=MEASURED)
+    assert sum(m.estimate_s for m in members) <= 0.92 * 1500  # a margin for estimates that run long
     assert [(m.model, m.seed) for m in members][:2] == [("small_resnet", 42), ("small_resnet_wide", 42)]
     assert all(19 <= m.epochs <= 29 for m in members)  # between 1x and 1.5x the recipe's 19 epochs
     assert len({m.name for m in members}) == len(members)
     # a longer budget gives the "best" ladder more members, and never more time than it has
-    more = plan_members(base, WORK, SPEED.__getitem__, 4000, preset="best", factor=1.2)
+    more = plan_members(base, WORK, SPEED.__getitem__, 4000, preset="best", factor=MEASURED)
     assert len(more) > len(members) and sum(m.estimate_s for m in more) <= 4000
 
 
@@ -53,7 +55,7 @@ def test_members_get_equal_time_and_capped_ones_give_theirs_back():
     small = [m for m in members if m.model == "small_resnet"]
     assert all(m.epochs == 6 for m in small)  # capped at 1.5 x 4
     wide = [m for m in members if m.model == "small_resnet_wide"][0]
-    assert wide.epochs > 6 or wide.epochs == 6  # the time the small ones did not need went to the wide one
+    assert wide.epochs == 6  # the time the small ones did not need let the wide one reach its cap too
     assert sum(m.estimate_s for m in members) <= 2000
 
 
@@ -69,10 +71,11 @@ def test_time_left_after_trained_members_takes_one_more_at_half_the_epochs_or_mo
     tp = SPEED["small_resnet"]
     done = [Member(name="m1", model="small_resnet", seed=42, epochs=20, estimate_s=1.0)]
     enough = member_seconds(12, WORK, tp, 1.0) / 0.92
-    more = plan_members(base, WORK, SPEED.__getitem__, enough, preset="fast", factor=1.0, done=done)
+    measured = LoopFactors({"small_resnet": 1.0})  # m1 measured its family
+    more = plan_members(base, WORK, SPEED.__getitem__, enough, preset="fast", factor=measured, done=done)
     assert [(m.model, m.seed) for m in more] == [("small_resnet", 43)] and 10 <= more[0].epochs < 20
     short = member_seconds(8, WORK, tp, 1.0) / 0.92
-    assert plan_members(base, WORK, SPEED.__getitem__, short, preset="fast", factor=1.0, done=done) == []
+    assert plan_members(base, WORK, SPEED.__getitem__, short, preset="fast", factor=measured, done=done) == []
 
 
 def test_a_budget_too_short_for_the_recipes_epochs_still_plans_one_member():
@@ -152,3 +155,35 @@ def test_loop_factors_are_per_family_and_an_unmeasured_family_is_planned_cautiou
                               factor=LoopFactors({"small_resnet_wide": factors("small_resnet")}), done=done)
     assert cautious[0].model == optimistic[0].model == "small_resnet_wide"
     assert cautious[0].epochs < optimistic[0].epochs
+
+
+def test_saved_plans_keep_each_familys_factor_and_an_old_single_factor_is_not_trusted(tmp_path, tiny):
+    comp = load_competition(tiny)
+    factors = LoopFactors({"small_resnet": 0.8, "small_resnet_wide": 1.3})
+    _save_state(tmp_path, comp, "fast", 900.0, factors, [], [])
+    assert loop_factors(_load_state(tmp_path, comp, "fast")) == factors
+    old = {"version": 1, "competition": comp.name, "factor": 0.7, "members": []}  # measured on some family
+    assert loop_factors(old)("small_resnet_wide") == 1.0  # planned with the default, not 0.7
+
+
+def test_measuring_times_whole_rounds_of_steps_until_the_minimum_time_passed():
+    calls = []
+
+    def step():
+        calls.append(time.perf_counter())
+        time.sleep(0.002)
+
+    steps, seconds = _timed(step, 1, 5, 0.05, torch.device("cpu"))
+    assert steps % 5 == 0 and steps >= 10 and seconds >= 0.05 and len(calls) == steps + 1
+
+
+def test_a_family_not_measured_yet_is_fitted_with_a_margin_but_estimated_without():
+    base = resolve(None, {"model": "small_resnet", "epochs": 19, "seed": 42})
+    tp = SPEED["small_resnet"]
+    budget = (member_seconds(29, WORK, tp, 1.0) + 1.0) / 0.92  # the 1.5x cap just fits with the factor itself
+    first = plan_members(base, WORK, SPEED.__getitem__, budget, preset="fast", factor=1.0)
+    assert len(first) == 1 and first[0].epochs < 29  # fitted with the margin: room if it runs long
+    assert first[0].estimate_s == member_seconds(first[0].epochs, WORK, tp, 1.0)  # printed without it
+    known = plan_members(base, WORK, SPEED.__getitem__, budget, preset="fast",
+                         factor=LoopFactors({"small_resnet": 1.0}))
+    assert known[0].epochs == 29  # measured: no margin
