@@ -10,7 +10,9 @@ capped member does not need goes to the others); a candidate too slow is skipped
 Why whole recipes, not more members at fewer epochs: each member is already an average of K fold
 models, so a seed average adds little, while epochs cut short cost every member accuracy. On
 Fashion-MNIST 12k (5 folds, small_resnet, recipe 19 epochs) three seeds at 13-16 epochs averaged
-0.9084 test accuracy, below one run of 19 epochs (0.9109) and of 27 (0.9151).
+0.9084 test accuracy, below one run of 19 epochs (0.9109) and of 27 (0.9151); and a member of 13
+epochs added to the one of 27 with the time left pulled the blend down to 0.9114, though its
+cross-validated score rose (docs/ensembling.md says why). So time left over stays unused.
 
 Time model of one member (seconds), from measured images/s (measure.py) and a loop factor:
 
@@ -45,8 +47,6 @@ UNMEASURED_MARGIN = 1.3
 SAFETY = 0.92  # plan members into this share of the time left: estimates are good to about +-10%
 STARTUP_SECONDS = 8.0  # a member's process: imports, reading the tables and the image cache, pre-flight
 MIN_EPOCH_SHARE, MAX_EPOCH_SHARE = 1.0, 1.5  # of the recipe's epochs, per member
-FILL_EPOCH_SHARE = 0.5  # time left after the planned members (estimates ran long or short) still takes
-# one member with at least this share of the recipe's epochs: better than leaving it unused
 SMALL_CNNS = ("small_resnet", "small_resnet_wide")
 TIMM_FAMILIES = ("resnet18", "efficientnet_b0", "convnext_nano")
 # ladder of (family index, seed offset); any prefix is a diverse ensemble
@@ -154,8 +154,7 @@ def plan_members(
     epochs with the time shared equally (so a family too slow for the budget is skipped, and cheaper
     ones still join). With nothing trained yet (``done`` empty), at least one member: if even one with
     the recipe's epochs does not fit, one member gets the epochs that fit (at least 1). Besides members
-    already trained, time too short for the recipe's epochs takes one more member when it gets at least
-    half of them, else nothing."""
+    already trained, time too short for the recipe's epochs is left unused."""
     available_s *= SAFETY
     factor = factor if isinstance(factor, LoopFactors) else LoopFactors(default=factor)
     names = families(base)
@@ -178,11 +177,7 @@ def plan_members(
                 for (model, seed), e in zip(chosen, epochs)]
     if not ladder or room <= 0:
         return []
-    if done:  # time left after the members: one more if it gets at least FILL_EPOCH_SHARE of the epochs
-        for model, seed in ladder:
-            e = min(high, _epochs_within(available_s, work, throughput(model), factor.fitting(model)))
-            if e >= max(1, math.ceil(FILL_EPOCH_SHARE * full)):
-                return [_member(prefix, model, seed, e, work, throughput(model), factor(model))]
+    if done:  # a member with fewer epochs would pull the blend down (see the module docstring)
         return []
     model, seed = ladder[0]
     e = max(1, min(high, _epochs_within(available_s, work, throughput(model), factor.fitting(model))))

@@ -66,16 +66,16 @@ def test_no_member_joins_when_it_would_cut_the_recipes_epochs():
     assert len(members) == 1 and 19 <= members[0].epochs <= 29  # not two members at 14 epochs each
 
 
-def test_time_left_after_trained_members_takes_one_more_at_half_the_epochs_or_more():
+def test_time_left_after_trained_members_for_fewer_than_the_recipes_epochs_stays_unused():
     base = resolve(None, {"model": "small_resnet", "epochs": 20, "seed": 42})
     tp = SPEED["small_resnet"]
     done = [Member(name="m1", model="small_resnet", seed=42, epochs=20, estimate_s=1.0)]
-    enough = member_seconds(12, WORK, tp, 1.0) / 0.92
     measured = LoopFactors({"small_resnet": 1.0})  # m1 measured its family
-    more = plan_members(base, WORK, SPEED.__getitem__, enough, preset="fast", factor=measured, done=done)
-    assert [(m.model, m.seed) for m in more] == [("small_resnet", 43)] and 10 <= more[0].epochs < 20
-    short = member_seconds(8, WORK, tp, 1.0) / 0.92
+    short = member_seconds(15, WORK, tp, 1.0) / 0.92
     assert plan_members(base, WORK, SPEED.__getitem__, short, preset="fast", factor=measured, done=done) == []
+    enough = member_seconds(21, WORK, tp, 1.0) / 0.92
+    more = plan_members(base, WORK, SPEED.__getitem__, enough, preset="fast", factor=measured, done=done)
+    assert [(m.model, m.seed) for m in more] == [("small_resnet", 43)] and more[0].epochs >= 20
 
 
 def test_a_budget_too_short_for_the_recipes_epochs_still_plans_one_member():
