@@ -233,7 +233,9 @@ class _Trials:
         """One trial (the objective optimize() calls); its outcome is kept for the progress line."""
         self.lock.release()  # the trial exists now: other workers may count it and start theirs
         self.number = trial.number
-        if sum(_counts(t) for t in self.study.get_trials(deepcopy=False) if t.number != trial.number) >= self.n_trials:
+        # Only earlier trials decide: two workers starting at once must not both see the other's trial and
+        # both step back (the study would end one short); the later-numbered one is the surplus.
+        if sum(_counts(t) for t in self.study.get_trials(deepcopy=False) if t.number < trial.number) >= self.n_trials:
             trial.set_user_attr("surplus", True)  # only with a server storage, when two workers start at once
             self.surplus = True
             raise _Surplus()
