@@ -41,8 +41,8 @@ from .measure import Throughput
 # Fashion-MNIST runs at 28 px, small_resnet, bf16 on 2-core CPUs measured 0.8 and 1.13 (a faster machine,
 # 5-step measurements) and 1.05 and 0.98 (a slower one, measurements of at least a second).
 DEFAULT_FACTOR = 1.0
-# First members ran up to 1.32x their estimate (measurement noise; a 60k run at 1.17x lost its only
-# member at the budget), so a family not measured yet is fitted with this margin on its factor.
+# First members ran up to 1.32x their estimate (measurement noise; a 60k run at about 1.13x lost its
+# only member at the budget), so a family not measured yet is fitted with this margin on its factor.
 UNMEASURED_MARGIN = 1.3
 SAFETY = 0.92  # plan members into this share of the time left: estimates are good to about +-10%
 STARTUP_SECONDS = 8.0  # a member's process: imports, reading the tables and the image cache, pre-flight
@@ -175,9 +175,7 @@ def plan_members(
     if chosen:
         return [_member(prefix, model, seed, e, work, throughput(model), factor(model))
                 for (model, seed), e in zip(chosen, epochs)]
-    if not ladder or room <= 0:
-        return []
-    if done:  # a member with fewer epochs would pull the blend down (see the module docstring)
+    if not ladder or room <= 0 or done:  # beside trained members, one with fewer epochs pulls the blend down
         return []
     model, seed = ladder[0]
     e = max(1, min(high, _epochs_within(available_s, work, throughput(model), factor.fitting(model))))
