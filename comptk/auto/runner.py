@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import artifacts
 from ..competition import Competition, load_competition
 from ..config import AUTO_KEYS, TrainConfig, resolve_run, settings_text
@@ -39,6 +41,7 @@ from .plan import (
     LoopFactors,
     Member,
     Workload,
+    class_balance,
     plan_members,
 )
 
@@ -96,6 +99,11 @@ def run_auto(
     fitted = {*comp.auto_train, *(k for k, v in pins.items() if v == "auto")} - {"model", "epochs"}
     pins = {**pins, **{k: getattr(base, k) for k in AUTO_KEYS if k in fitted}}
     data = read_data(comp, comp.data_path(workdir, data_dir))
+    balance = class_balance(comp.metric, np.bincount(data.train.labels, minlength=data.n_classes),
+                            {*comp.train_defaults(), *pins})
+    if balance:
+        pins["sampler"] = "weighted"
+        base = dataclasses.replace(base, sampler="weighted")
     device = resolve_device(base.device)
     folder = workdir / "auto" / name
     deadline = started + budget_s
@@ -105,6 +113,8 @@ def run_auto(
          f"metric {comp.metric}, {base.n_folds} folds (folds seed {base.folds_seed}), device {device}"
          f"{_precision(device, base)}; budget {format_seconds(budget_s)}, preset {preset}")
     echo(f"  {images.describe()}")
+    if balance:
+        echo(f"  {balance}")
     crop = valid_crop(comp, base)
     work = Workload(n_train=len(data.train.ids), n_test=len(data.test.ids), n_folds=base.n_folds,
                     valid_views=(5 if base.valid_crop == "five" else 1) if crop is not None else 1,
@@ -176,7 +186,7 @@ def run_auto(
                           f"give a larger --budget (see {folder / 'plan.json'})")
     result = _blend(name, trained, workdir, label_shift)
     seconds = time.monotonic() - started
-    report = _write_report(folder, name, comp, budget_s, seconds, plan_s + reserve, records, result)
+    report = _write_report(folder, name, comp, budget_s, seconds, plan_s + reserve, records, result, pins)
     echo(f"blend {name} ({result['method']}): CV {comp.metric} {result['cv']:.4f} (cross-validated, pooled OOF) "
          f"from {len(trained)} member(s)")
     echo(f"finished in {format_seconds(seconds)} of {format_seconds(budget_s)} "
@@ -311,9 +321,11 @@ def _blend(name: str, trained: list[Member], workdir: Path, label_shift: str) ->
 
 
 def _write_report(folder: Path, name: str, comp: Competition, budget_s: float, seconds: float, planned_s: float,
-                  records: dict, result: dict) -> Path:
+                  records: dict, result: dict, pins: Mapping[str, Any]) -> Path:
+    pinned = ", ".join(f"{k} = {v!r}" for k, v in pins.items()) or "none (the competition's [train] table)"
     lines = [f"# auto {name}", "", f"competition {comp.name}, metric {comp.metric}; budget {format_seconds(budget_s)}, "
              f"wall time {format_seconds(seconds)} (planned {format_seconds(planned_s)})", "",
+             f"settings of every member besides model, seed and epochs: {pinned}", "",
              "| member | model | seed | epochs | estimated | took | CV | status |", "|---|---|---|---|---|---|---|---|"]
     for rec in records.values():
         m = rec["member"]

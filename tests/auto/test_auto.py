@@ -14,10 +14,19 @@ from comptk import ComptkError, load_competition
 from comptk.artifacts import RunPaths
 from comptk.auto import parse_budget
 from comptk.auto.measure import Throughput, _timed
-from comptk.auto.plan import LoopFactors, Member, Workload, member_seconds, plan_members, recalibrate
+from comptk.auto.plan import (
+    LoopFactors,
+    Member,
+    Workload,
+    class_balance,
+    member_seconds,
+    plan_members,
+    recalibrate,
+)
 from comptk.auto.runner import _load_state, _save_state, _train_member, loop_factors
 from comptk.cli import main
 from comptk.config import resolve, resolve_run
+from tests.conftest import make_tiny
 
 
 @pytest.mark.parametrize("text, seconds", [("15m", 900), ("2h", 7200), ("1h30m", 5400), ("90s", 90), ("900", 900),
@@ -187,3 +196,38 @@ def test_a_family_not_measured_yet_is_fitted_with_a_margin_but_estimated_without
     known = plan_members(base, WORK, SPEED.__getitem__, budget, preset="fast",
                          factor=LoopFactors({"small_resnet": 1.0}))
     assert known[0].epochs == 29  # measured: no margin
+
+
+def test_members_draw_classes_equally_for_macro_f1_on_imbalanced_classes_unless_imbalance_was_chosen():
+    assert "sampler = weighted" in class_balance("macro_f1", [1000, 300, 50], set())
+    assert "1000 down to 50 images (20x)" in class_balance("macro_f1", [1000, 300, 50], {"model"})
+    assert class_balance("accuracy", [1000, 300, 50], set()) is None  # accuracy counts rows, not classes
+    assert class_balance("macro_f1", [100, 90, 40], set()) is None  # 2.5x: near enough to balanced
+    for key in ("sampler", "class_weights", "class_cap", "loss"):  # the user's own treatment is kept
+        assert class_balance("macro_f1", [1000, 50], {key}) is None
+
+
+def _imbalanced_macro_tiny(root):
+    make_tiny(root, n_per_class=12, metric="macro_f1")
+    train = pd.read_csv(root / "data" / "train.csv", dtype=str)
+    keep = (train["label"] != "fox") | train["id"].isin(["fox_0", "fox_1", "fox_2"])
+    train[keep].to_csv(root / "data" / "train.csv", index=False)  # 12 cats, 12 dogs, 3 foxes
+    return root
+
+
+@pytest.mark.parametrize("extra, sampler", [([], "weighted"), (["--set", "sampler=random"], "random")])
+def test_auto_gives_every_member_the_class_balanced_sampler_on_an_imbalanced_macro_f1_contest(
+        tmp_path, monkeypatch, extra, sampler):
+    root = _imbalanced_macro_tiny(tmp_path / "lt")
+    seen = []
+
+    def fake_train(comp, member, pins, *args, **kwargs):  # what each member would be trained with
+        seen.append(dict(pins))
+        return "stopped at the budget"
+
+    monkeypatch.setattr("comptk.auto.runner._train_member", fake_train)
+    args = ["auto", str(root), "--workdir", str(root), "--budget", "60s", "--name", "b", *extra]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0 and "no member finished" in result.output  # nothing trained: no submission
+    assert seen and all(p.get("sampler", "random") == sampler for p in seen)
+    assert ("every member draws the classes equally often" in result.output) == (sampler == "weighted")
