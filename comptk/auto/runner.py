@@ -34,7 +34,7 @@ from ..errors import ComptkError
 from ..train.engine import autocast_dtype, resolve_device
 from ..train.tta import TTA, valid_crop
 from .budget import format_seconds, parse_budget
-from .measure import Throughput, measure_throughput
+from .measure import Throughput, measure_loop, measure_throughput
 from .plan import (
     DEFAULT_FACTOR,
     PRESETS,
@@ -123,10 +123,13 @@ def run_auto(
 
     def throughput(model: str) -> Throughput:
         if model not in speeds:
-            speeds[model] = measure_throughput(dataclasses.replace(base, model=model), data.n_classes, device)
+            cfg = dataclasses.replace(base, model=model)
+            quick = measure_throughput(cfg, data.n_classes, device)
+            speeds[model] = measure_loop(cfg, comp, images.train, data.train.labels, data.n_classes, device, quick)
             echo(f"  measured {model} at {base.img_size} px, batch {base.batch_size}: "
                  f"{speeds[model].train_images_per_s:.0f} train / {speeds[model].predict_images_per_s:.0f} "
-                 f"predict images/s")
+                 f"predict images/s in the training loop ({quick.train_images_per_s:.0f} / "
+                 f"{quick.predict_images_per_s:.0f} on random tensors)")
         return speeds[model]
 
     state = _load_state(folder, comp, preset)

@@ -26,6 +26,7 @@ from comptk.auto.plan import (
 from comptk.auto.runner import _load_state, _save_state, _train_member, loop_factors
 from comptk.cli import main
 from comptk.config import resolve, resolve_run
+from comptk.data.image_cache import load_competition_images
 from tests.conftest import make_tiny
 
 
@@ -231,3 +232,31 @@ def test_auto_gives_every_member_the_class_balanced_sampler_on_an_imbalanced_mac
     assert result.exit_code != 0 and "no member finished" in result.output  # nothing trained: no submission
     assert seen and all(p.get("sampler", "random") == sampler for p in seen)
     assert ("every member draws the classes equally often" in result.output) == (sampler == "weighted")
+
+
+def test_the_loop_is_measured_with_the_runs_own_augmentation_on_a_sample_sized_from_the_quick_figures(
+        tiny, monkeypatch):
+    from comptk.auto import measure
+    from comptk.data.layouts import read_data
+    from comptk.train.augment import BatchAugment
+
+    comp = load_competition(tiny)
+    cfg = resolve_run(comp, {"augment": "flip", "tta": "hflip"})
+    data = read_data(comp, comp.data_path(tiny))
+    images = load_competition_images(data, cfg.img_size, workdir=tiny, cache=False).train
+    seen = []
+    real_fit = measure.fit
+
+    def spy(model, train_set, *args, **kwargs):
+        seen.append((len(train_set), train_set.transform, args[2].epochs))
+        return real_fit(model, train_set, *args, **kwargs)
+
+    monkeypatch.setattr(measure, "fit", spy)
+    slow = measure.measure_loop(cfg, comp, images, data.train.labels, data.n_classes, torch.device("cpu"),
+                                Throughput(1.0, 1.0))
+    fast = measure.measure_loop(cfg, comp, images, data.train.labels, data.n_classes, torch.device("cpu"),
+                                Throughput(1e6, 1e6))
+    assert [n for n, _, _ in seen] == [2 * cfg.batch_size, len(images)]  # at least two batches; at most all rows
+    assert all(isinstance(t, BatchAugment) and epochs == 2 for _, t, epochs in seen)  # the run's flips, 2 epochs
+    for tp in (slow, fast):
+        assert 0 < tp.train_images_per_s < float("inf") and 0 < tp.predict_images_per_s < float("inf")
