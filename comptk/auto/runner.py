@@ -177,7 +177,9 @@ def run_auto(
             queue = plan_members(base, work, throughput, deadline - time.monotonic() - reserve, preset=preset,
                                  factor=factor, prefix=name, done=trained + failed + stopped)
             echo("  re-planned: " + (", ".join(f"{m.name} ~{format_seconds(m.estimate_s)}" for m in queue)
-                                    or "nothing more fits"))
+                                    or "nothing more fits")
+                 + f"; finishing about {format_seconds(time.monotonic() - started + _cost(queue) + reserve)} "
+                   f"after the start")
         else:
             (stopped if status.startswith("stopped") else failed).append(member)
             echo(f"  - {member.name}: {status}")

@@ -138,6 +138,9 @@ def test_auto_end_to_end_members_are_normal_runs_blended_and_a_rerun_resumes(tin
     sample = pd.read_csv(tiny / "data" / "sample_submission.csv", dtype=str)
     assert list(sub.columns) == list(sample.columns) and sub["id"].tolist() == sample["id"].tolist()
     assert "plan:" in result.output and "blend a (" in result.output
+    replans = [line for line in result.output.splitlines() if "re-planned:" in line]
+    assert replans and all("finishing about" in line for line in replans)  # the finish estimate follows the plan
+    assert "in the training loop" in result.output  # planned from the real loop's speed
     assert (tiny / "auto" / "a" / "report.md").is_file()
     again = CliRunner().invoke(main, args, catch_exceptions=False)
     assert again.exit_code == 0, again.output
