@@ -15,6 +15,7 @@ model family of ``plan.py`` (``plan.LoopFactors``), re-measured on every finishe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -103,7 +104,7 @@ def measure_loop(cfg: TrainConfig, comp: Competition, images: np.ndarray, labels
     """Images/s of the real loop of ``cfg``'s model on ``comp``'s train ``images`` (uint8 N, H, W, C at
     cfg.img_size) and ``labels``: two epochs of ``fit`` on a sample sized so that an epoch takes about
     ``seconds`` at the random-tensor speed ``quick`` (the second epoch is timed: the first pays for
-    warming up), then the run's TTA prediction of a sample; per view. Weights are not loaded and the
+    warming up), then the run's TTA prediction of a sample (after a warm-up batch); per view. Weights are not loaded and the
     head is not frozen: only speed matters."""
     cfg = dataclasses.replace(cfg, epochs=2, patience=0, freeze_epochs=0, pretrained=False, weights="")
     rows = np.random.default_rng(seed).permutation(len(images))
@@ -116,8 +117,10 @@ def measure_loop(cfg: TrainConfig, comp: Competition, images: np.ndarray, labels
                   device=device, seed=seed, n_classes=n_classes, progress=False, valid_crop=valid_crop(comp, cfg))
     views = len(TTA.get(cfg.tta)())
     n_predict = int(min(len(images), max(cfg.batch_size, quick.predict_images_per_s * seconds / views)))
+    predict = functools.partial(predict_proba, model, device=device, precision=cfg.precision, tta=cfg.tta,
+                                  tta_merge=cfg.tta_merge)
+    predict(images[rows[:cfg.batch_size]])  # warm-up: the first call pays for allocations
     started = time.perf_counter()
-    predict_proba(model, images[rows[:n_predict]], device=device, precision=cfg.precision, tta=cfg.tta,
-                  tta_merge=cfg.tta_merge)
+    predict(images[rows[:n_predict]])
     predict_seconds = max(time.perf_counter() - started, 1e-9)
     return Throughput(outcome.history[-1]["train_images_per_s"], n_predict * views / predict_seconds)
