@@ -7,7 +7,7 @@ from those figures: two epochs of the engine's ``fit`` on a sample of the compet
 images (the run's sampler, batching, augmentation, loss and schedule; the second epoch timed), and the
 run's TTA prediction of a sample. The planner uses the loop's figures: the random-tensor steps left out
 costs that made first members overrun (all of Fashion-MNIST: 2,944 images/s measured, 2,464-2,699 in
-the run; fashion-lt's crop-to-test augmentation, image by image: 1.3x the estimate). What the loop
+the run). What the loop
 measurement still leaves out (per-epoch validation bookkeeping, fold start-up) is the loop factor per
 model family of ``plan.py`` (``plan.LoopFactors``), re-measured on every finished member.
 """
@@ -104,9 +104,11 @@ def measure_loop(cfg: TrainConfig, comp: Competition, images: np.ndarray, labels
     """Images/s of the real loop of ``cfg``'s model on ``comp``'s train ``images`` (uint8 N, H, W, C at
     cfg.img_size) and ``labels``: two epochs of ``fit`` on a sample sized so that an epoch takes about
     ``seconds`` at the random-tensor speed ``quick`` (the second epoch is timed: the first pays for
-    warming up), then the run's TTA prediction of a sample (after a warm-up batch); per view. Weights are not loaded and the
-    head is not frozen: only speed matters."""
-    cfg = dataclasses.replace(cfg, epochs=2, patience=0, freeze_epochs=0, pretrained=False, weights="")
+    warming up), then the run's TTA prediction of a sample (after a warm-up batch); per view. Weights are
+    not loaded, the head is not frozen and the model is not compiled (compiling, for each new batch shape,
+    would be timed): only speed matters."""
+    cfg = dataclasses.replace(cfg, epochs=2, patience=0, freeze_epochs=0, pretrained=False, weights="",
+                              compile=False)
     rows = np.random.default_rng(seed).permutation(len(images))
     n_fit = int(min(len(images), max(2 * cfg.batch_size, quick.train_images_per_s * seconds)))
     fit_rows, valid_rows = rows[:n_fit], rows[:min(len(images), cfg.batch_size)]  # validation is not timed
@@ -114,7 +116,9 @@ def measure_loop(cfg: TrainConfig, comp: Competition, images: np.ndarray, labels
     model = Classifier(create_model(cfg, n_classes))
     train_set = ImageArrayDataset(images[fit_rows], labels[fit_rows], run_transform(comp, cfg, seed))
     outcome = fit(model, train_set, images[valid_rows], labels[valid_rows], cfg, get_metric(comp.metric),
-                  device=device, seed=seed, n_classes=n_classes, progress=False, valid_crop=valid_crop(comp, cfg))
+                  device=device, seed=seed, n_classes=n_classes, progress=False, valid_crop=valid_crop(comp, cfg),
+                  desc=f"measuring {cfg.model}")
+    outcome_ips = outcome.history[-1]["train_images_per_s"]  # the second epoch: the first warms up
     views = len(TTA.get(cfg.tta)())
     n_predict = int(min(len(images), max(cfg.batch_size, quick.predict_images_per_s * seconds / views)))
     predict = functools.partial(predict_proba, model, device=device, precision=cfg.precision, tta=cfg.tta,
@@ -123,4 +127,7 @@ def measure_loop(cfg: TrainConfig, comp: Competition, images: np.ndarray, labels
     started = time.perf_counter()
     predict(images[rows[:n_predict]])
     predict_seconds = max(time.perf_counter() - started, 1e-9)
-    return Throughput(outcome.history[-1]["train_images_per_s"], n_predict * views / predict_seconds)
+    del model, train_set, outcome
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the members train in other processes
+    return Throughput(outcome_ips, n_predict * views / predict_seconds)

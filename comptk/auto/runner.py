@@ -12,6 +12,7 @@ new budget.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -42,10 +43,13 @@ from .plan import (
     Member,
     Workload,
     class_balance,
+    families,
     plan_members,
 )
 
-PLAN_VERSION = 2  # 2: loop factors per model family (a version-1 file's single factor is not used)
+# 2: loop factors per model family; 3: factors relative to the real loop's speed (measure_loop), and the settings
+# every member was given. Factors of an earlier version are not used: they were relative to other speeds.
+PLAN_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -133,26 +137,29 @@ def run_auto(
         return speeds[model]
 
     state = _load_state(folder, comp, preset)
+    _check_same_settings(state, pins, folder, name)
     factor = loop_factors(state)
     trained = [Member(**m["member"]) for m in state.get("members", []) if _finished(workdir, m["member"]["name"])]
     _check_trained_earlier(trained, workdir, name)
     pending = [Member(**m["member"]) for m in state.get("members", [])
                if m["member"]["name"] not in {t.name for t in trained} and _started(workdir, m["member"]["name"])]
     reserve = blend_reserve_s(work.n_train, len(PRESETS[preset]))
+    for model in families(base):  # measured before the time is shared out: measuring takes some of it
+        throughput(model)
     resumed = {m.name for m in pending}  # they run only their unfinished folds: their time measures nothing
     members = pending + plan_members(base, work, throughput, deadline - time.monotonic() - reserve - _cost(pending),
                                      preset=preset, factor=factor, prefix=name, done=trained + pending)
-    plan_s = sum(m.estimate_s for m in members)
+    plan_s = sum(m.estimate_s for m in members) + _blend_s(reserve, trained, members)
     echo(f"plan: {len(members)} member(s) to train"
          + (f", {len(trained)} trained earlier" if trained else "")
-         + f"; estimated {format_seconds(plan_s + reserve)} with the blend "
-         f"(finishing about {format_seconds(time.monotonic() - started + plan_s + reserve)} after the start)")
+         + f"; estimated {format_seconds(plan_s)}" + (" with the blend" if len(trained) + len(members) > 1 else "")
+         + f" (finishing about {format_seconds(time.monotonic() - started + plan_s)} after the start)")
     for m in trained:
         echo(f"  = {m.name}: trained earlier")
     for i, m in enumerate(members, 1):
         echo(f"  {i}. {m.name}: {m.model}, seed {m.seed}, {m.epochs} epochs, ~{format_seconds(m.estimate_s)}")
     records = {m.name: {"member": dataclasses.asdict(m), "status": "trained earlier"} for m in trained}
-    _save_state(folder, comp, preset, budget_s, factor, trained, members)
+    _save_state(folder, comp, preset, budget_s, factor, trained, members, pins)
 
     queue, failed, stopped = list(members), [], []
     while queue:
@@ -176,26 +183,26 @@ def run_auto(
             # re-plan what is left with the time left and the re-measured factor (more may fit now)
             queue = plan_members(base, work, throughput, deadline - time.monotonic() - reserve, preset=preset,
                                  factor=factor, prefix=name, done=trained + failed + stopped)
+            finish = time.monotonic() - started + _cost(queue) + _blend_s(reserve, trained, queue)
             echo("  re-planned: " + (", ".join(f"{m.name} ~{format_seconds(m.estimate_s)}" for m in queue)
                                     or "nothing more fits")
-                 + f"; finishing about {format_seconds(time.monotonic() - started + _cost(queue) + reserve)} "
-                   f"after the start")
+                 + f"; finishing about {format_seconds(finish)} after the start")
         else:
             (stopped if status.startswith("stopped") else failed).append(member)
             echo(f"  - {member.name}: {status}")
         records[member.name] = record
-        _save_state(folder, comp, preset, budget_s, factor, trained, stopped + queue)  # stopped ones resume
+        _save_state(folder, comp, preset, budget_s, factor, trained, stopped + queue, pins)  # stopped ones resume
 
     if not trained:
         raise ComptkError(f"auto {name}: no member finished within {format_seconds(budget_s)}; "
                           f"give a larger --budget (see {folder / 'plan.json'})")
     result = _blend(name, trained, workdir, label_shift)
     seconds = time.monotonic() - started
-    report = _write_report(folder, name, comp, budget_s, seconds, plan_s + reserve, records, result, pins)
+    report = _write_report(folder, name, comp, budget_s, seconds, plan_s, records, result, pins, balance)
     echo(f"blend {name} ({result['method']}): CV {comp.metric} {result['cv']:.4f} (cross-validated, pooled OOF) "
          f"from {len(trained)} member(s)")
     echo(f"finished in {format_seconds(seconds)} of {format_seconds(budget_s)} "
-         f"(planned {format_seconds(plan_s + reserve)})\nsubmission: {result['submission']}\nreport: {report}")
+         f"(planned {format_seconds(plan_s)})\nsubmission: {result['submission']}\nreport: {report}")
     return AutoResult(name=name, submission=Path(result["submission"]), cv=result["cv"], metric=comp.metric,
                       members=list(records.values()), blend_method=result["method"], seconds=seconds,
                       budget_s=budget_s, report=report)
@@ -205,9 +212,27 @@ STOP_MARGIN_S = 20.0  # no member is started with less time than this
 
 
 def loop_factors(state: Mapping[str, Any]) -> LoopFactors:
-    """The measured loop factors of a saved plan (plan.json). A version-1 plan's one factor, measured on
-    whichever family ran first, is left out: a family is planned with its own, or cautiously."""
+    """The measured loop factors of a saved plan (plan.json). Those of an earlier PLAN_VERSION are left out
+    (version 1: one factor measured on whichever family ran first; version 2: factors relative to the
+    random-tensor speeds, which would count the loop's own costs twice now): a family not measured is
+    planned cautiously."""
+    if state.get("version", 1) < PLAN_VERSION:
+        return LoopFactors({}, DEFAULT_FACTOR)
     return LoopFactors({str(k): float(v) for k, v in state.get("factors", {}).items()}, DEFAULT_FACTOR)
+
+
+def _check_same_settings(state: Mapping[str, Any], pins: Mapping[str, Any], folder: Path, name: str) -> None:
+    """A plan is resumed only with the settings its members were given: members trained with others would be
+    blended with new ones as if alike, and one resumed with others is refused by its run's identity check."""
+    if "settings" not in state:  # a plan of an earlier version: its members' own files say what they had
+        return
+    saved = dict(state["settings"])
+    now = json.loads(json.dumps(dict(pins)))  # as saved: JSON values
+    if saved != now:
+        changed = sorted(k for k in {*saved, *now} if saved.get(k) != now.get(k))
+        what = ", ".join(f"{k} ({saved.get(k, 'unset')!r} -> {now.get(k, 'unset')!r})" for k in changed)
+        raise ComptkError(f"auto {name}: {folder / 'plan.json'} was planned with other member settings: {what}; "
+                          f"give the same --set to resume it, or start afresh with another --name")
 
 
 def _check_trained_earlier(trained: list[Member], workdir: Path, name: str) -> None:
@@ -233,6 +258,11 @@ def _cost(members: list[Member]) -> float:
     return sum(m.estimate_s for m in members)
 
 
+def _blend_s(reserve: float, trained: list[Member], planned: list[Member]) -> float:
+    """The time kept for the blend, when there will be one (one member is its own submission)."""
+    return reserve if len(trained) + len(planned) > 1 else 0.0
+
+
 def _finished(workdir: Path, name: str) -> bool:
     return artifacts.RunPaths(workdir, name).is_finished()
 
@@ -252,10 +282,10 @@ def _load_state(folder: Path, comp: Competition, preset: str) -> dict:
 
 
 def _save_state(folder: Path, comp: Competition, preset: str, budget_s: float, factor: LoopFactors,
-                trained: list[Member], planned: list[Member]) -> None:
+                trained: list[Member], planned: list[Member], pins: Mapping[str, Any] | None = None) -> None:
     artifacts.save_json(folder / "plan.json", {
         "version": PLAN_VERSION, "competition": comp.name, "preset": preset, "budget_s": budget_s,
-        "factors": dict(factor.measured),
+        "factors": dict(factor.measured), "settings": dict(pins or {}),
         "members": [{"member": dataclasses.asdict(m), "status": "trained"} for m in trained]
         + [{"member": dataclasses.asdict(m), "status": "planned"} for m in planned],
     })
@@ -326,11 +356,12 @@ def _blend(name: str, trained: list[Member], workdir: Path, label_shift: str) ->
 
 
 def _write_report(folder: Path, name: str, comp: Competition, budget_s: float, seconds: float, planned_s: float,
-                  records: dict, result: dict, pins: Mapping[str, Any]) -> Path:
-    pinned = ", ".join(f"{k} = {v!r}" for k, v in pins.items()) or "none (the competition's [train] table)"
+                  records: dict, result: dict, pins: Mapping[str, Any], balance: str | None = None) -> Path:
+    pinned = ", ".join(f"{k} = {json.dumps(v)}" for k, v in pins.items()) or "none (the competition's [train] table)"
     lines = [f"# auto {name}", "", f"competition {comp.name}, metric {comp.metric}; budget {format_seconds(budget_s)}, "
              f"wall time {format_seconds(seconds)} (planned {format_seconds(planned_s)})", "",
              f"settings of every member besides model, seed and epochs: {pinned}", "",
+             *([f"chosen by auto: {balance}", ""] if balance else []),
              "| member | model | seed | epochs | estimated | took | CV | status |", "|---|---|---|---|---|---|---|---|"]
     for rec in records.values():
         m = rec["member"]

@@ -23,7 +23,8 @@ from comptk.auto.plan import (
     plan_members,
     recalibrate,
 )
-from comptk.auto.runner import _load_state, _save_state, _train_member, loop_factors
+from comptk.auto import runner
+from comptk.auto.runner import _check_same_settings, _load_state, _save_state, _train_member, loop_factors
 from comptk.cli import main
 from comptk.config import resolve, resolve_run
 from comptk.data.image_cache import load_competition_images
@@ -177,6 +178,19 @@ def test_saved_plans_keep_each_familys_factor_and_an_old_single_factor_is_not_tr
     assert loop_factors(_load_state(tmp_path, comp, "fast")) == factors
     old = {"version": 1, "competition": comp.name, "factor": 0.7, "members": []}  # measured on some family
     assert loop_factors(old)("small_resnet_wide") == 1.0  # planned with the default, not 0.7
+    earlier = {"version": 2, "competition": comp.name, "factors": {"small_resnet": 0.7}, "members": []}
+    assert loop_factors(earlier) == LoopFactors()  # relative to random-tensor speeds: not used with loop speeds
+
+
+def test_a_plan_is_resumed_only_with_the_settings_its_members_were_given(tmp_path, tiny):
+    comp = load_competition(tiny)
+    _save_state(tmp_path, comp, "fast", 900.0, LoopFactors(), [], [], {"sampler": "weighted", "lr": 0.01})
+    state = _load_state(tmp_path, comp, "fast")
+    _check_same_settings(state, {"lr": 0.01, "sampler": "weighted"}, tmp_path, "a")  # the same: resumes
+    with pytest.raises(ComptkError, match=r"other member settings: sampler \('weighted' -> 'random'\)"):
+        _check_same_settings(state, {"sampler": "random", "lr": 0.01}, tmp_path, "a")
+    with pytest.raises(ComptkError, match=r"lr \(0.01 -> 'unset'\)"):
+        _check_same_settings(state, {"sampler": "weighted"}, tmp_path, "a")
 
 
 def test_measuring_times_whole_rounds_of_steps_until_the_minimum_time_passed():
@@ -219,22 +233,48 @@ def _imbalanced_macro_tiny(root):
     return root
 
 
-@pytest.mark.parametrize("extra, sampler", [([], "weighted"), (["--set", "sampler=random"], "random")])
+@pytest.mark.parametrize("extra, declared, sampler", [
+    ([], "", "weighted"),
+    (["--set", "sampler=random"], "", "random"),  # chosen on the command line
+    ([], 'loss = "focal"\n', "random"),  # the declaration treats imbalance its own way
+])
 def test_auto_gives_every_member_the_class_balanced_sampler_on_an_imbalanced_macro_f1_contest(
-        tmp_path, monkeypatch, extra, sampler):
+        tmp_path, monkeypatch, extra, declared, sampler):
     root = _imbalanced_macro_tiny(tmp_path / "lt")
-    seen = []
+    toml = root / "competition.toml"
+    toml.write_text(toml.read_text().replace("[train]\n", "[train]\n" + declared))
+    seen, measured = [], []
+    real_measure = runner.measure_loop
 
     def fake_train(comp, member, pins, *args, **kwargs):  # what each member would be trained with
         seen.append(dict(pins))
         return "stopped at the budget"
 
-    monkeypatch.setattr("comptk.auto.runner._train_member", fake_train)
+    def spy_measure(cfg, *args, **kwargs):
+        measured.append(cfg.sampler)
+        return real_measure(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "_train_member", fake_train)
+    monkeypatch.setattr(runner, "measure_loop", spy_measure)
     args = ["auto", str(root), "--workdir", str(root), "--budget", "60s", "--name", "b", *extra]
     result = CliRunner().invoke(main, args)
     assert result.exit_code != 0 and "no member finished" in result.output  # nothing trained: no submission
     assert seen and all(p.get("sampler", "random") == sampler for p in seen)
+    assert measured and set(measured) == {sampler}  # measured as it would train
     assert ("every member draws the classes equally often" in result.output) == (sampler == "weighted")
+    saved = json.loads((root / "auto" / "b" / "plan.json").read_text())["settings"]
+    assert saved.get("sampler", "random") == sampler  # kept for a resume
+
+
+def test_the_plan_uses_the_speeds_of_the_real_loop(tiny, monkeypatch):
+    slow = Throughput(0.5, 0.5)  # as if the loop were far slower than the random-tensor steps
+    monkeypatch.setattr(runner, "measure_loop", lambda *args, **kwargs: slow)
+    monkeypatch.setattr(runner, "_train_member", lambda *args, **kwargs: "stopped at the budget")
+    args = ["auto", str(tiny), "--workdir", str(tiny), "--budget", "60s", "--name", "s"]
+    CliRunner().invoke(main, args)
+    member = json.loads((tiny / "auto" / "s" / "plan.json").read_text())["members"][0]["member"]
+    work = Workload(n_train=18, n_test=9, n_folds=5, valid_views=1, tta_views=1)
+    assert member["estimate_s"] == pytest.approx(member_seconds(member["epochs"], work, slow, 1.0))
 
 
 def test_the_loop_is_measured_with_the_runs_own_augmentation_on_a_sample_sized_from_the_quick_figures(
@@ -263,3 +303,19 @@ def test_the_loop_is_measured_with_the_runs_own_augmentation_on_a_sample_sized_f
     assert all(isinstance(t, BatchAugment) and epochs == 2 for _, t, epochs in seen)  # the run's flips, 2 epochs
     for tp in (slow, fast):
         assert 0 < tp.train_images_per_s < float("inf") and 0 < tp.predict_images_per_s < float("inf")
+
+
+def test_the_loop_measurement_times_the_second_epoch(tiny, monkeypatch):
+    from comptk.auto import measure
+    from comptk.data.layouts import read_data
+    from comptk.train.engine import FoldOutcome
+
+    comp = load_competition(tiny)
+    cfg = resolve_run(comp)
+    data = read_data(comp, comp.data_path(tiny))
+    images = load_competition_images(data, cfg.img_size, workdir=tiny, cache=False).train
+    history = [{"train_images_per_s": 1.0}, {"train_images_per_s": 7.0}]  # the first epoch warms up
+    monkeypatch.setattr(measure, "fit", lambda *args, **kwargs: FoldOutcome({}, 2, 0.5, history))
+    tp = measure.measure_loop(cfg, comp, images, data.train.labels, data.n_classes, torch.device("cpu"),
+                              Throughput(100.0, 100.0))
+    assert tp.train_images_per_s == 7.0
