@@ -127,7 +127,7 @@ def measure_loop(cfg: TrainConfig, comp: Competition, images: np.ndarray, labels
     started = time.perf_counter()
     predict(images[rows[:n_predict]])
     predict_seconds = max(time.perf_counter() - started, 1e-9)
-    del model, train_set, outcome
+    del model, train_set, outcome, predict  # the partial holds the model too
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the members train in other processes
     return Throughput(outcome_ips, n_predict * views / predict_seconds)

@@ -39,7 +39,7 @@ from .measure import Throughput
 
 # What the loop measurement (measure.measure_loop) leaves out: per-epoch validation bookkeeping, fold
 # start-up and writing. Before the loop was measured, speeds came from random-tensor steps alone and
-# first members took 0.8-1.32x their estimates; with it, 0.77-1.04x (three runs, docs/benchmarks.md).
+# first members took 0.8-1.32x their estimates; with it, 0.77-1.08x (four runs, docs/benchmarks.md).
 DEFAULT_FACTOR = 1.0
 # A member that overruns is lost whole (a 60k run at about 1.13x lost its only member at the budget), so
 # a family not measured yet on a finished member is fitted into the time with this margin on its factor.

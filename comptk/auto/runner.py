@@ -47,8 +47,8 @@ from .plan import (
     plan_members,
 )
 
-# 2: loop factors per model family; 3: factors relative to the real loop's speed (measure_loop), and the settings
-# every member was given. Factors of an earlier version are not used: they were relative to other speeds.
+# 2: loop factors per model family; 3: the settings every member was given, and factors relative to the real
+# loop's speed (measure_loop). Factors of an earlier version are not used: most were relative to other speeds.
 PLAN_VERSION = 3
 
 
@@ -137,12 +137,13 @@ def run_auto(
         return speeds[model]
 
     state = _load_state(folder, comp, preset)
-    _check_same_settings(state, pins, folder, name)
     factor = loop_factors(state)
     trained = [Member(**m["member"]) for m in state.get("members", []) if _finished(workdir, m["member"]["name"])]
-    _check_trained_earlier(trained, workdir, name)
     pending = [Member(**m["member"]) for m in state.get("members", [])
                if m["member"]["name"] not in {t.name for t in trained} and _started(workdir, m["member"]["name"])]
+    if trained or pending:  # members to keep or resume: they must have been given the same settings
+        _check_same_settings(state, pins, folder, name)
+    _check_trained_earlier(trained, workdir, name)
     reserve = blend_reserve_s(work.n_train, len(PRESETS[preset]))
     for model in families(base):  # measured before the time is shared out: measuring takes some of it
         throughput(model)
@@ -213,9 +214,9 @@ STOP_MARGIN_S = 20.0  # no member is started with less time than this
 
 def loop_factors(state: Mapping[str, Any]) -> LoopFactors:
     """The measured loop factors of a saved plan (plan.json). Those of an earlier PLAN_VERSION are left out
-    (version 1: one factor measured on whichever family ran first; version 2: factors relative to the
-    random-tensor speeds, which would count the loop's own costs twice now): a family not measured is
-    planned cautiously."""
+    (version 1: one factor measured on whichever family ran first; version 2: factors relative, but for
+    a few development versions, to the random-tensor speeds, which would count the loop's own costs twice
+    now): a family not measured is planned cautiously."""
     if state.get("version", 1) < PLAN_VERSION:
         return LoopFactors({}, DEFAULT_FACTOR)
     return LoopFactors({str(k): float(v) for k, v in state.get("factors", {}).items()}, DEFAULT_FACTOR)

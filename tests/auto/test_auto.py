@@ -319,3 +319,21 @@ def test_the_loop_measurement_times_the_second_epoch(tiny, monkeypatch):
     tp = measure.measure_loop(cfg, comp, images, data.train.labels, data.n_classes, torch.device("cpu"),
                               Throughput(100.0, 100.0))
     assert tp.train_images_per_s == 7.0
+
+
+def test_other_settings_are_refused_only_when_the_plan_has_members_to_keep_or_resume(tiny, monkeypatch):
+    monkeypatch.setattr(runner, "measure_loop", lambda *args, **kwargs: Throughput(1e4, 1e4))
+    monkeypatch.setattr(runner, "_train_member", lambda *args, **kwargs: "failed (diverged)")
+
+    def run(lr):
+        args = ["auto", str(tiny), "--workdir", str(tiny), "--budget", "60s", "--name", "r", "--set", f"lr={lr}"]
+        return CliRunner().invoke(main, args)
+
+    assert "no member finished" in run(0.1).output  # every member failed: nothing to keep
+    assert "no member finished" in run(0.01).output  # so other settings may be tried under the same name
+    member = Member(name="r-small_resnet-s42-e1", model="small_resnet", seed=42, epochs=1, estimate_s=1.0)
+    _save_state(tiny / "auto" / "r", load_competition(tiny), "fast", 60.0, LoopFactors(), [], [member],
+                {"lr": 0.01})
+    RunPaths(tiny, member.name).run_dir.mkdir(parents=True)  # a member begun with lr 0.01: to be resumed
+    refused = run(0.001)
+    assert refused.exit_code != 0 and "planned with other member settings: lr (0.01 -> 0.001)" in refused.output
