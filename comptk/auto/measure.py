@@ -7,9 +7,9 @@ from those figures: two epochs of the engine's ``fit`` on a sample of the compet
 images (the run's sampler, batching, augmentation, loss and schedule; the second epoch timed), and the
 run's TTA prediction of a sample. The planner uses the loop's figures: the random-tensor steps left out
 costs that made first members overrun (all of Fashion-MNIST: 2,944 images/s measured, 2,464-2,699 in
-the run). What the loop
-measurement still leaves out (per-epoch validation bookkeeping, fold start-up) is the loop factor per
-model family of ``plan.py`` (``plan.LoopFactors``), re-measured on every finished member.
+the run). What the loop measurement still leaves out (per-epoch validation bookkeeping, fold start-up)
+is the loop factor per model family of ``plan.py`` (``plan.LoopFactors``), re-measured on every
+finished member.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def measure_loop(cfg: TrainConfig, comp: Competition, images: np.ndarray, labels
     views = len(TTA.get(cfg.tta)())
     n_predict = int(min(len(images), max(cfg.batch_size, quick.predict_images_per_s * seconds / views)))
     predict = functools.partial(predict_proba, model, device=device, precision=cfg.precision, tta=cfg.tta,
-                                  tta_merge=cfg.tta_merge)
+                                tta_merge=cfg.tta_merge)
     predict(images[rows[:cfg.batch_size]])  # warm-up: the first call pays for allocations
     started = time.perf_counter()
     predict(images[rows[:n_predict]])

@@ -38,6 +38,7 @@ from .budget import format_seconds, parse_budget
 from .measure import Throughput, measure_loop, measure_throughput
 from .plan import (
     DEFAULT_FACTOR,
+    MAX_MEMBERS,
     PRESETS,
     LoopFactors,
     Member,
@@ -145,8 +146,10 @@ def run_auto(
         _check_same_settings(state, pins, folder, name)
     _check_trained_earlier(trained, workdir, name)
     reserve = blend_reserve_s(work.n_train, len(PRESETS[preset]))
-    for model in families(base):  # measured before the time is shared out: measuring takes some of it
-        throughput(model)
+    # With room for more members, the families are measured before the time is shared out: measuring takes some.
+    if len(trained) + len(pending) < MAX_MEMBERS[preset]:
+        for model in families(base):
+            throughput(model)
     resumed = {m.name for m in pending}  # they run only their unfinished folds: their time measures nothing
     members = pending + plan_members(base, work, throughput, deadline - time.monotonic() - reserve - _cost(pending),
                                      preset=preset, factor=factor, prefix=name, done=trained + pending)
