@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--name", default=None)
     parser.add_argument("--label-shift", default="none", choices=("none", "em"))
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="passed on to comptk auto (repeatable)")
     args = parser.parse_args()
     workdir = Path(args.workdir)
     data = workdir / "data" / args.competition
@@ -49,7 +51,8 @@ def main() -> None:
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "comptk", "auto", args.competition, "--workdir", str(workdir),
                            "--budget", args.budget, "--preset", args.preset, "--name", name,
-                           "--label-shift", args.label_shift],
+                           "--label-shift", args.label_shift,
+                           *[arg for kv in args.settings for arg in ("--set", kv)]],
                           capture_output=True, text=True)
     wall = time.perf_counter() - started
     print(proc.stdout + proc.stderr)

@@ -45,6 +45,7 @@ from .plan import (
     Workload,
     class_balance,
     families,
+    folds_for_budget,
     plan_members,
 )
 
@@ -98,6 +99,7 @@ def run_auto(
     for key in ("model", "seed", "epochs"):
         if key in pins:
             raise ComptkError(f"auto chooses '{key}' per member; pin other settings, or train with `comptk train`")
+    folds_chosen = "n_folds" in {*comp.folds_defaults(), *comp.train_defaults(), *pins}  # else auto may choose K
     base = resolve_run(comp, pins, facts=lambda: competition_facts(comp, comp.data_path(workdir, data_dir)))
     # Settings fitted to the data ("auto": declared, or no [train] table, or --set KEY=auto) are fitted once,
     # here, and pinned: every member trains at the size (and with the settings) the plan measured.
@@ -112,6 +114,15 @@ def run_auto(
     device = resolve_device(base.device)
     folder = workdir / "auto" / name
     deadline = started + budget_s
+    state = _load_state(folder, comp, preset)
+    trained = [Member(**m["member"]) for m in state.get("members", []) if _finished(workdir, m["member"]["name"])]
+    pending = [Member(**m["member"]) for m in state.get("members", [])
+               if m["member"]["name"] not in {t.name for t in trained} and _started(workdir, m["member"]["name"])]
+    fewer_folds = None  # why auto chose fewer folds than the default, if it did
+    if (trained or pending) and not folds_chosen and state.get("folds_chosen_by_auto"):
+        pins["n_folds"] = state["settings"]["n_folds"]  # the members to keep or resume were trained on these folds
+        base = dataclasses.replace(base, n_folds=int(pins["n_folds"]))
+        fewer_folds = f"{base.n_folds} folds, as auto chose for this plan when it started"
 
     images = load_competition_images(data, base.img_size, workdir=workdir)  # members then read the cache
     echo(f"auto {name}: {comp.name}, {len(data.train.ids)} train / {len(data.test.ids)} test images, "
@@ -120,6 +131,8 @@ def run_auto(
     echo(f"  {images.describe()}")
     if balance:
         echo(f"  {balance}")
+    if fewer_folds:
+        echo(f"  {fewer_folds}")
     crop = valid_crop(comp, base)
     work = Workload(n_train=len(data.train.ids), n_test=len(data.test.ids), n_folds=base.n_folds,
                     valid_views=(5 if base.valid_crop == "five" else 1) if crop is not None else 1,
@@ -137,11 +150,7 @@ def run_auto(
                  f"{quick.predict_images_per_s:.0f} on random tensors)")
         return speeds[model]
 
-    state = _load_state(folder, comp, preset)
     factor = loop_factors(state)
-    trained = [Member(**m["member"]) for m in state.get("members", []) if _finished(workdir, m["member"]["name"])]
-    pending = [Member(**m["member"]) for m in state.get("members", [])
-               if m["member"]["name"] not in {t.name for t in trained} and _started(workdir, m["member"]["name"])]
     if trained or pending:  # members to keep or resume: they must have been given the same settings
         _check_same_settings(state, pins, folder, name)
     _check_trained_earlier(trained, workdir, name)
@@ -150,6 +159,16 @@ def run_auto(
     if len(trained) + len(pending) < MAX_MEMBERS[preset]:
         for model in families(base):
             throughput(model)
+    if not (trained or pending or folds_chosen):
+        k = folds_for_budget(base, work, throughput, deadline - time.monotonic() - reserve, factor)
+        if k != base.n_folds:
+            fewer_folds = (f"{k} folds instead of {base.n_folds}: in this budget a {base.n_folds}-fold {base.model} "
+                           f"member would get fewer than the recipe's {base.epochs} epochs, and an epoch of a "
+                           f"{k}-fold one costs {k - 1}/{base.n_folds - 1} as much (--set n_folds={base.n_folds} "
+                           f"keeps {base.n_folds})")
+            echo(f"  {fewer_folds}")
+            pins["n_folds"] = k
+            base, work = dataclasses.replace(base, n_folds=k), dataclasses.replace(work, n_folds=k)
     resumed = {m.name for m in pending}  # they run only their unfinished folds: their time measures nothing
     members = pending + plan_members(base, work, throughput, deadline - time.monotonic() - reserve - _cost(pending),
                                      preset=preset, factor=factor, prefix=name, done=trained + pending)
@@ -163,7 +182,7 @@ def run_auto(
     for i, m in enumerate(members, 1):
         echo(f"  {i}. {m.name}: {m.model}, seed {m.seed}, {m.epochs} epochs, ~{format_seconds(m.estimate_s)}")
     records = {m.name: {"member": dataclasses.asdict(m), "status": "trained earlier"} for m in trained}
-    _save_state(folder, comp, preset, budget_s, factor, trained, members, pins)
+    _save_state(folder, comp, preset, budget_s, factor, trained, members, pins, fewer_folds is not None)
 
     queue, failed, stopped = list(members), [], []
     while queue:
@@ -195,14 +214,16 @@ def run_auto(
             (stopped if status.startswith("stopped") else failed).append(member)
             echo(f"  - {member.name}: {status}")
         records[member.name] = record
-        _save_state(folder, comp, preset, budget_s, factor, trained, stopped + queue, pins)  # stopped ones resume
+        _save_state(folder, comp, preset, budget_s, factor, trained, stopped + queue, pins,  # stopped ones resume
+                    fewer_folds is not None)
 
     if not trained:
         raise ComptkError(f"auto {name}: no member finished within {format_seconds(budget_s)}; "
                           f"give a larger --budget (see {folder / 'plan.json'})")
     result = _blend(name, trained, workdir, label_shift)
     seconds = time.monotonic() - started
-    report = _write_report(folder, name, comp, budget_s, seconds, plan_s, records, result, pins, balance)
+    report = _write_report(folder, name, comp, budget_s, seconds, plan_s, records, result, pins,
+                           [why for why in (balance, fewer_folds) if why])
     echo(f"blend {name} ({result['method']}): CV {comp.metric} {result['cv']:.4f} (cross-validated, pooled OOF) "
          f"from {len(trained)} member(s)")
     echo(f"finished in {format_seconds(seconds)} of {format_seconds(budget_s)} "
@@ -286,10 +307,11 @@ def _load_state(folder: Path, comp: Competition, preset: str) -> dict:
 
 
 def _save_state(folder: Path, comp: Competition, preset: str, budget_s: float, factor: LoopFactors,
-                trained: list[Member], planned: list[Member], pins: Mapping[str, Any] | None = None) -> None:
+                trained: list[Member], planned: list[Member], pins: Mapping[str, Any] | None = None,
+                folds_chosen_by_auto: bool = False) -> None:
     artifacts.save_json(folder / "plan.json", {
         "version": PLAN_VERSION, "competition": comp.name, "preset": preset, "budget_s": budget_s,
-        "factors": dict(factor.measured), "settings": dict(pins or {}),
+        "factors": dict(factor.measured), "settings": dict(pins or {}), "folds_chosen_by_auto": folds_chosen_by_auto,
         "members": [{"member": dataclasses.asdict(m), "status": "trained"} for m in trained]
         + [{"member": dataclasses.asdict(m), "status": "planned"} for m in planned],
     })
@@ -360,12 +382,12 @@ def _blend(name: str, trained: list[Member], workdir: Path, label_shift: str) ->
 
 
 def _write_report(folder: Path, name: str, comp: Competition, budget_s: float, seconds: float, planned_s: float,
-                  records: dict, result: dict, pins: Mapping[str, Any], balance: str | None = None) -> Path:
+                  records: dict, result: dict, pins: Mapping[str, Any], chosen: list[str] = ()) -> Path:
     pinned = ", ".join(f"{k} = {json.dumps(v)}" for k, v in pins.items()) or "none (the competition's [train] table)"
     lines = [f"# auto {name}", "", f"competition {comp.name}, metric {comp.metric}; budget {format_seconds(budget_s)}, "
              f"wall time {format_seconds(seconds)} (planned {format_seconds(planned_s)})", "",
              f"settings of every member besides model, seed and epochs: {pinned}", "",
-             *([f"chosen by auto: {balance}", ""] if balance else []),
+             *[line for why in chosen for line in (f"chosen by auto: {why}", "")],
              "| member | model | seed | epochs | estimated | took | CV | status |", "|---|---|---|---|---|---|---|---|"]
     for rec in records.values():
         m = rec["member"]

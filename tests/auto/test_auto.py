@@ -19,6 +19,7 @@ from comptk.auto.plan import (
     Member,
     Workload,
     class_balance,
+    folds_for_budget,
     member_seconds,
     plan_members,
     recalibrate,
@@ -272,8 +273,10 @@ def test_the_plan_uses_the_speeds_of_the_real_loop(tiny, monkeypatch):
     monkeypatch.setattr(runner, "_train_member", lambda *args, **kwargs: "stopped at the budget")
     args = ["auto", str(tiny), "--workdir", str(tiny), "--budget", "60s", "--name", "s"]
     CliRunner().invoke(main, args)
-    member = json.loads((tiny / "auto" / "s" / "plan.json").read_text())["members"][0]["member"]
-    work = Workload(n_train=18, n_test=9, n_folds=5, valid_views=1, tta_views=1)
+    plan = json.loads((tiny / "auto" / "s" / "plan.json").read_text())
+    member = plan["members"][0]["member"]
+    assert plan["settings"]["n_folds"] == 3  # so slow that a 5-fold member would not get the recipe's epoch
+    work = Workload(n_train=18, n_test=9, n_folds=3, valid_views=1, tta_views=1)
     assert member["estimate_s"] == pytest.approx(member_seconds(member["epochs"], work, slow, 1.0))
 
 
@@ -337,3 +340,59 @@ def test_other_settings_are_refused_only_when_the_plan_has_members_to_keep_or_re
     RunPaths(tiny, member.name).run_dir.mkdir(parents=True)  # a member begun with lr 0.01: to be resumed
     refused = run(0.001)
     assert refused.exit_code != 0 and "planned with other member settings: lr (0.01 -> 0.001)" in refused.output
+
+
+def test_fewer_folds_before_fewer_epochs_when_one_member_cannot_get_the_recipes_epochs():
+    base = resolve(None, {"model": "small_resnet", "epochs": 19, "seed": 42})
+    tp = SPEED["small_resnet"]
+    measured = LoopFactors({"small_resnet": 1.0})
+
+    def enough_for(k):  # the time one k-fold member of 19 epochs needs, before the plan's safety share
+        return member_seconds(19, Workload(**{**WORK.__dict__, "n_folds": k}), tp, 1.0) / 0.92
+
+    assert folds_for_budget(base, WORK, SPEED.__getitem__, enough_for(5) + 1, measured) == 5  # the default fits
+    assert folds_for_budget(base, WORK, SPEED.__getitem__, enough_for(5) - 1, measured) == 4
+    assert folds_for_budget(base, WORK, SPEED.__getitem__, enough_for(3) + 1, measured) == 3
+    assert folds_for_budget(base, WORK, SPEED.__getitem__, 60, measured) == 3  # never fewer than 3
+    two = Workload(**{**WORK.__dict__, "n_folds": 2})
+    assert folds_for_budget(base, two, SPEED.__getitem__, 60, measured) == 2  # K below 3 is left as it is
+    # a 3-fold member of the same budget gets more epochs than a 5-fold one
+    short = enough_for(4)
+    five = plan_members(base, WORK, SPEED.__getitem__, short, factor=measured)
+    three = plan_members(base, Workload(**{**WORK.__dict__, "n_folds": 3}), SPEED.__getitem__, short, factor=measured)
+    assert five[0].epochs < 19 <= three[0].epochs
+
+
+@pytest.mark.parametrize("declared, extra, folds", [
+    ("", [], 3),  # nobody chose K: auto takes fewer folds rather than fewer epochs
+    ("\n[folds]\nn_folds = 5\n", [], None),  # the declaration's K is kept
+    ("", ["--set", "n_folds=5"], 5),  # and so is the command line's
+])
+def test_auto_chooses_fewer_folds_only_when_nobody_chose_k(tiny, monkeypatch, declared, extra, folds):
+    toml = tiny / "competition.toml"
+    toml.write_text(toml.read_text() + declared)
+    # so slow that a 5- or 4-fold member of the recipe's 1 epoch does not fit 600 s and a 3-fold one does
+    monkeypatch.setattr(runner, "measure_loop", lambda *args, **kwargs: Throughput(0.28, 0.28))
+    seen = []
+
+    def fake_train(comp, member, pins, *args, **kwargs):
+        seen.append(dict(pins))
+        return "stopped at the budget"
+
+    monkeypatch.setattr(runner, "_train_member", fake_train)
+    args = ["auto", str(tiny), "--workdir", str(tiny), "--budget", "600s", "--name", "k", *extra]
+    result = CliRunner().invoke(main, args)
+    assert "no member finished" in result.output
+    assert seen and all(p.get("n_folds") == folds for p in seen)
+    assert ("3 folds instead of 5" in result.output) == (folds == 3)
+    plan = json.loads((tiny / "auto" / "k" / "plan.json").read_text())
+    assert plan["folds_chosen_by_auto"] == (folds == 3)
+    if folds != 3:
+        return
+    # a resume keeps the folds its members began on, though the machine now seems fast enough for 5
+    RunPaths(tiny, plan["members"][0]["member"]["name"]).run_dir.mkdir(parents=True)
+    monkeypatch.setattr(runner, "measure_loop", lambda *args, **kwargs: Throughput(1e4, 1e4))
+    seen.clear()
+    resumed = CliRunner().invoke(main, args)
+    assert "3 folds, as auto chose for this plan when it started" in resumed.output
+    assert seen and all(p.get("n_folds") == 3 for p in seen)
