@@ -13,8 +13,8 @@ Fashion-MNIST 12k (5 folds, small_resnet, recipe 19 epochs) three seeds at 13-16
 0.9084 test accuracy, below one run of 19 epochs (0.9109) and of 27 (0.9151); and a member of 13
 epochs added to the one of 27 with the time left pulled the blend down to 0.9114, though its
 cross-validated score rose (docs/ensembling.md says why). So time left over stays unused. For the same
-reason, when nobody chose K and even one member cannot get the recipe's epochs with the default K, the plan
-takes fewer folds (``folds_for_budget``) before fewer epochs.
+reason, when nobody chose K and a single member of the recipe's model cannot get the recipe's epochs with the
+default K, the plan takes fewer folds (``folds_for_budget``) before fewer epochs.
 
 Time model of one member (seconds), from measured images/s (measure.py) and a loop factor:
 
@@ -180,7 +180,9 @@ def folds_for_budget(base: TrainConfig, work: Workload, throughput: Callable[[st
     A member's epoch costs K-1 passes over the train rows (K fold models, each on (K-1)/K of them), so 3 folds
     cost half of 5: a budget that cuts a 5-fold member's epochs short gives a 3-fold one up to twice as many,
     for fold models that each see 2/3 of the rows instead of 4/5 and a test prediction averaged over 3 models
-    instead of 5. EVIDENCE"""
+    instead of 5. On all 60,000 Fashion-MNIST images in 30 minutes (2-core CPU, one run each, the machine's
+    speed differing between them): 5 folds x 12 epochs CV 0.9370, test 0.9355 (1,245 s); 3 folds x 25 epochs CV
+    0.9370, test 0.9388 (1,143 s)."""
     factor = factor if isinstance(factor, LoopFactors) else LoopFactors(default=factor)
     model, wanted = base.model, max(1, math.ceil(MIN_EPOCH_SHARE * base.epochs))
     if work.n_folds <= MIN_FOLDS:
@@ -260,5 +262,8 @@ def _share(chosen, available_s, work, throughput, factor, low, high) -> list[int
 
 def _member(prefix: str, model: str, seed: int, epochs: int, work: Workload, tp: Throughput,
             factor: float) -> Member:
-    return Member(name=f"{prefix}-{model}-s{seed}-e{epochs}", model=model, seed=seed, epochs=epochs,
+    """A member named by what it is; K is in the name when it is not the default (so a member on other
+    folds never meets the run folder of one on the default folds)."""
+    folds = "" if work.n_folds == TrainConfig.n_folds else f"-k{work.n_folds}"
+    return Member(name=f"{prefix}-{model}-s{seed}-e{epochs}{folds}", model=model, seed=seed, epochs=epochs,
                   estimate_s=member_seconds(epochs, work, tp, factor))

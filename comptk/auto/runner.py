@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,7 @@ def run_auto(
     for key in ("model", "seed", "epochs"):
         if key in pins:
             raise ComptkError(f"auto chooses '{key}' per member; pin other settings, or train with `comptk train`")
-    folds_chosen = "n_folds" in {*comp.folds_defaults(), *comp.train_defaults(), *pins}  # else auto may choose K
+    folds_given = "n_folds" in {*comp.folds_defaults(), *comp.train_defaults(), *pins}  # else auto may choose K
     base = resolve_run(comp, pins, facts=lambda: competition_facts(comp, comp.data_path(workdir, data_dir)))
     # Settings fitted to the data ("auto": declared, or no [train] table, or --set KEY=auto) are fitted once,
     # here, and pinned: every member trains at the size (and with the settings) the plan measured.
@@ -119,10 +119,13 @@ def run_auto(
     pending = [Member(**m["member"]) for m in state.get("members", [])
                if m["member"]["name"] not in {t.name for t in trained} and _started(workdir, m["member"]["name"])]
     fewer_folds = None  # why auto chose fewer folds than the default, if it did
-    if (trained or pending) and not folds_chosen and state.get("folds_chosen_by_auto"):
-        pins["n_folds"] = state["settings"]["n_folds"]  # the members to keep or resume were trained on these folds
-        base = dataclasses.replace(base, n_folds=int(pins["n_folds"]))
-        fewer_folds = f"{base.n_folds} folds, as auto chose for this plan when it started"
+    if (trained or pending) and state.get("folds_chosen_by_auto"):  # members to keep or resume on auto's folds
+        saved_k = int(state["settings"]["n_folds"])
+        k = base.n_folds if folds_given else saved_k  # other folds given now are refused with the settings below
+        pins["n_folds"] = k
+        base = dataclasses.replace(base, n_folds=k)
+        if k == saved_k:
+            fewer_folds = f"{k} folds, as auto chose for this plan when it started"
 
     images = load_competition_images(data, base.img_size, workdir=workdir)  # members then read the cache
     echo(f"auto {name}: {comp.name}, {len(data.train.ids)} train / {len(data.test.ids)} test images, "
@@ -159,13 +162,13 @@ def run_auto(
     if len(trained) + len(pending) < MAX_MEMBERS[preset]:
         for model in families(base):
             throughput(model)
-    if not (trained or pending or folds_chosen):
+    if not (trained or pending or folds_given):
         k = folds_for_budget(base, work, throughput, deadline - time.monotonic() - reserve, factor)
         if k != base.n_folds:
             fewer_folds = (f"{k} folds instead of {base.n_folds}: in this budget a {base.n_folds}-fold {base.model} "
                            f"member would get fewer than the recipe's {base.epochs} epochs, and an epoch of a "
-                           f"{k}-fold one costs {k - 1}/{base.n_folds - 1} as much (--set n_folds={base.n_folds} "
-                           f"keeps {base.n_folds})")
+                           f"{k}-fold one trains on {k - 1}/{base.n_folds - 1} as many images "
+                           f"(--set n_folds={base.n_folds} keeps {base.n_folds})")
             echo(f"  {fewer_folds}")
             pins["n_folds"] = k
             base, work = dataclasses.replace(base, n_folds=k), dataclasses.replace(work, n_folds=k)
@@ -256,7 +259,9 @@ def _check_same_settings(state: Mapping[str, Any], pins: Mapping[str, Any], fold
     if saved != now:
         changed = sorted(k for k in {*saved, *now} if saved.get(k) != now.get(k))
         what = ", ".join(f"{k} ({saved.get(k, 'unset')!r} -> {now.get(k, 'unset')!r})" for k in changed)
-        raise ComptkError(f"auto {name}: {folder / 'plan.json'} was planned with other member settings: {what}; "
+        why = (" (auto chose n_folds for this plan: its members' folds cannot change)"
+               if "n_folds" in changed and state.get("folds_chosen_by_auto") else "")
+        raise ComptkError(f"auto {name}: {folder / 'plan.json'} was planned with other member settings: {what}{why}; "
                           f"give the same --set to resume it, or start afresh with another --name")
 
 
@@ -382,7 +387,7 @@ def _blend(name: str, trained: list[Member], workdir: Path, label_shift: str) ->
 
 
 def _write_report(folder: Path, name: str, comp: Competition, budget_s: float, seconds: float, planned_s: float,
-                  records: dict, result: dict, pins: Mapping[str, Any], chosen: list[str] = ()) -> Path:
+                  records: dict, result: dict, pins: Mapping[str, Any], chosen: Sequence[str] = ()) -> Path:
     pinned = ", ".join(f"{k} = {json.dumps(v)}" for k, v in pins.items()) or "none (the competition's [train] table)"
     lines = [f"# auto {name}", "", f"competition {comp.name}, metric {comp.metric}; budget {format_seconds(budget_s)}, "
              f"wall time {format_seconds(seconds)} (planned {format_seconds(planned_s)})", "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -348,24 +349,25 @@ def test_fewer_folds_before_fewer_epochs_when_one_member_cannot_get_the_recipes_
     measured = LoopFactors({"small_resnet": 1.0})
 
     def enough_for(k):  # the time one k-fold member of 19 epochs needs, before the plan's safety share
-        return member_seconds(19, Workload(**{**WORK.__dict__, "n_folds": k}), tp, 1.0) / 0.92
+        return member_seconds(19, replace(WORK, n_folds=k), tp, 1.0) / 0.92
 
     assert folds_for_budget(base, WORK, SPEED.__getitem__, enough_for(5) + 1, measured) == 5  # the default fits
     assert folds_for_budget(base, WORK, SPEED.__getitem__, enough_for(5) - 1, measured) == 4
     assert folds_for_budget(base, WORK, SPEED.__getitem__, enough_for(3) + 1, measured) == 3
     assert folds_for_budget(base, WORK, SPEED.__getitem__, 60, measured) == 3  # never fewer than 3
-    two = Workload(**{**WORK.__dict__, "n_folds": 2})
-    assert folds_for_budget(base, two, SPEED.__getitem__, 60, measured) == 2  # K below 3 is left as it is
+    assert folds_for_budget(base, replace(WORK, n_folds=2), SPEED.__getitem__, 60, measured) == 2  # K below 3 is left as it is
     # a 3-fold member of the same budget gets more epochs than a 5-fold one
     short = enough_for(4)
     five = plan_members(base, WORK, SPEED.__getitem__, short, factor=measured)
-    three = plan_members(base, Workload(**{**WORK.__dict__, "n_folds": 3}), SPEED.__getitem__, short, factor=measured)
+    three = plan_members(base, replace(WORK, n_folds=3), SPEED.__getitem__, short, factor=measured)
     assert five[0].epochs < 19 <= three[0].epochs
+    assert three[0].name.endswith("-k3") and not five[0].name.endswith("-k5")  # never a 5-fold run's folder
 
 
 @pytest.mark.parametrize("declared, extra, folds", [
     ("", [], 3),  # nobody chose K: auto takes fewer folds rather than fewer epochs
     ("\n[folds]\nn_folds = 5\n", [], None),  # the declaration's K is kept
+    ("\nn_folds = 5\n", [], None),  # also declared in [train] (the last table of the tiny declaration)
     ("", ["--set", "n_folds=5"], 5),  # and so is the command line's
 ])
 def test_auto_chooses_fewer_folds_only_when_nobody_chose_k(tiny, monkeypatch, declared, extra, folds):
@@ -396,3 +398,9 @@ def test_auto_chooses_fewer_folds_only_when_nobody_chose_k(tiny, monkeypatch, de
     resumed = CliRunner().invoke(main, args)
     assert "3 folds, as auto chose for this plan when it started" in resumed.output
     assert seen and all(p.get("n_folds") == 3 for p in seen)
+    # the same K given on the command line resumes too, and auto's choice stays for a later plain resume
+    assert "no member finished" in CliRunner().invoke(main, [*args, "--set", "n_folds=3"]).output
+    assert json.loads((tiny / "auto" / "k" / "plan.json").read_text())["folds_chosen_by_auto"]
+    other = CliRunner().invoke(main, [*args, "--set", "n_folds=5"])
+    assert other.exit_code != 0 and "n_folds (3 -> 5) (auto chose n_folds for this plan" in other.output
+    assert "3 folds, as auto chose" in CliRunner().invoke(main, args).output
