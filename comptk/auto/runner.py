@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,14 @@ def run_auto(
     for key in ("model", "seed", "epochs"):
         if key in pins:
             raise ComptkError(f"auto chooses '{key}' per member; pin other settings, or train with `comptk train`")
+    folder = workdir / "auto" / name
+    state = _load_state(folder, comp, preset)
+    trained = [Member(**m["member"]) for m in state.get("members", []) if _finished(workdir, m["member"]["name"])]
+    pending = [Member(**m["member"]) for m in state.get("members", [])
+               if m["member"]["name"] not in {t.name for t in trained} and _started(workdir, m["member"]["name"])]
+    saved_k = int(state["settings"]["n_folds"]) if (trained or pending) and state.get("folds_chosen_by_auto") else None
+    if saved_k is not None and pins.get("n_folds") == saved_k:
+        del pins["n_folds"]  # auto's own K given again: settings fitted to the data are fitted as when it chose K
     folds_given = "n_folds" in {*comp.folds_defaults(), *comp.train_defaults(), *pins}  # else auto may choose K
     base = resolve_run(comp, pins, facts=lambda: competition_facts(comp, comp.data_path(workdir, data_dir)))
     # Settings fitted to the data ("auto": declared, or no [train] table, or --set KEY=auto) are fitted once,
@@ -112,15 +121,9 @@ def run_auto(
         pins["sampler"] = "weighted"
         base = dataclasses.replace(base, sampler="weighted")
     device = resolve_device(base.device)
-    folder = workdir / "auto" / name
     deadline = started + budget_s
-    state = _load_state(folder, comp, preset)
-    trained = [Member(**m["member"]) for m in state.get("members", []) if _finished(workdir, m["member"]["name"])]
-    pending = [Member(**m["member"]) for m in state.get("members", [])
-               if m["member"]["name"] not in {t.name for t in trained} and _started(workdir, m["member"]["name"])]
     fewer_folds = None  # why auto chose fewer folds than the default, if it did
-    if (trained or pending) and state.get("folds_chosen_by_auto"):  # members to keep or resume on auto's folds
-        saved_k = int(state["settings"]["n_folds"])
+    if saved_k is not None:  # members to keep or resume on auto's folds
         k = base.n_folds if folds_given else saved_k  # other folds given now are refused with the settings below
         pins["n_folds"] = k
         base = dataclasses.replace(base, n_folds=k)
@@ -129,7 +132,8 @@ def run_auto(
 
     images = load_competition_images(data, base.img_size, workdir=workdir)  # members then read the cache
     echo(f"auto {name}: {comp.name}, {len(data.train.ids)} train / {len(data.test.ids)} test images, "
-         f"metric {comp.metric}, {base.n_folds} folds (folds seed {base.folds_seed}), device {device}"
+         f"metric {comp.metric}, {'' if folds_given or saved_k else 'up to '}{base.n_folds} folds "
+         f"(folds seed {base.folds_seed}), device {device}"
          f"{_precision(device, base)}; budget {format_seconds(budget_s)}, preset {preset}")
     echo(f"  {images.describe()}")
     if balance:
@@ -167,7 +171,7 @@ def run_auto(
         if k != base.n_folds:
             fewer_folds = (f"{k} folds instead of {base.n_folds}: in this budget a {base.n_folds}-fold {base.model} "
                            f"member would get fewer than the recipe's {base.epochs} epochs, and an epoch of a "
-                           f"{k}-fold one trains on {k - 1}/{base.n_folds - 1} as many images "
+                           f"{k}-fold one trains on {Fraction(k - 1, base.n_folds - 1)} as many images "
                            f"(--set n_folds={base.n_folds} keeps {base.n_folds})")
             echo(f"  {fewer_folds}")
             pins["n_folds"] = k

@@ -389,8 +389,10 @@ def test_auto_chooses_fewer_folds_only_when_nobody_chose_k(tiny, monkeypatch, de
     assert ("3 folds instead of 5" in result.output) == (folds == 3)
     plan = json.loads((tiny / "auto" / "k" / "plan.json").read_text())
     assert plan["folds_chosen_by_auto"] == (folds == 3)
+    assert all(m["member"]["name"].endswith("-k3") == (folds == 3) for m in plan["members"])
     if folds != 3:
         return
+    assert "1/2 as many images" in result.output and "up to 5 folds" in result.output
     # a resume keeps the folds its members began on, though the machine now seems fast enough for 5
     RunPaths(tiny, plan["members"][0]["member"]["name"]).run_dir.mkdir(parents=True)
     monkeypatch.setattr(runner, "measure_loop", lambda *args, **kwargs: Throughput(1e4, 1e4))
@@ -398,9 +400,26 @@ def test_auto_chooses_fewer_folds_only_when_nobody_chose_k(tiny, monkeypatch, de
     resumed = CliRunner().invoke(main, args)
     assert "3 folds, as auto chose for this plan when it started" in resumed.output
     assert seen and all(p.get("n_folds") == 3 for p in seen)
-    # the same K given on the command line resumes too, and auto's choice stays for a later plain resume
+    # the same K given on the command line resumes too, with the settings resolved as when auto chose K (a
+    # recipe fitted to the data depends on K), and auto's choice stays for a later plain resume
+    resolved = []
+    real_resolve = runner.resolve_run
+    monkeypatch.setattr(runner, "resolve_run", lambda comp, pins, **kw: resolved.append(dict(pins))
+                        or real_resolve(comp, pins, **kw))
     assert "no member finished" in CliRunner().invoke(main, [*args, "--set", "n_folds=3"]).output
+    assert resolved and "n_folds" not in resolved[0]
     assert json.loads((tiny / "auto" / "k" / "plan.json").read_text())["folds_chosen_by_auto"]
     other = CliRunner().invoke(main, [*args, "--set", "n_folds=5"])
     assert other.exit_code != 0 and "n_folds (3 -> 5) (auto chose n_folds for this plan" in other.output
     assert "3 folds, as auto chose" in CliRunner().invoke(main, args).output
+
+
+def test_the_report_says_what_auto_chose(tmp_path, tiny):
+    record = {"member": {"name": "m", "model": "small_resnet", "seed": 42, "epochs": 3, "estimate_s": 10.0},
+              "status": "trained", "seconds": 9.0, "cv": 0.9}
+    result = {"method": "single member m", "cv": 0.9, "submission": "s.csv", "weights": {"m": 1.0}}
+    path = runner._write_report(tmp_path, "r", load_competition(tiny), 60.0, 50.0, 40.0, {"m": record}, result,
+                                {"n_folds": 3}, ["sampler reason", "3 folds instead of 5: reason"])
+    text = path.read_text()
+    assert "chosen by auto: sampler reason" in text and "chosen by auto: 3 folds instead of 5: reason" in text
+    assert "settings of every member besides model, seed and epochs: n_folds = 3" in text
