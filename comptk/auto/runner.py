@@ -108,7 +108,8 @@ def run_auto(
     saved_k = int(state["settings"]["n_folds"]) if (trained or pending) and state.get("folds_chosen_by_auto") else None
     if saved_k is not None and pins.get("n_folds") == saved_k:
         del pins["n_folds"]  # auto's own K given again: settings fitted to the data are fitted as when it chose K
-    folds_given = "n_folds" in {*comp.folds_defaults(), *comp.train_defaults(), *pins}  # else auto may choose K
+    folds_given = "n_folds" in {*comp.folds_defaults(), *comp.train_defaults(), *pins}
+    may_choose_folds = not (trained or pending or folds_given)  # a fresh plan whose K nobody gave
     base = resolve_run(comp, pins, facts=lambda: competition_facts(comp, comp.data_path(workdir, data_dir)))
     # Settings fitted to the data ("auto": declared, or no [train] table, or --set KEY=auto) are fitted once,
     # here, and pinned: every member trains at the size (and with the settings) the plan measured.
@@ -132,7 +133,7 @@ def run_auto(
 
     images = load_competition_images(data, base.img_size, workdir=workdir)  # members then read the cache
     echo(f"auto {name}: {comp.name}, {len(data.train.ids)} train / {len(data.test.ids)} test images, "
-         f"metric {comp.metric}, {'' if folds_given or saved_k else 'up to '}{base.n_folds} folds "
+         f"metric {comp.metric}, {'up to ' if may_choose_folds else ''}{base.n_folds} folds "
          f"(folds seed {base.folds_seed}), device {device}"
          f"{_precision(device, base)}; budget {format_seconds(budget_s)}, preset {preset}")
     echo(f"  {images.describe()}")
@@ -166,7 +167,7 @@ def run_auto(
     if len(trained) + len(pending) < MAX_MEMBERS[preset]:
         for model in families(base):
             throughput(model)
-    if not (trained or pending or folds_given):
+    if may_choose_folds:
         k = folds_for_budget(base, work, throughput, deadline - time.monotonic() - reserve, factor)
         if k != base.n_folds:
             fewer_folds = (f"{k} folds instead of {base.n_folds}: in this budget a {base.n_folds}-fold {base.model} "

@@ -399,6 +399,7 @@ def test_auto_chooses_fewer_folds_only_when_nobody_chose_k(tiny, monkeypatch, de
     seen.clear()
     resumed = CliRunner().invoke(main, args)
     assert "3 folds, as auto chose for this plan when it started" in resumed.output
+    assert "up to 5 folds" not in resumed.output and ", 3 folds (folds seed" in resumed.output
     assert seen and all(p.get("n_folds") == 3 for p in seen)
     # the same K given on the command line resumes too, with the settings resolved as when auto chose K (a
     # recipe fitted to the data depends on K), and auto's choice stays for a later plain resume
