@@ -160,6 +160,8 @@ SETTING_HELP: dict[str, str] = {
     "freeze_epochs": "Train only the classifier head for the first N epochs.",
     "pseudo_run": "Finished run (name or oof/RUN.npy) whose confident test predictions become extra training rows.",
     "pseudo_threshold": "Top probability a test row needs to be pseudo-labelled.",
+    "pseudo_teacher": "run: the source's test predictions teach every fold; fold: fold k learns from the source's "
+                      "fold k (a run on the same folds; the OOF score stays honest).",
     "compile": "torch.compile the model (slow first steps, then faster; needs a C++ compiler on CPU).",
     "heads": "Factorised heads, e.g. 3x2x3 (mask x gender x age): one head per factor, combined into their "
              "product's classes.",

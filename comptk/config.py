@@ -39,6 +39,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "valid_crop": ("five", "center", "whole"),
     "sampler": ("random", "weighted"),
     "class_weights": ("none", "inverse", "sqrt-inverse"),
+    "pseudo_teacher": ("run", "fold"),
 }
 
 
@@ -86,6 +87,7 @@ class TrainConfig:
     freeze_epochs: int = 0  # train only the classifier head for the first N epochs, then all
     pseudo_run: str = ""  # a finished run whose confident test predictions become extra training rows
     pseudo_threshold: float = 0.9  # max probability a test row needs to be pseudo-labelled
+    pseudo_teacher: str = "run"  # run: the source's test predictions; fold: fold k learns from the source's fold k
     # speed: torch.compile the model for training and prediction
     compile: bool = False
     # factorised heads: "3x2x3" = one head per factor (mask x gender x age band), combined into their product's

@@ -39,7 +39,7 @@ from .dataset import ImageArrayDataset
 from .engine import FoldOutcome, autocast_dtype, fit, predict_proba
 from .models import Classifier, create_model
 from .preflight import check_not_finished, check_run
-from .pseudo import PseudoLabels
+from .pseudo import PseudoLabels, check_same_folds
 from .tta import describe_test_time, valid_crop
 
 log = logging.getLogger("comptk")
@@ -155,7 +155,11 @@ def run_fold(
         artifacts.save_csv(paths.fold_metrics(k), pd.DataFrame(history))
         tracker.log_epoch(k, record)  # the epoch's log line is the engine's
 
-    extra = (test_images[pseudo.rows], pseudo.labels) if pseudo is not None else None
+    if pseudo is not None:
+        rows, labels = pseudo.for_fold(k)
+        extra = (test_images[rows], labels)
+    else:
+        extra = None
     model, outcome = fit_fold(k, data, cfg, fold, train_images, device, on_epoch=on_epoch, progress=progress,
                               extra=extra)
     with artifacts.atomic_path(paths.checkpoint(k)) as tmp:
@@ -172,7 +176,7 @@ def run_fold(
     result = {
         "fold": k,
         "n_train": int(len(train_idx)),
-        "n_pseudo": int(len(pseudo.rows)) if pseudo is not None else 0,
+        "n_pseudo": len(extra[1]) if extra is not None else 0,
         "n_valid": int(len(valid_idx)),
         "score": metric.score_proba(data.train.labels[valid_idx], oof),
         "best_epoch": outcome.best_epoch,
@@ -243,6 +247,7 @@ def run_cv(
     # A bad image fails here, before any run file is written.
     images = load_competition_images(data, cfg.img_size, workdir=workdir, cache=cache)
     record = start_record(comp, cfg, data, fold=fold, images=images, pseudo=cleared.pseudo)
+    check_same_folds(cleared.pseudo, record.folds_digest, cfg.n_folds)
     logger = cleared.tracker
     with _claim(paths, record, cleared.wanted), _run_log(paths):
         try:

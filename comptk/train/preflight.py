@@ -118,7 +118,8 @@ def check_run(
             models_checked.add(key)
     check_heads_classes(cfg, data.classes, comp.source or comp.name)
     run_transform(comp, cfg, cfg.seed)  # unknown preset, a pipeline that fails on an img_size image
-    pseudo = select_pseudo_labels(workdir, cfg.pseudo_run, cfg.pseudo_threshold, data) if cfg.pseudo_run else None
+    pseudo = (select_pseudo_labels(workdir, cfg.pseudo_run, cfg.pseudo_threshold, data, cfg.pseudo_teacher)
+              if cfg.pseudo_run else None)
     if cfg.compile:
         check_compile(device)
     if paths is not None:  # a read-only folder (submissions/, say) fails now, not after training

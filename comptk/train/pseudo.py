@@ -1,10 +1,14 @@
 """Pseudo-labelling: a finished run's confident test predictions become extra training rows.
 
 The rows join every fold's training rows and never its validation rows, so the OOF
-predictions are still made on real labelled rows only. (The source run's test
-predictions were made by models that saw all the train rows, so a little of each
-fold's validation rows reaches its training through the pseudo-labels: the new OOF
-score can be slightly optimistic. Compare runs on the leaderboard too.)
+predictions are still made on real labelled rows only. Two teachers (setting ``pseudo_teacher``):
+
+- ``run``: the source run's test predictions (its folds' average). Those models saw all the train
+  rows, so a little of each fold's validation rows reaches its training through the pseudo-labels:
+  the new OOF score can be slightly optimistic. Compare runs on the leaderboard too.
+- ``fold``: fold k of the new run learns from fold k of the source run (runs/SRC/foldK/test.npy),
+  a model that never saw fold k's rows, so the OOF score stays honest and the run blends with
+  others on the same folds. The source must be a finished run on the same folds.
 """
 
 from __future__ import annotations
@@ -25,11 +29,18 @@ class PseudoLabels:
     threshold: float
     rows: np.ndarray  # test row indices, test-CSV order
     labels: np.ndarray  # predicted class index of each of those rows
+    teacher: str = "run"  # run: rows/labels serve every fold; fold: by_fold[k] serves fold k
+    by_fold: tuple[tuple[np.ndarray, np.ndarray], ...] = ()  # teacher "fold": (rows, labels) of each fold
+    folds_digest: str | None = None  # teacher "fold": the source run's folds, which the new run must share
+
+    def for_fold(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The test rows and labels that join fold k's training rows."""
+        return self.by_fold[k] if self.teacher == "fold" else (self.rows, self.labels)
 
     def summary(self, classes: tuple[str, ...], n_test: int) -> dict:
         """What the new run's sidecar records."""
         counts = np.bincount(self.labels, minlength=len(classes))
-        return {
+        summary = {
             "run": self.source,
             "threshold": self.threshold,
             "n_rows": len(self.rows),
@@ -37,6 +48,13 @@ class PseudoLabels:
             "per_class": {name: int(n) for name, n in zip(classes, counts)},
             "note": "test rows added to every fold's training rows with their predicted label; never to validation",
         }
+        if self.teacher == "fold":
+            summary.update(
+                teacher="fold", n_rows_by_fold=[len(rows) for rows, _ in self.by_fold],
+                note="test rows added to fold k's training rows with the label fold k of the source run predicted "
+                     "(a model that never saw fold k's rows); never to validation",
+            )
+        return summary
 
 
 def _source_oof(workdir: Path, run: str) -> Path:
@@ -53,8 +71,15 @@ def _source_oof(workdir: Path, run: str) -> Path:
     )
 
 
-def select_pseudo_labels(workdir: str | Path, run: str, threshold: float, data: CompetitionData) -> PseudoLabels:
-    """Test rows whose top probability in ``run`` is at least ``threshold``, with that class."""
+def _confident(proba: np.ndarray, threshold: float, dtype) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.flatnonzero(proba.max(1) >= threshold)
+    return rows, proba[rows].argmax(1).astype(dtype)
+
+
+def select_pseudo_labels(workdir: str | Path, run: str, threshold: float, data: CompetitionData,
+                         teacher: str = "run") -> PseudoLabels:
+    """Test rows whose top probability in ``run`` is at least ``threshold``, with that class; with
+    ``teacher`` fold, the same from each of the source's folds (PseudoLabels.for_fold)."""
     if not 0 < threshold <= 1:
         raise ComptkError(f"setting 'pseudo_threshold' must be in (0, 1], got {threshold}")
     source = artifacts.load_run(_source_oof(Path(workdir), run))
@@ -73,10 +98,50 @@ def select_pseudo_labels(workdir: str | Path, run: str, threshold: float, data: 
         raise ComptkError(f"pseudo-labels: run '{source.name}' has other classes than {comp}'s")
     order = [list(record.classes).index(c) for c in data.classes]  # columns in this run's class order
     proba = source.preds[:, order]
-    rows = np.flatnonzero(proba.max(1) >= threshold)
+    rows, labels = _confident(proba, threshold, data.train.labels.dtype)
     if len(rows) == 0:
         raise ComptkError(
             f"pseudo-labels: no test row of run '{source.name}' reaches probability {threshold} "
             f"(the highest is {proba.max():.4f}); lower --pseudo-threshold"
         )
-    return PseudoLabels(source.name, threshold, rows, proba[rows].argmax(1).astype(data.train.labels.dtype))
+    if teacher != "fold":
+        return PseudoLabels(source.name, threshold, rows, labels)
+    return PseudoLabels(source.name, threshold, rows, labels, teacher="fold",
+                        by_fold=_fold_teachers(Path(workdir), source, order, threshold, data),
+                        folds_digest=record.folds_digest)
+
+
+def _fold_teachers(workdir: Path, source: artifacts.RunArtifacts, order: list[int], threshold: float,
+                   data: CompetitionData) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """(rows, labels) from each fold's test predictions of a finished run (runs/SRC/foldK/test.npy)."""
+    record, paths = source.record, artifacts.RunPaths(workdir, source.name)
+    if record.kind != "run" or not record.n_folds or record.is_partial or not record.folds_digest:
+        raise ComptkError(
+            f"pseudo-labels: pseudo_teacher 'fold' needs a finished K-fold run, and '{source.name}' is "
+            f"{'a blend' if record.kind != 'run' else 'a partial run' if record.is_partial else 'not one'}; "
+            "give such a run, or pseudo_teacher = 'run'"
+        )
+    by_fold = []
+    for k in range(record.n_folds):
+        file = paths.fold_test(k)
+        if not file.is_file():
+            raise ComptkError(f"pseudo-labels: pseudo_teacher 'fold' needs {file} (fold {k} of run "
+                              f"'{source.name}'), which is missing; give pseudo_teacher = 'run'")
+        proba = artifacts.load_npy(file)
+        if proba.shape != (len(data.test.ids), len(order)):
+            raise ComptkError(f"pseudo-labels: {file} holds {proba.shape} probabilities, not one row per test "
+                              f"image and one column per class")
+        by_fold.append(_confident(proba[:, order], threshold, data.train.labels.dtype))
+    return tuple(by_fold)
+
+
+def check_same_folds(pseudo: PseudoLabels | None, folds_digest: str, n_folds: int) -> None:
+    """A run taught fold by fold must be on the folds its teacher was trained on."""
+    if pseudo is None or pseudo.teacher != "fold":
+        return
+    if len(pseudo.by_fold) != n_folds or pseudo.folds_digest != folds_digest:
+        raise ComptkError(
+            f"pseudo-labels: pseudo_teacher 'fold' needs the folds of run '{pseudo.source}' "
+            f"({len(pseudo.by_fold)} folds), and this run has other folds ({n_folds} folds, or another fold "
+            "seed or data); train with its n_folds and folds_seed, or pseudo_teacher = 'run'"
+        )

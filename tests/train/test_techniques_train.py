@@ -237,3 +237,46 @@ def test_a_run_started_before_a_setting_existed_resumes(tiny):
     with pytest.raises(ComptkError, match="other settings: loss"):
         paths.sidecar.unlink()
         run_cv(tiny, {**FAST, "loss": "focal"}, workdir=tiny, name="old", progress=False)
+
+
+def test_pseudo_teacher_fold_takes_each_fold_from_the_source_fold(source_run, monkeypatch):
+    """pseudo_teacher = fold: fold k trains on the test rows fold k of the source predicted confidently
+    (a model that never saw fold k), with that fold's labels; the sidecar says so."""
+    root, source, threshold = source_run
+    from comptk.train import crossval
+
+    seen = []
+    original = crossval.fit
+
+    def spy(model, train_set, *args, **kwargs):
+        seen.append(train_set.labels.copy())
+        return original(model, train_set, *args, **kwargs)
+
+    monkeypatch.setattr(crossval, "fit", spy)
+    result = run_cv(root, {**FAST, "pseudo_run": "src", "pseudo_threshold": threshold, "pseudo_teacher": "fold"},
+                    workdir=root, name="byfold", progress=False)
+    record = result.sidecar["pseudo_labels"]
+    assert record["teacher"] == "fold"
+    for k, fold_old in enumerate(source.sidecar["folds"]):
+        teacher = np.load(source.paths.fold_test(k))
+        chosen = np.flatnonzero(teacher.max(1) >= threshold)
+        assert record["n_rows_by_fold"][k] == len(chosen) == result.sidecar["folds"][k]["n_pseudo"]
+        assert len(seen[k]) == fold_old["n_train"] + len(chosen)
+        if len(chosen):
+            assert seen[k][-len(chosen):].tolist() == teacher[chosen].argmax(1).tolist()
+    assert result.sidecar["folds_digest"] == source.sidecar["folds_digest"]
+
+
+def test_pseudo_teacher_fold_refuses_other_folds_and_blends(source_run):
+    root, _, threshold = source_run
+    with pytest.raises(ComptkError, match="pseudo_teacher 'fold' needs the folds of run 'src'"):
+        run_cv(root, {**FAST, "n_folds": 3, "pseudo_run": "src", "pseudo_threshold": threshold,
+                      "pseudo_teacher": "fold"}, workdir=root, name="k3", progress=False)
+    assert not RunPaths(root, "k3").oof.exists()
+    _fake_source(root, "blendlike", lambda m: {**m, "kind": "blend", "method": "mean"})
+    with pytest.raises(ComptkError, match="needs a finished K-fold run, and 'blendlike' is a blend"):
+        run_cv(root, {**FAST, "pseudo_run": "blendlike", "pseudo_threshold": threshold, "pseudo_teacher": "fold"},
+               workdir=root, name="fromblend", progress=False)
+    with pytest.raises(ComptkError, match="'pseudo_teacher': choose one of|pseudo_teacher"):
+        run_cv(root, {**FAST, "pseudo_run": "src", "pseudo_teacher": "teacher"}, workdir=root, name="bad",
+               progress=False)
