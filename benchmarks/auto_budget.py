@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--name", default=None)
     parser.add_argument("--label-shift", default="none", choices=("none", "em"))
+    parser.add_argument("--pseudo-labels", default="declared", choices=("declared", "on", "off"),
+                        help="comptk auto --pseudo-labels / --no-pseudo-labels, or as the declaration says")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="passed on to comptk auto (repeatable)")
     args = parser.parse_args()
@@ -52,6 +54,7 @@ def main() -> None:
     proc = subprocess.run([sys.executable, "-m", "comptk", "auto", args.competition, "--workdir", str(workdir),
                            "--budget", args.budget, "--preset", args.preset, "--name", name,
                            "--label-shift", args.label_shift,
+                           *{"on": ["--pseudo-labels"], "off": ["--no-pseudo-labels"]}.get(args.pseudo_labels, []),
                            *[arg for kv in args.settings for arg in ("--set", kv)]],
                           capture_output=True, text=True)
     wall = time.perf_counter() - started

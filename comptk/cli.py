@@ -514,9 +514,12 @@ def inspect_command(competition: str | None, workdir: Path, data_dir: Path | Non
 @name_option("Name of the blend and prefix of its members (default: auto-COMPETITION); the same name resumes.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Pin a training setting for every member (repeatable), e.g. --set batch_size=64.")
+@click.option("--pseudo-labels/--no-pseudo-labels", "pseudo_labels", default=None,
+              help="Train a second member on the test rows the first one's folds predict confidently (fold k from "
+                   "fold k). Default: as the declaration's pseudo_labels_allowed says (on only when true).")
 @label_shift_option
 def auto(competition: str | None, budget: str, preset: str, workdir: Path, data_dir: Path | None, name: str | None,
-         assignments: tuple[str, ...], label_shift: str) -> None:
+         assignments: tuple[str, ...], pseudo_labels: bool | None, label_shift: str) -> None:
     """The best submission in a time budget: measure, plan members, train them K-fold, blend.
 
     \b
@@ -527,7 +530,8 @@ def auto(competition: str | None, budget: str, preset: str, workdir: Path, data_
     from .config import parse_assignment
 
     run_auto(competition, budget=budget, preset=preset, workdir=workdir, data_dir=data_dir, name=name,
-             settings=dict(parse_assignment(a) for a in assignments), label_shift=label_shift, echo=click.echo)
+             settings=dict(parse_assignment(a) for a in assignments), pseudo_labels=pseudo_labels,
+             label_shift=label_shift, echo=click.echo)
 
 
 # ---- predict and export (comptk.predict) --------------------------------------------------------------------------

@@ -55,6 +55,9 @@ class Competition:
     classes: tuple[str, ...] | None = None  # column order of every probability array
     test_crop: float | None = None  # test images show about this fraction of each side
     pretrained_allowed: bool = True  # false: the rules forbid pretrained weights (pretrained / weights are errors)
+    # whether the rules allow training on the (unlabelled) test images, as pseudo-labels: true lets `comptk auto`
+    # pseudo-label on its own; false makes pseudo_run an error; None (not declared): only when asked for
+    pseudo_labels_allowed: bool | None = None
     train: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # [train] values but "auto"
     auto_train: tuple[str, ...] = ()  # settings fitted to the data (no [train] table, or "auto"): config.resolve_run
     folds: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # [folds]: n_folds, seed
@@ -103,6 +106,7 @@ _TOP = {
     "tune": (dict, False),
     "augment": (dict, False),
     "pretrained_allowed": (bool, False),
+    "pseudo_labels_allowed": (bool, False),
     "label_fixes": (dict, False),
     "person_folders": (dict, False),
     "folds": (dict, False),
@@ -285,6 +289,7 @@ def load_competition(name_or_path: str | Path | None, workdir: str | Path = ".")
         classes=classes,
         test_crop=float(crop) if crop is not None else None,
         pretrained_allowed=pretrained_allowed,
+        pseudo_labels_allowed=raw.get("pseudo_labels_allowed"),
         train=MappingProxyType(train_table),
         auto_train=auto_train,
         folds=MappingProxyType(dict(raw.get("folds", {}))),

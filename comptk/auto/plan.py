@@ -99,6 +99,11 @@ class Workload:
     n_folds: int
     valid_views: int  # 5 when validation rows are predicted as five crops (test-time crops), else 1
     tta_views: int
+    n_extra: int = 0  # pseudo-labelled test rows each fold model also trains on (a student)
+
+    @property
+    def fold_train(self) -> float:
+        return self.n_train * (self.n_folds - 1) / self.n_folds + self.n_extra
 
 
 @dataclass(frozen=True)
@@ -108,10 +113,14 @@ class Member:
     seed: int
     epochs: int
     estimate_s: float
+    teacher: str = ""  # a student: pseudo-labelled, fold by fold, by this member's folds (pseudo.py)
 
     def settings(self) -> dict:
         """The member's own settings on top of the competition's (its [train] table)."""
-        return {"model": self.model, "seed": self.seed, "epochs": self.epochs}
+        own = {"model": self.model, "seed": self.seed, "epochs": self.epochs}
+        if self.teacher:
+            own.update(pseudo_run=self.teacher, pseudo_teacher="fold")
+        return own
 
 
 @dataclass(frozen=True)
@@ -157,7 +166,7 @@ def families(base: TrainConfig) -> list[str]:
 
 
 def member_seconds(epochs: int, work: Workload, tp: Throughput, factor: float) -> float:
-    fold_train = work.n_train * (work.n_folds - 1) / work.n_folds
+    fold_train = work.fold_train
     fold_valid = work.n_train / work.n_folds
     per_epoch = work.n_folds * (fold_train / tp.train_images_per_s
                                 + fold_valid * work.valid_views / tp.predict_images_per_s)
@@ -195,6 +204,22 @@ def folds_for_budget(base: TrainConfig, work: Workload, throughput: Callable[[st
     return MIN_FOLDS
 
 
+# With pseudo-labels (pseudo_rows given), the ladder's second seed of the first family is a *student*: trained right
+# after its teacher (the first family's first seed), on its rows plus the test rows the teacher's fold k predicted
+# confidently (fold by fold: pseudo.py, pseudo_teacher = fold).
+STUDENT_SLOT = (0, 1)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    model: str
+    seed: int
+    work: Workload  # a student's has the pseudo-labelled rows (n_extra)
+    low: int  # least and most epochs: a student's are scaled to as many optimizer steps as the recipe's
+    high: int
+    student: bool = False
+
+
 def plan_members(
     base: TrainConfig,
     work: Workload,
@@ -205,65 +230,112 @@ def plan_members(
     factor: float | LoopFactors = DEFAULT_FACTOR,
     prefix: str = "auto",
     done: Sequence[Member] = (),
+    pseudo_rows: int | None = None,
+    teacher: str = "",
 ) -> list[Member]:
     """Members to train in ``available_s`` seconds (besides ``done``, already trained): walking the
     preset's ladder, a candidate joins when every chosen member still gets at least the recipe's
     epochs with the time shared equally (so a family too slow for the budget is skipped, and cheaper
     ones still join). With nothing trained yet (``done`` empty), at least one member: if even one with
     the recipe's epochs does not fit, one member gets the epochs that fit (at least 1). Besides members
-    already trained, time too short for the recipe's epochs is left unused."""
+    already trained, time too short for the recipe's epochs is left unused.
+
+    ``pseudo_rows`` (pseudo-labelling allowed): the test rows a student's fold model will add to its training
+    rows (the teacher's confident rows; before the teacher has run, all test rows). ``teacher``: the trained
+    teacher's name, if it has been trained. Before its teacher has run, a student is given the least time it
+    needs (``STUDENT_SLOT``'s epochs scaled to the recipe's optimizer steps) and the rest is planned as
+    without it; once the teacher has run, the re-plan gives the student its share like any member. A
+    student is fitted without ``UNMEASURED_MARGIN``: it never starts before its teacher, whose finish
+    measures their family and re-plans it."""
     available_s *= SAFETY
     factor = factor if isinstance(factor, LoopFactors) else LoopFactors(default=factor)
     names = families(base)
-    full = base.epochs
-    low, high = max(1, math.ceil(MIN_EPOCH_SHARE * full)), max(1, math.ceil(MAX_EPOCH_SHARE * full))
+    low, high = max(1, math.ceil(MIN_EPOCH_SHARE * base.epochs)), max(1, math.ceil(MAX_EPOCH_SHARE * base.epochs))
     taken = {(m.model, m.seed) for m in done}
-    ladder = [(names[f % len(names)], base.seed + s) for f, s in PRESETS[preset]]
-    ladder = [(model, seed) for model, seed in dict.fromkeys(ladder) if (model, seed) not in taken]
     room = MAX_MEMBERS[preset] - len(done)
-    chosen: list[tuple[str, int]] = []
+    ladder: list[_Candidate] = []
+    for f, s in PRESETS[preset]:
+        model, seed = names[f % len(names)], base.seed + s
+        if (model, seed) in taken or any((c.model, c.seed) == (model, seed) for c in ladder):
+            continue
+        if pseudo_rows is not None and (f, s) == STUDENT_SLOT:
+            extra = replace(work, n_extra=max(0, int(pseudo_rows)))
+            scale = work.fold_train / extra.fold_train
+            ladder.insert(0 if teacher else min(1, len(ladder)),  # right after its teacher
+                          _Candidate(model, seed, extra, max(1, math.ceil(low * scale)),
+                                     max(1, math.ceil(high * scale)), student=True))
+        else:
+            ladder.append(_Candidate(model, seed, work, low, high))
+    first = (names[0], base.seed)
+    student = next((c for c in ladder if c.student), None)
+    if student is not None and not teacher:  # the teacher is still to be trained, in this plan
+        ladder.remove(student)
+        teacher_candidate = next((c for c in ladder if (c.model, c.seed) == first), None)
+        if teacher_candidate is not None and room >= 2:
+            least = member_seconds(student.low, student.work, throughput(student.model), factor(student.model))
+            chosen = _choose(ladder, available_s - least, room - 1, throughput, factor)
+            if chosen and chosen[0][0] is teacher_candidate:
+                members = [_member(prefix, c, e, throughput(c.model), factor(c.model)) for c, e in chosen]
+                taught = _member(prefix, student, student.low, throughput(student.model), factor(student.model),
+                                 teacher=members[0].name)
+                return [members[0], taught, *members[1:]]
+    chosen = _choose(ladder, available_s, room, throughput, factor)
+    if chosen:
+        return [_member(prefix, c, e, throughput(c.model), factor(c.model), teacher=teacher if c.student else "")
+                for c, e in chosen]
+    ladder = [c for c in ladder if not c.student]
+    if not ladder or room <= 0 or done:  # beside trained members, one with fewer epochs pulls the blend down
+        return []
+    c = ladder[0]
+    e = max(1, min(c.high, _epochs_within(available_s, c.work, throughput(c.model), factor.fitting(c.model))))
+    return [_member(prefix, c, e, throughput(c.model), factor(c.model))]
+
+
+def _choose(ladder: Sequence[_Candidate], available_s: float, room: int, throughput: Callable[[str], Throughput],
+            factor: LoopFactors) -> list[tuple[_Candidate, int]]:
+    """Walk the ladder: a candidate joins when every chosen one still gets its least epochs with the time shared
+    equally (_share)."""
+    chosen: list[_Candidate] = []
     epochs: list[int] = []
     for candidate in ladder:
         if len(chosen) >= room:
             break
-        shares = _share([*chosen, candidate], available_s, work, throughput, factor.fitting, low, high)
+        shares = _share([*chosen, candidate], available_s, throughput, factor)
         if shares is not None:
             chosen, epochs = [*chosen, candidate], shares
-    if chosen:
-        return [_member(prefix, model, seed, e, work, throughput(model), factor(model))
-                for (model, seed), e in zip(chosen, epochs)]
-    if not ladder or room <= 0 or done:  # beside trained members, one with fewer epochs pulls the blend down
-        return []
-    model, seed = ladder[0]
-    e = max(1, min(high, _epochs_within(available_s, work, throughput(model), factor.fitting(model))))
-    return [_member(prefix, model, seed, e, work, throughput(model), factor(model))]
+    return list(zip(chosen, epochs))
 
 
-def _share(chosen, available_s, work, throughput, factor, low, high) -> list[int] | None:
+def _share(chosen: Sequence[_Candidate], available_s: float, throughput: Callable[[str], Throughput],
+           factors: LoopFactors) -> list[int] | None:
     """Epochs per member when the time is shared equally (capped members give the rest back),
-    or None when a member would get fewer than ``low`` epochs."""
+    or None when a member would get fewer than its least epochs."""
+
+    def factor(c: _Candidate) -> float:  # a student is re-planned once its teacher has measured the family
+        return factors(c.model) if c.student else factors.fitting(c.model)
+
     epochs: dict[int, int] = {}
     free, budget = list(range(len(chosen))), available_s
     while free:
         share = budget / len(free)
-        fits = {i: _epochs_within(share, work, throughput(chosen[i][0]), factor(chosen[i][0])) for i in free}
-        capped = [i for i in free if fits[i] >= high]
+        fits = {i: _epochs_within(share, chosen[i].work, throughput(chosen[i].model), factor(chosen[i])) for i in free}
+        capped = [i for i in free if fits[i] >= chosen[i].high]
         if not capped:
-            if min(fits.values()) < low:
+            if any(fits[i] < chosen[i].low for i in free):
                 return None
             epochs.update(fits)
             break
         for i in capped:
-            epochs[i] = high
-            budget -= member_seconds(high, work, throughput(chosen[i][0]), factor(chosen[i][0]))
+            epochs[i] = chosen[i].high
+            budget -= member_seconds(chosen[i].high, chosen[i].work, throughput(chosen[i].model), factor(chosen[i]))
             free.remove(i)
     return [epochs[i] for i in range(len(chosen))]
 
 
-def _member(prefix: str, model: str, seed: int, epochs: int, work: Workload, tp: Throughput,
-            factor: float) -> Member:
+def _member(prefix: str, c: _Candidate, epochs: int, tp: Throughput, factor: float, teacher: str = "") -> Member:
     """A member named by what it is; K is in the name when it is not the default (so a member on other
-    folds never meets the run folder of one on the default folds)."""
-    folds = "" if work.n_folds == TrainConfig.n_folds else f"-k{work.n_folds}"
-    return Member(name=f"{prefix}-{model}-s{seed}-e{epochs}{folds}", model=model, seed=seed, epochs=epochs,
-                  estimate_s=member_seconds(epochs, work, tp, factor))
+    folds never meets the run folder of one on the default folds), and a student's ends in -pl."""
+    folds = "" if c.work.n_folds == TrainConfig.n_folds else f"-k{c.work.n_folds}"
+    return Member(name=f"{prefix}-{c.model}-s{c.seed}-e{epochs}{folds}{'-pl' if c.student else ''}", model=c.model,
+                  seed=c.seed, epochs=epochs, estimate_s=member_seconds(epochs, c.work, tp, factor),
+                  teacher=teacher if c.student else "")

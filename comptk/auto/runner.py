@@ -82,12 +82,15 @@ def run_auto(
     data_dir: str | Path | None = None,
     name: str | None = None,
     settings: Mapping[str, Any] | None = None,
+    pseudo_labels: bool | None = None,
     label_shift: str = "none",
     echo: Callable[[str], None] = print,
 ) -> AutoResult:
     """Train and blend the members that fit ``budget`` (seconds, or text like "15m"), write
     submissions/NAME.csv and WORKDIR/auto/NAME/report.md. ``settings`` pin training settings for
     every member (the competition's [train] table and the fitted defaults fill the rest).
+    ``pseudo_labels``: plan a student (plan.py) pseudo-labelled by the first member; None: when the
+    declaration says ``pseudo_labels_allowed = true``.
     ``label_shift``: em corrects the submission for the estimated test class prior (label_shift.py)."""
     started = time.monotonic()
     budget_s = parse_budget(str(budget)) if not isinstance(budget, (int, float)) else float(budget)
@@ -100,6 +103,11 @@ def run_auto(
     for key in ("model", "seed", "epochs"):
         if key in pins:
             raise ComptkError(f"auto chooses '{key}' per member; pin other settings, or train with `comptk train`")
+    for key in ("pseudo_run", "pseudo_teacher"):
+        if key in pins:
+            raise ComptkError(f"auto chooses '{key}' for its student member: give --pseudo-labels (or "
+                              f"--no-pseudo-labels) instead of --set {key}")
+    pseudo_why = _pseudo_labels(comp, pseudo_labels)
     folder = workdir / "auto" / name
     state = _load_state(folder, comp, preset)
     trained = [Member(**m["member"]) for m in state.get("members", []) if _finished(workdir, m["member"]["name"])]
@@ -141,6 +149,8 @@ def run_auto(
         echo(f"  {balance}")
     if fewer_folds:
         echo(f"  {fewer_folds}")
+    if pseudo_why:
+        echo(f"  {pseudo_why}")
     crop = valid_crop(comp, base)
     work = Workload(n_train=len(data.train.ids), n_test=len(data.test.ids), n_folds=base.n_folds,
                     valid_views=(5 if base.valid_crop == "five" else 1) if crop is not None else 1,
@@ -178,8 +188,18 @@ def run_auto(
             pins["n_folds"] = k
             base, work = dataclasses.replace(base, n_folds=k), dataclasses.replace(work, n_folds=k)
     resumed = {m.name for m in pending}  # they run only their unfinished folds: their time measures nothing
+
+    def student_plan() -> dict[str, Any]:
+        """plan_members' pseudo-label arguments: the trained teacher, and the rows its student will add."""
+        if pseudo_why is None:
+            return {}
+        teacher = next((m.name for m in trained if (m.model, m.seed, m.teacher) == (base.model, base.seed, "")), "")
+        rows = _confident_rows(workdir, teacher, base.pseudo_threshold) if teacher else work.n_test
+        return {"pseudo_rows": rows, "teacher": teacher}
+
     members = pending + plan_members(base, work, throughput, deadline - time.monotonic() - reserve - _cost(pending),
-                                     preset=preset, factor=factor, prefix=name, done=trained + pending)
+                                     preset=preset, factor=factor, prefix=name, done=trained + pending,
+                                     **student_plan())
     plan_s = sum(m.estimate_s for m in members) + _blend_s(reserve, trained, members)
     echo(f"plan: {len(members)} member(s) to train"
          + (f", {len(trained)} trained earlier" if trained else "")
@@ -188,7 +208,8 @@ def run_auto(
     for m in trained:
         echo(f"  = {m.name}: trained earlier")
     for i, m in enumerate(members, 1):
-        echo(f"  {i}. {m.name}: {m.model}, seed {m.seed}, {m.epochs} epochs, ~{format_seconds(m.estimate_s)}")
+        echo(f"  {i}. {m.name}: {m.model}, seed {m.seed}, {m.epochs} epochs, ~{format_seconds(m.estimate_s)}"
+             + (f", pseudo-labelled by {m.teacher}" if m.teacher else ""))
     records = {m.name: {"member": dataclasses.asdict(m), "status": "trained earlier"} for m in trained}
     _save_state(folder, comp, preset, budget_s, factor, trained, members, pins, fewer_folds is not None)
 
@@ -196,6 +217,11 @@ def run_auto(
     while queue:
         member = queue.pop(0)
         left = deadline - time.monotonic() - reserve
+        if member.teacher and member.teacher not in {t.name for t in trained}:
+            records[member.name] = {"member": dataclasses.asdict(member),
+                                    "status": f"dropped: its teacher {member.teacher} did not finish"}
+            echo(f"  - {member.name}: dropped, its teacher {member.teacher} did not finish")
+            continue
         if left < STOP_MARGIN_S:
             records[member.name] = {"member": dataclasses.asdict(member), "status": "dropped: no time left"}
             echo(f"  - {member.name}: dropped, no time left")
@@ -213,7 +239,8 @@ def run_auto(
                  f"(estimated {format_seconds(member.estimate_s)})")
             # re-plan what is left with the time left and the re-measured factor (more may fit now)
             queue = plan_members(base, work, throughput, deadline - time.monotonic() - reserve, preset=preset,
-                                 factor=factor, prefix=name, done=trained + failed + stopped)
+                                 factor=factor, prefix=name, done=trained + failed + stopped,
+                                 **student_plan())
             finish = time.monotonic() - started + _cost(queue) + _blend_s(reserve, trained, queue)
             echo("  re-planned: " + (", ".join(f"{m.name} ~{format_seconds(m.estimate_s)}" for m in queue)
                                     or "nothing more fits")
@@ -231,7 +258,7 @@ def run_auto(
     result = _blend(name, trained, workdir, label_shift)
     seconds = time.monotonic() - started
     report = _write_report(folder, name, comp, budget_s, seconds, plan_s, records, result, pins,
-                           [why for why in (balance, fewer_folds) if why])
+                           [why for why in (balance, fewer_folds, pseudo_why) if why])
     echo(f"blend {name} ({result['method']}): CV {comp.metric} {result['cv']:.4f} (cross-validated, pooled OOF) "
          f"from {len(trained)} member(s)")
     echo(f"finished in {format_seconds(seconds)} of {format_seconds(budget_s)} "
@@ -242,6 +269,32 @@ def run_auto(
 
 
 STOP_MARGIN_S = 20.0  # no member is started with less time than this
+
+
+def _pseudo_labels(comp: Competition, wanted: bool | None) -> str | None:
+    """Why auto plans a student pseudo-labelled by its first member (plan.py), or None. It trains on the test
+    images (never their labels, which it has not), which some contests' rules forbid: by default only when the
+    declaration says the rules allow it."""
+    where = comp.source or comp.name
+    if wanted is False or (wanted is None and not comp.pseudo_labels_allowed):
+        return None
+    if comp.pseudo_labels_allowed is False:
+        raise ComptkError(f"--pseudo-labels: {where} says pseudo_labels_allowed = false (the rules forbid training "
+                          "on test images)")
+    given = "the declaration allows it (pseudo_labels_allowed = true; --no-pseudo-labels turns it off)" \
+        if wanted is None else "--pseudo-labels"
+    return ("pseudo-labels: the first member's second seed is a student: fold k also trains on the test images "
+            f"that the first member's fold k predicts confidently, with those labels; {given}")
+
+
+def _confident_rows(workdir: Path, teacher: str, threshold: float) -> int:
+    """The most test rows one of the teacher's folds predicts with probability >= threshold: what each of its
+    student's fold models adds to its training rows (pseudo.py)."""
+    paths = artifacts.RunPaths(workdir, teacher)
+    record = artifacts.read_record(paths.sidecar)
+    counts = [int((artifacts.load_npy(paths.fold_test(k)).max(1) >= threshold).sum())
+              for k in range(record.n_folds or 0) if paths.fold_test(k).is_file()]
+    return max(counts, default=record.n_test or 0)
 
 
 def loop_factors(state: Mapping[str, Any]) -> LoopFactors:

@@ -118,6 +118,9 @@ def check_run(
             models_checked.add(key)
     check_heads_classes(cfg, data.classes, comp.source or comp.name)
     run_transform(comp, cfg, cfg.seed)  # unknown preset, a pipeline that fails on an img_size image
+    if cfg.pseudo_run and comp.pseudo_labels_allowed is False:
+        raise ComptkError(f"{comp.source or comp.name}: pseudo_labels_allowed = false (the rules forbid training on "
+                          f"test images), so pseudo_run '{cfg.pseudo_run}' cannot be used")
     pseudo = (select_pseudo_labels(workdir, cfg.pseudo_run, cfg.pseudo_threshold, data, cfg.pseudo_teacher)
               if cfg.pseudo_run else None)
     if cfg.compile:
