@@ -181,7 +181,8 @@ def _epochs_within(seconds: float, work: Workload, tp: Throughput, factor: float
 
 
 def folds_for_budget(base: TrainConfig, work: Workload, throughput: Callable[[str], Throughput],
-                     available_s: float, factor: float | LoopFactors = DEFAULT_FACTOR) -> int:
+                     available_s: float, factor: float | LoopFactors = DEFAULT_FACTOR,
+                     pseudo_rows: int | None = None) -> int:
     """K for a plan whose K nobody chose (neither the declaration nor ``--set``): ``work.n_folds`` (the code's
     default) when one member of the recipe's model gets the recipe's epochs with it, else the most folds, down
     to ``MIN_FOLDS``, with which it does; ``MIN_FOLDS`` when none does (it gives the most epochs).
@@ -191,16 +192,29 @@ def folds_for_budget(base: TrainConfig, work: Workload, throughput: Callable[[st
     for fold models that each see 2/3 of the rows instead of 4/5 and a test prediction averaged over 3 models
     instead of 5. On all 60,000 Fashion-MNIST images in 30 minutes (2-core CPU, one run each, the machine's
     speed differing between them): 5 folds x 12 epochs CV 0.9370, test 0.9355 (1,245 s); 3 folds x 25 epochs CV
-    0.9370, test 0.9388 (1,143 s)."""
+    0.9370, test 0.9388 (1,143 s).
+
+    With ``pseudo_rows`` (a student is wanted, plan_members), the most folds with which the teacher gets the
+    recipe's epochs beside the student's least time, if any K down to ``MIN_FOLDS`` gives that; else as
+    without a student."""
     factor = factor if isinstance(factor, LoopFactors) else LoopFactors(default=factor)
     model, wanted = base.model, max(1, math.ceil(MIN_EPOCH_SHARE * base.epochs))
     if work.n_folds <= MIN_FOLDS:
         return work.n_folds
-    for k in range(work.n_folds, MIN_FOLDS - 1, -1):
-        fits = _epochs_within(available_s * SAFETY, replace(work, n_folds=k), throughput(model),
-                              factor.fitting(model))
-        if fits >= wanted:
-            return k
+
+    def fits(k: int, student: bool) -> bool:
+        folds = replace(work, n_folds=k)
+        room = available_s * SAFETY
+        if student:  # the least time of a student (plan_members) beside its teacher
+            extra = replace(folds, n_extra=max(0, int(pseudo_rows or 0)))
+            least = max(1, math.ceil(wanted * folds.fold_train / extra.fold_train))
+            room -= member_seconds(least, extra, throughput(model), factor(model))
+        return _epochs_within(room, folds, throughput(model), factor.fitting(model)) >= wanted
+
+    for student in ([True, False] if pseudo_rows is not None else [False]):
+        for k in range(work.n_folds, MIN_FOLDS - 1, -1):
+            if fits(k, student):
+                return k
     return MIN_FOLDS
 
 
@@ -253,28 +267,27 @@ def plan_members(
     low, high = max(1, math.ceil(MIN_EPOCH_SHARE * base.epochs)), max(1, math.ceil(MAX_EPOCH_SHARE * base.epochs))
     taken = {(m.model, m.seed) for m in done}
     room = MAX_MEMBERS[preset] - len(done)
-    ladder: list[_Candidate] = []
+    ladder: list[_Candidate] = []  # as without pseudo-labels
+    student = None
     for f, s in PRESETS[preset]:
         model, seed = names[f % len(names)], base.seed + s
         if (model, seed) in taken or any((c.model, c.seed) == (model, seed) for c in ladder):
             continue
+        ladder.append(_Candidate(model, seed, work, low, high))
         if pseudo_rows is not None and (f, s) == STUDENT_SLOT:
             extra = replace(work, n_extra=max(0, int(pseudo_rows)))
             scale = work.fold_train / extra.fold_train
-            ladder.insert(0 if teacher else min(1, len(ladder)),  # right after its teacher
-                          _Candidate(model, seed, extra, max(1, math.ceil(low * scale)),
-                                     max(1, math.ceil(high * scale)), student=True))
-        else:
-            ladder.append(_Candidate(model, seed, work, low, high))
-    first = (names[0], base.seed)
-    student = next((c for c in ladder if c.student), None)
-    if student is not None and not teacher:  # the teacher is still to be trained, in this plan
-        ladder.remove(student)
-        teacher_candidate = next((c for c in ladder if (c.model, c.seed) == first), None)
-        if teacher_candidate is not None and room >= 2:
+            student = _Candidate(model, seed, extra, max(1, math.ceil(low * scale)), max(1, math.ceil(high * scale)),
+                                 student=True)
+    if student is not None:
+        others = [c for c in ladder if (c.model, c.seed) != (student.model, student.seed)]
+        if teacher:  # trained: the student comes first
+            ladder = [student, *others]
+        elif others and (others[0].model, others[0].seed) == (names[0], base.seed) and room >= 2:
+            # its teacher is to be trained first, in this plan: the student is given the least time it needs
             least = member_seconds(student.low, student.work, throughput(student.model), factor(student.model))
-            chosen = _choose(ladder, available_s - least, room - 1, throughput, factor)
-            if chosen and chosen[0][0] is teacher_candidate:
+            chosen = _choose(others, available_s - least, room - 1, throughput, factor)
+            if chosen and chosen[0][0] is others[0]:
                 members = [_member(prefix, c, e, throughput(c.model), factor(c.model)) for c, e in chosen]
                 taught = _member(prefix, student, student.low, throughput(student.model), factor(student.model),
                                  teacher=members[0].name)
@@ -283,7 +296,6 @@ def plan_members(
     if chosen:
         return [_member(prefix, c, e, throughput(c.model), factor(c.model), teacher=teacher if c.student else "")
                 for c, e in chosen]
-    ladder = [c for c in ladder if not c.student]
     if not ladder or room <= 0 or done:  # beside trained members, one with fewer epochs pulls the blend down
         return []
     c = ladder[0]

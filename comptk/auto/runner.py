@@ -178,10 +178,12 @@ def run_auto(
         for model in families(base):
             throughput(model)
     if may_choose_folds:
-        k = folds_for_budget(base, work, throughput, deadline - time.monotonic() - reserve, factor)
+        k = folds_for_budget(base, work, throughput, deadline - time.monotonic() - reserve, factor,
+                             pseudo_rows=work.n_test if pseudo_why else None)
         if k != base.n_folds:
             fewer_folds = (f"{k} folds instead of {base.n_folds}: in this budget a {base.n_folds}-fold {base.model} "
-                           f"member would get fewer than the recipe's {base.epochs} epochs, and an epoch of a "
+                           f"member{' beside its student' if pseudo_why else ''} would get fewer than the recipe's "
+                           f"{base.epochs} epochs, and an epoch of a "
                            f"{k}-fold one trains on {Fraction(k - 1, base.n_folds - 1)} as many images "
                            f"(--set n_folds={base.n_folds} keeps {base.n_folds})")
             echo(f"  {fewer_folds}")
@@ -195,6 +197,8 @@ def run_auto(
             return {}
         teacher = next((m.name for m in trained if (m.model, m.seed, m.teacher) == (base.model, base.seed, "")), "")
         rows = _confident_rows(workdir, teacher, base.pseudo_threshold) if teacher else work.n_test
+        if rows == 0:  # the teacher is sure of no test row: a student would learn nothing more
+            return {}
         return {"pseudo_rows": rows, "teacher": teacher}
 
     members = pending + plan_members(base, work, throughput, deadline - time.monotonic() - reserve - _cost(pending),

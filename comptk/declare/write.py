@@ -35,6 +35,8 @@ def declaration(name: str, metric: str, metric_why: str, detection: Detection, d
            _line("layout", detection.layout, notes.get("layout", "")),
            _line("data_dir", data_dir, data_why),
            "# pretrained_allowed = false          # uncomment if the rules forbid pretrained weights",
+           "# pseudo_labels_allowed = true        # uncomment if the rules allow training on the test images "
+           "(comptk auto then pseudo-labels)",
            "", "[files]"]
     file_why = {"train": notes.get("train", ""), "test": notes.get("test", ""),
                 "extra_train": notes.get("extra_train", ""),

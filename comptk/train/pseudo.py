@@ -99,15 +99,15 @@ def select_pseudo_labels(workdir: str | Path, run: str, threshold: float, data: 
     order = [list(record.classes).index(c) for c in data.classes]  # columns in this run's class order
     proba = source.preds[:, order]
     rows, labels = _confident(proba, threshold, data.train.labels.dtype)
-    if len(rows) == 0:
+    by_fold = _fold_teachers(Path(workdir), source, order, threshold, data) if teacher == "fold" else ()
+    if len(rows) == 0 if teacher != "fold" else not any(len(r) for r, _ in by_fold):
         raise ComptkError(
             f"pseudo-labels: no test row of run '{source.name}' reaches probability {threshold} "
-            f"(the highest is {proba.max():.4f}); lower --pseudo-threshold"
+            f"(the highest is {proba.max():.4f}{' in their average' if by_fold else ''}); lower --pseudo-threshold"
         )
     if teacher != "fold":
         return PseudoLabels(source.name, threshold, rows, labels)
-    return PseudoLabels(source.name, threshold, rows, labels, teacher="fold",
-                        by_fold=_fold_teachers(Path(workdir), source, order, threshold, data),
+    return PseudoLabels(source.name, threshold, rows, labels, teacher="fold", by_fold=by_fold,
                         folds_digest=record.folds_digest)
 
 

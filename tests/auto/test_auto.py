@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import replace
 
@@ -424,3 +425,125 @@ def test_the_report_says_what_auto_chose(tmp_path, tiny):
     text = path.read_text()
     assert "chosen by auto: sampler reason" in text and "chosen by auto: 3 folds instead of 5: reason" in text
     assert "settings of every member besides model, seed and epochs: n_folds = 3" in text
+
+
+def test_with_pseudo_labels_a_student_follows_its_teacher_with_the_least_time_it_needs():
+    base = resolve(None, {"model": "small_resnet", "epochs": 19, "seed": 42})
+    tp = SPEED["small_resnet"]
+    budget = (member_seconds(22, WORK, tp, 1.3) + member_seconds(10, replace(WORK, n_extra=10000), tp, 1.0)) / 0.92
+    plain = plan_members(base, WORK, SPEED.__getitem__, budget, prefix="p")
+    assert [m.teacher for m in plain] == [""] * len(plain)  # no pseudo_rows: no student
+    teacher, student = plan_members(base, WORK, SPEED.__getitem__, budget, prefix="p", pseudo_rows=10000)
+    assert (teacher.model, teacher.seed, teacher.teacher) == ("small_resnet", 42, "") and teacher.epochs >= 19
+    assert (student.model, student.seed, student.teacher) == ("small_resnet", 43, teacher.name)
+    assert student.name.endswith("-pl") and student.settings() == {
+        "model": "small_resnet", "seed": 43, "epochs": student.epochs, "pseudo_run": teacher.name,
+        "pseudo_teacher": "fold"}
+    # the least epochs: as many optimizer steps as the recipe's 19 on 9,600 + 10,000 rows a fold
+    assert student.epochs == math.ceil(19 * 9600 / 19600)
+    assert student.estimate_s == pytest.approx(member_seconds(student.epochs, replace(WORK, n_extra=10000), tp, 1.0))
+    assert teacher.estimate_s + student.estimate_s <= 0.92 * budget
+    # too short for the teacher's recipe epochs beside the student's least time: planned as without pseudo-labels
+    short = member_seconds(19, WORK, tp, 1.3) / 0.92 + 1
+    assert plan_members(base, WORK, SPEED.__getitem__, short, pseudo_rows=10000) == \
+        plan_members(base, WORK, SPEED.__getitem__, short)
+
+
+def test_once_its_teacher_is_trained_the_student_leads_the_re_plan_and_without_it_there_is_none():
+    base = resolve(None, {"model": "small_resnet", "epochs": 19, "seed": 42})
+    tp = SPEED["small_resnet"]
+    teacher = Member(name="t", model="small_resnet", seed=42, epochs=22, estimate_s=1.0)
+    measured = LoopFactors({"small_resnet": 1.0})
+    left = member_seconds(16, replace(WORK, n_extra=8000), tp, 1.0) / 0.92
+    student, = plan_members(base, WORK, SPEED.__getitem__, left, factor=measured, done=[teacher], pseudo_rows=8000,
+                            teacher="t")
+    assert (student.seed, student.teacher, student.epochs) == (43, "t", 16)  # all the time left, within its cap
+    # a teacher that failed is done but not trained: no student, and the seed member is planned as usual
+    others = plan_members(base, WORK, SPEED.__getitem__, left, factor=measured, done=[teacher], pseudo_rows=8000)
+    assert others and all(not m.teacher for m in others)
+    assert ("small_resnet", 43) in [(m.model, m.seed) for m in others]
+
+
+@pytest.mark.parametrize("declared, flag, student, says", [
+    (None, [], False, None),  # not declared: only when asked for
+    ("true", [], True, "the declaration allows it (pseudo_labels_allowed = true"),
+    ("true", ["--no-pseudo-labels"], False, None),
+    (None, ["--pseudo-labels"], True, "; --pseudo-labels"),
+    ("false", [], False, None),
+])
+def test_auto_plans_a_student_only_where_the_rules_allow_training_on_test_images(tiny, monkeypatch, declared, flag,
+                                                                                  student, says):
+    toml = tiny / "competition.toml"
+    if declared:
+        toml.write_text(f"pseudo_labels_allowed = {declared}\n" + toml.read_text())
+    monkeypatch.setattr(runner, "measure_loop", lambda *args, **kwargs: Throughput(1e4, 1e4))
+    seen = []
+
+    def fake_train(comp, member, pins, *args, **kwargs):
+        seen.append(member)
+        return "failed (test)" if not member.teacher else "trained"
+
+    monkeypatch.setattr(runner, "_train_member", fake_train)
+    result = CliRunner().invoke(main, ["auto", str(tiny), "--workdir", str(tiny), "--budget", "600s", "--name", "s",
+                                       *flag])
+    assert "no member finished" in result.output
+    planned = [line.split(": ", 1)[0].split(". ", 1)[1] for line in result.output.splitlines()
+               if line.startswith("  ") and ". s-" in line]
+    students = [line for line in result.output.splitlines() if "pseudo-labelled by" in line]
+    assert bool(students) == student, result.output
+    assert (says is not None and says in result.output) == student
+    if student:  # right after its teacher, which did not finish: dropped, never trained without its teacher
+        teacher = planned[0]
+        assert planned[1].endswith("-pl") and f"pseudo-labelled by {teacher}" in students[0]
+        assert f"dropped, its teacher {teacher} did not finish" in result.output
+        assert all(not m.teacher for m in seen)
+
+
+def test_pseudo_labels_where_the_rules_forbid_them_or_pinned_by_hand_are_refused(tiny):
+    args = ["auto", str(tiny), "--workdir", str(tiny), "--budget", "60s"]
+    pinned = CliRunner().invoke(main, [*args, "--set", "pseudo_run=x"])
+    assert pinned.exit_code != 0 and "auto chooses 'pseudo_run' for its student member" in pinned.output
+    toml = tiny / "competition.toml"
+    toml.write_text("pseudo_labels_allowed = false\n" + toml.read_text())
+    forbidden = CliRunner().invoke(main, [*args, "--pseudo-labels"])
+    assert forbidden.exit_code != 0 and "pseudo_labels_allowed = false (the rules forbid" in forbidden.output
+    assert "Traceback" not in forbidden.output
+    train = CliRunner().invoke(main, ["train", str(tiny), "--workdir", str(tiny), "--pseudo", "x"])
+    assert train.exit_code != 0 and "pseudo_labels_allowed = false" in train.output
+    assert not (tiny / "runs").exists() or not any((tiny / "runs").iterdir())
+
+
+def test_auto_with_pseudo_labels_trains_a_student_on_its_teachers_folds_and_blends_both(tiny):
+    args = ["auto", str(tiny), "--workdir", str(tiny), "--budget", "75s", "--name", "pl", "--pseudo-labels"]
+    unsure = CliRunner().invoke(main, [*args, "--name", "unsure", "--set", "pseudo_threshold=1.0"])
+    assert unsure.exit_code == 0, unsure.output  # the teacher is sure of no test row: no student after it
+    assert "pseudo-labelled by" in unsure.output and "re-planned: unsure-small_resnet-s43-e" in unsure.output
+    assert "-pl ~" not in unsure.output and "failed" not in unsure.output
+    result = CliRunner().invoke(main, [*args, "--set", "pseudo_threshold=0.01"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    plan = json.loads((tiny / "auto" / "pl" / "plan.json").read_text())
+    trained = [m["member"] for m in plan["members"] if m["status"] == "trained"]
+    teacher, student = trained[0], trained[1]
+    assert student["teacher"] == teacher["name"] and student["name"].endswith("-pl")
+    side = json.loads(RunPaths(tiny, student["name"]).sidecar.read_text())
+    assert side["pseudo_labels"]["run"] == teacher["name"] and side["pseudo_labels"]["teacher"] == "fold"
+    assert side["config"]["pseudo_teacher"] == "fold"
+    assert side["folds_digest"] == json.loads(RunPaths(tiny, teacher["name"]).sidecar.read_text())["folds_digest"]
+    assert "blend pl (" in result.output and (tiny / "submissions" / "pl.csv").is_file()
+    assert "chosen by auto: pseudo-labels:" in (tiny / "auto" / "pl" / "report.md").read_text()
+
+
+def test_with_pseudo_labels_the_folds_leave_room_for_the_student_too():
+    base = resolve(None, {"model": "small_resnet", "epochs": 19, "seed": 42})
+    tp, measured = SPEED["small_resnet"], LoopFactors({"small_resnet": 1.0})
+    big = replace(WORK, n_train=60000)
+    alone = 1.2 * member_seconds(19, big, tp, 1.0) / 0.92  # one 5-fold member of the recipe's epochs, no student
+    assert folds_for_budget(base, big, SPEED.__getitem__, alone, measured) == 5
+    k = folds_for_budget(base, big, SPEED.__getitem__, alone, measured, pseudo_rows=10000)
+    assert 3 <= k < 5
+    plan = plan_members(base, replace(big, n_folds=k), SPEED.__getitem__, alone, factor=measured, pseudo_rows=10000)
+    assert [bool(m.teacher) for m in plan][:2] == [False, True] and plan[0].epochs >= 19
+    # no K leaves the student room: chosen as without it
+    short = member_seconds(19, replace(big, n_folds=3), tp, 1.0) / 0.92 + 1
+    assert folds_for_budget(base, big, SPEED.__getitem__, short, measured, pseudo_rows=10000) == \
+        folds_for_budget(base, big, SPEED.__getitem__, short, measured)
