@@ -258,9 +258,10 @@ def plan_members(
     rows (the teacher's confident rows; before the teacher has run, all test rows). ``teacher``: the trained
     teacher's name, if it has been trained. Before its teacher has run, a student is given the least time it
     needs (``STUDENT_SLOT``'s epochs scaled to the recipe's optimizer steps) and the rest is planned as
-    without it; once the teacher has run, the re-plan gives the student its share like any member. A
-    student is fitted without ``UNMEASURED_MARGIN``: it never starts before its teacher, whose finish
-    measures their family and re-plans it."""
+    without it; once the teacher has run, the re-plan gives the student its share like any member. Before
+    its teacher has run, a student's least time is counted without ``UNMEASURED_MARGIN``: it never starts
+    before its teacher, whose finish measures their family and re-plans it (a teacher resumed from its
+    finished folds measures nothing, so then the student is fitted with the margin)."""
     available_s *= SAFETY
     factor = factor if isinstance(factor, LoopFactors) else LoopFactors(default=factor)
     names = families(base)
@@ -324,7 +325,7 @@ def _share(chosen: Sequence[_Candidate], available_s: float, throughput: Callabl
     or None when a member would get fewer than its least epochs."""
 
     def factor(c: _Candidate) -> float:  # a student is re-planned once its teacher has measured the family
-        return factors(c.model) if c.student else factors.fitting(c.model)
+        return factors(c.model) if c.student and c.model in factors.measured else factors.fitting(c.model)
 
     epochs: dict[int, int] = {}
     free, budget = list(range(len(chosen))), available_s

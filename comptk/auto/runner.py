@@ -172,6 +172,12 @@ def run_auto(
     if trained or pending:  # members to keep or resume: they must have been given the same settings
         _check_same_settings(state, pins, folder, name)
     _check_trained_earlier(trained, workdir, name)
+    students = [m.name for m in trained + pending if m.teacher]
+    if students and pseudo_why is None:
+        how = ("the declaration forbids them" if comp.pseudo_labels_allowed is False
+               else "give --pseudo-labels to resume it")
+        raise ComptkError(f"auto {name}: {folder / 'plan.json'} has a pseudo-labelled member ({students[0]}), and "
+                          f"pseudo-labels are off now ({how}); or start afresh with another --name")
     reserve = blend_reserve_s(work.n_train, len(PRESETS[preset]))
     # With room for more members, the families are measured before the time is shared out: measuring takes some.
     if len(trained) + len(pending) < MAX_MEMBERS[preset]:
@@ -262,7 +268,7 @@ def run_auto(
     result = _blend(name, trained, workdir, label_shift)
     seconds = time.monotonic() - started
     report = _write_report(folder, name, comp, budget_s, seconds, plan_s, records, result, pins,
-                           [why for why in (balance, fewer_folds, pseudo_why) if why])
+                           [why for why in (balance, fewer_folds, _student_outcome(pseudo_why, trained)) if why])
     echo(f"blend {name} ({result['method']}): CV {comp.metric} {result['cv']:.4f} (cross-validated, pooled OOF) "
          f"from {len(trained)} member(s)")
     echo(f"finished in {format_seconds(seconds)} of {format_seconds(budget_s)} "
@@ -289,6 +295,14 @@ def _pseudo_labels(comp: Competition, wanted: bool | None) -> str | None:
         if wanted is None else "--pseudo-labels"
     return ("pseudo-labels: the first member's second seed is a student: fold k also trains on the test images "
             f"that the first member's fold k predicts confidently, with those labels; {given}")
+
+
+def _student_outcome(pseudo_why: str | None, trained: Sequence[Member]) -> str | None:
+    """The report's line on pseudo-labels: why a student trained, or that none did."""
+    if pseudo_why is None or any(m.teacher for m in trained):
+        return pseudo_why
+    return ("pseudo-labels were allowed, but no student finished (no time for one beside its teacher, its teacher "
+            "did not finish, or the teacher was sure of no test row)")
 
 
 def _confident_rows(workdir: Path, teacher: str, threshold: float) -> int:

@@ -244,10 +244,10 @@ def run_cv(
     data = read_data(comp, comp.data_path(workdir, data_dir))
     cleared = check_run(comp, cfg, data, workdir=workdir, paths=paths, folds_subset=folds_subset, tracker=tracker)
     fold, folds_file = load_or_make_folds(workdir, comp.name, data.train, cfg.n_folds, cfg.folds_seed, data.classes)
+    check_same_folds(cleared.pseudo, folds_digest(data.train.ids, fold), cfg.n_folds)
     # A bad image fails here, before any run file is written.
     images = load_competition_images(data, cfg.img_size, workdir=workdir, cache=cache)
     record = start_record(comp, cfg, data, fold=fold, images=images, pseudo=cleared.pseudo)
-    check_same_folds(cleared.pseudo, record.folds_digest, cfg.n_folds)
     logger = cleared.tracker
     with _claim(paths, record, cleared.wanted), _run_log(paths):
         try:

@@ -25,7 +25,7 @@ from ..experiments.trackers import Tracker, open_tracker
 from .augment import run_transform
 from .engine import check_compile, resolve_device
 from .models import Classifier, check_heads_classes, create_model
-from .pseudo import PseudoLabels, select_pseudo_labels
+from .pseudo import PseudoLabels, check_same_folds, select_pseudo_labels
 from .tta import with_tta
 
 
@@ -118,11 +118,14 @@ def check_run(
             models_checked.add(key)
     check_heads_classes(cfg, data.classes, comp.source or comp.name)
     run_transform(comp, cfg, cfg.seed)  # unknown preset, a pipeline that fails on an img_size image
+    if cfg.pseudo_teacher == "fold" and not cfg.pseudo_run:
+        raise ComptkError("setting pseudo_teacher = 'fold' needs pseudo_run (--pseudo RUN): the run whose folds teach")
     if cfg.pseudo_run and comp.pseudo_labels_allowed is False:
         raise ComptkError(f"{comp.source or comp.name}: pseudo_labels_allowed = false (the rules forbid training on "
                           f"test images), so pseudo_run '{cfg.pseudo_run}' cannot be used")
     pseudo = (select_pseudo_labels(workdir, cfg.pseudo_run, cfg.pseudo_threshold, data, cfg.pseudo_teacher)
               if cfg.pseudo_run else None)
+    check_same_folds(pseudo, None, cfg.n_folds, cfg.folds_seed)
     if cfg.compile:
         check_compile(device)
     if paths is not None:  # a read-only folder (submissions/, say) fails now, not after training

@@ -32,6 +32,7 @@ class PseudoLabels:
     teacher: str = "run"  # run: rows/labels serve every fold; fold: by_fold[k] serves fold k
     by_fold: tuple[tuple[np.ndarray, np.ndarray], ...] = ()  # teacher "fold": (rows, labels) of each fold
     folds_digest: str | None = None  # teacher "fold": the source run's folds, which the new run must share
+    folds_seed: int | None = None  # teacher "fold": the source run's folds seed (None: older runs)
 
     def for_fold(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The test rows and labels that join fold k's training rows."""
@@ -39,6 +40,8 @@ class PseudoLabels:
 
     def summary(self, classes: tuple[str, ...], n_test: int) -> dict:
         """What the new run's sidecar records."""
+        if self.teacher == "fold":
+            return self._fold_summary(classes, n_test)
         counts = np.bincount(self.labels, minlength=len(classes))
         summary = {
             "run": self.source,
@@ -48,13 +51,22 @@ class PseudoLabels:
             "per_class": {name: int(n) for name, n in zip(classes, counts)},
             "note": "test rows added to every fold's training rows with their predicted label; never to validation",
         }
-        if self.teacher == "fold":
-            summary.update(
-                teacher="fold", n_rows_by_fold=[len(rows) for rows, _ in self.by_fold],
-                note="test rows added to fold k's training rows with the label fold k of the source run predicted "
-                     "(a model that never saw fold k's rows); never to validation",
-            )
         return summary
+
+    def _fold_summary(self, classes: tuple[str, ...], n_test: int) -> dict:
+        """Teacher "fold": what each fold trained on (n_rows: the most rows a fold added)."""
+        by_class = [np.bincount(labels, minlength=len(classes)) for _, labels in self.by_fold]
+        return {
+            "run": self.source,
+            "teacher": "fold",
+            "threshold": self.threshold,
+            "n_rows": max((len(rows) for rows, _ in self.by_fold), default=0),
+            "n_rows_by_fold": [len(rows) for rows, _ in self.by_fold],
+            "n_test": int(n_test),
+            "per_class_by_fold": [{name: int(n) for name, n in zip(classes, counts)} for counts in by_class],
+            "note": "test rows added to fold k's training rows with the label fold k of the source run predicted "
+                    "(a model that never saw fold k's rows); never to validation",
+        }
 
 
 def _source_oof(workdir: Path, run: str) -> Path:
@@ -82,7 +94,8 @@ def select_pseudo_labels(workdir: str | Path, run: str, threshold: float, data: 
     ``teacher`` fold, the same from each of the source's folds (PseudoLabels.for_fold)."""
     if not 0 < threshold <= 1:
         raise ComptkError(f"setting 'pseudo_threshold' must be in (0, 1], got {threshold}")
-    source = artifacts.load_run(_source_oof(Path(workdir), run))
+    oof_path = _source_oof(Path(workdir), run)
+    source = artifacts.load_run(oof_path)
     record = source.record
     comp = data.competition.name
     if record.competition != comp:
@@ -99,29 +112,40 @@ def select_pseudo_labels(workdir: str | Path, run: str, threshold: float, data: 
     order = [list(record.classes).index(c) for c in data.classes]  # columns in this run's class order
     proba = source.preds[:, order]
     rows, labels = _confident(proba, threshold, data.train.labels.dtype)
-    by_fold = _fold_teachers(Path(workdir), source, order, threshold, data) if teacher == "fold" else ()
+    if teacher == "fold":  # the run's own folder: pseudo_run may be the path of another work directory's run
+        by_fold, highest = _fold_teachers(artifacts.RunPaths(oof_path.parent.parent, source.name), source, order,
+                                          threshold, data)
+    else:
+        by_fold, highest = (), float(proba.max())
     if len(rows) == 0 if teacher != "fold" else not any(len(r) for r, _ in by_fold):
         raise ComptkError(
             f"pseudo-labels: no test row of run '{source.name}' reaches probability {threshold} "
-            f"(the highest is {proba.max():.4f}{' in their average' if by_fold else ''}); lower --pseudo-threshold"
+            f"(the highest is {highest:.4f}{' in any of its folds' if by_fold else ''}); lower --pseudo-threshold"
         )
     if teacher != "fold":
         return PseudoLabels(source.name, threshold, rows, labels)
     return PseudoLabels(source.name, threshold, rows, labels, teacher="fold", by_fold=by_fold,
-                        folds_digest=record.folds_digest)
+                        folds_digest=record.folds_digest, folds_seed=record.folds_seed)
 
 
-def _fold_teachers(workdir: Path, source: artifacts.RunArtifacts, order: list[int], threshold: float,
-                   data: CompetitionData) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """(rows, labels) from each fold's test predictions of a finished run (runs/SRC/foldK/test.npy)."""
-    record, paths = source.record, artifacts.RunPaths(workdir, source.name)
+def _fold_teachers(paths: artifacts.RunPaths, source: artifacts.RunArtifacts, order: list[int], threshold: float,
+                   data: CompetitionData) -> tuple[tuple[tuple[np.ndarray, np.ndarray], ...], float]:
+    """(rows, labels) from each fold's test predictions of a finished run (runs/SRC/foldK/test.npy), and the
+    highest probability among them."""
+    record = source.record
     if record.kind != "run" or not record.n_folds or record.is_partial or not record.folds_digest:
         raise ComptkError(
             f"pseudo-labels: pseudo_teacher 'fold' needs a finished K-fold run, and '{source.name}' is "
             f"{'a blend' if record.kind != 'run' else 'a partial run' if record.is_partial else 'not one'}; "
             "give such a run, or pseudo_teacher = 'run'"
         )
-    by_fold = []
+    if (record.pseudo_labels or {}).get("teacher", "fold") != "fold":
+        raise ComptkError(
+            f"pseudo-labels: run '{source.name}' was itself pseudo-labelled by a whole run's test predictions "
+            "(pseudo_teacher 'run'), whose models saw every fold's rows, so it cannot teach fold by fold honestly; "
+            "give another run, or pseudo_teacher = 'run'"
+        )
+    by_fold, highest = [], 0.0
     for k in range(record.n_folds):
         file = paths.fold_test(k)
         if not file.is_file():
@@ -132,14 +156,19 @@ def _fold_teachers(workdir: Path, source: artifacts.RunArtifacts, order: list[in
             raise ComptkError(f"pseudo-labels: {file} holds {proba.shape} probabilities, not one row per test "
                               f"image and one column per class")
         by_fold.append(_confident(proba[:, order], threshold, data.train.labels.dtype))
-    return tuple(by_fold)
+        highest = max(highest, float(proba.max()))
+    return tuple(by_fold), highest
 
 
-def check_same_folds(pseudo: PseudoLabels | None, folds_digest: str, n_folds: int) -> None:
-    """A run taught fold by fold must be on the folds its teacher was trained on."""
+def check_same_folds(pseudo: PseudoLabels | None, folds_digest: str | None, n_folds: int,
+                     folds_seed: int | None = None) -> None:
+    """A run taught fold by fold must be on the folds its teacher was trained on: K and the folds seed are
+    checked before anything is read (``folds_digest`` None), the fold assignment itself once it is made."""
     if pseudo is None or pseudo.teacher != "fold":
         return
-    if len(pseudo.by_fold) != n_folds or pseudo.folds_digest != folds_digest:
+    other_seed = folds_seed is not None and pseudo.folds_seed is not None and folds_seed != pseudo.folds_seed
+    if len(pseudo.by_fold) != n_folds or other_seed or (folds_digest is not None
+                                                        and pseudo.folds_digest != folds_digest):
         raise ComptkError(
             f"pseudo-labels: pseudo_teacher 'fold' needs the folds of run '{pseudo.source}' "
             f"({len(pseudo.by_fold)} folds), and this run has other folds ({n_folds} folds, or another fold "

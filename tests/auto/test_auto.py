@@ -497,6 +497,17 @@ def test_auto_plans_a_student_only_where_the_rules_allow_training_on_test_images
         assert planned[1].endswith("-pl") and f"pseudo-labelled by {teacher}" in students[0]
         assert f"dropped, its teacher {teacher} did not finish" in result.output
         assert all(not m.teacher for m in seen)
+    if flag == ["--pseudo-labels"]:  # a plan with a student is resumed only with pseudo-labels on
+        plan = json.loads((tiny / "auto" / "s" / "plan.json").read_text())
+        student_name = planned[1]
+        plan["members"] = [{"member": {"name": name, "model": "small_resnet", "seed": seed, "epochs": 1,
+                                       "estimate_s": 1.0, "teacher": by}, "status": "planned"}
+                           for name, seed, by in ((planned[0], 42, ""), (student_name, 43, planned[0]))]
+        (tiny / "auto" / "s" / "plan.json").write_text(json.dumps(plan))
+        RunPaths(tiny, student_name).run_dir.mkdir(parents=True)  # started: to resume
+        off = CliRunner().invoke(main, ["auto", str(tiny), "--workdir", str(tiny), "--budget", "600s", "--name", "s"])
+        assert off.exit_code != 0 and f"has a pseudo-labelled member ({student_name})" in off.output
+        assert "give --pseudo-labels to resume it" in off.output and "Traceback" not in off.output
 
 
 def test_pseudo_labels_where_the_rules_forbid_them_or_pinned_by_hand_are_refused(tiny):
@@ -547,3 +558,11 @@ def test_with_pseudo_labels_the_folds_leave_room_for_the_student_too():
     short = member_seconds(19, replace(big, n_folds=3), tp, 1.0) / 0.92 + 1
     assert folds_for_budget(base, big, SPEED.__getitem__, short, measured, pseudo_rows=10000) == \
         folds_for_budget(base, big, SPEED.__getitem__, short, measured)
+
+
+def test_the_report_says_when_pseudo_labels_were_allowed_but_no_student_finished():
+    teacher = Member(name="t", model="small_resnet", seed=42, epochs=3, estimate_s=1.0)
+    student = replace(teacher, name="t-pl", seed=43, teacher="t")
+    assert runner._student_outcome(None, [teacher]) is None
+    assert runner._student_outcome("why", [teacher, student]) == "why"
+    assert "no student finished" in runner._student_outcome("why", [teacher])

@@ -257,10 +257,13 @@ def test_pseudo_teacher_fold_takes_each_fold_from_the_source_fold(source_run, mo
                     workdir=root, name="byfold", progress=False)
     record = result.sidecar["pseudo_labels"]
     assert record["teacher"] == "fold"
+    classes = result.sidecar["classes"]
     for k, fold_old in enumerate(source.sidecar["folds"]):
         teacher = np.load(source.paths.fold_test(k))
         chosen = np.flatnonzero(teacher.max(1) >= threshold)
         assert record["n_rows_by_fold"][k] == len(chosen) == result.sidecar["folds"][k]["n_pseudo"]
+        counts = np.bincount(teacher[chosen].argmax(1), minlength=len(classes)).tolist()
+        assert record["per_class_by_fold"][k] == dict(zip(classes, counts))
         assert len(seen[k]) == fold_old["n_train"] + len(chosen)
         if len(chosen):
             assert seen[k][-len(chosen):].tolist() == teacher[chosen].argmax(1).tolist()
@@ -277,6 +280,35 @@ def test_pseudo_teacher_fold_refuses_other_folds_and_blends(source_run):
     with pytest.raises(ComptkError, match="needs a finished K-fold run, and 'blendlike' is a blend"):
         run_cv(root, {**FAST, "pseudo_run": "blendlike", "pseudo_threshold": threshold, "pseudo_teacher": "fold"},
                workdir=root, name="fromblend", progress=False)
-    with pytest.raises(ComptkError, match="'pseudo_teacher': choose one of|pseudo_teacher"):
+    with pytest.raises(ComptkError, match="pseudo_teacher.*'teacher'|'teacher'.*pseudo_teacher"):
         run_cv(root, {**FAST, "pseudo_run": "src", "pseudo_teacher": "teacher"}, workdir=root, name="bad",
                progress=False)
+    with pytest.raises(ComptkError, match="pseudo_teacher = 'fold' needs pseudo_run"):
+        run_cv(root, {**FAST, "pseudo_teacher": "fold"}, workdir=root, name="alone", progress=False)
+    # the same K on another fold assignment is refused before anything is written
+    with pytest.raises(ComptkError, match="pseudo_teacher 'fold' needs the folds of run 'src'"):
+        run_cv(root, {**FAST, "folds_seed": 7, "pseudo_run": "src", "pseudo_threshold": threshold,
+                      "pseudo_teacher": "fold"}, workdir=root, name="seed7", progress=False)
+    assert not RunPaths(root, "seed7").run_dir.exists()
+    # a run pseudo-labelled by a whole run's predictions saw every fold through them: it cannot teach fold by fold
+    _fake_source(root, "taught", lambda m: {**m, "pseudo_labels": {"run": "x", "teacher": "run"}})
+    for k in range(len(json.loads(RunPaths(root, "src").sidecar.read_text())["folds"])):
+        RunPaths(root, "taught").fold_test(k).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(RunPaths(root, "src").fold_test(k), RunPaths(root, "taught").fold_test(k))
+    with pytest.raises(ComptkError, match="run 'taught' was itself pseudo-labelled by a whole run"):
+        run_cv(root, {**FAST, "pseudo_run": "taught", "pseudo_threshold": threshold, "pseudo_teacher": "fold"},
+               workdir=root, name="fromtaught", progress=False)
+
+
+def test_pseudo_teacher_fold_reads_the_folds_of_a_run_given_by_path_from_its_own_work_directory(source_run,
+                                                                                              tmp_path):
+    root, source, threshold = source_run
+    other = tmp_path / "other"
+    shutil.copytree(root, other)
+    for k in range(len(source.sidecar["folds"])):  # this work directory's run of that name has no fold files
+        RunPaths(other, "src").fold_test(k).unlink()
+    result = run_cv(other, {**FAST, "pseudo_run": str(source.paths.oof), "pseudo_threshold": threshold,
+                            "pseudo_teacher": "fold"}, workdir=other, name="bypath", progress=False)
+    expected = [int((np.load(source.paths.fold_test(k)).max(1) >= threshold).sum())
+                for k in range(len(source.sidecar["folds"]))]
+    assert result.sidecar["pseudo_labels"]["n_rows_by_fold"] == expected
