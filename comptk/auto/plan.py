@@ -323,15 +323,12 @@ def _share(chosen: Sequence[_Candidate], available_s: float, throughput: Callabl
            factors: LoopFactors) -> list[int] | None:
     """Epochs per member when the time is shared equally (capped members give the rest back),
     or None when a member would get fewer than its least epochs."""
-
-    def factor(c: _Candidate) -> float:  # a student is re-planned once its teacher has measured the family
-        return factors(c.model) if c.student and c.model in factors.measured else factors.fitting(c.model)
-
     epochs: dict[int, int] = {}
     free, budget = list(range(len(chosen))), available_s
     while free:
         share = budget / len(free)
-        fits = {i: _epochs_within(share, chosen[i].work, throughput(chosen[i].model), factor(chosen[i])) for i in free}
+        fits = {i: _epochs_within(share, chosen[i].work, throughput(chosen[i].model), factors.fitting(chosen[i].model))
+                for i in free}
         capped = [i for i in free if fits[i] >= chosen[i].high]
         if not capped:
             if any(fits[i] < chosen[i].low for i in free):
@@ -340,7 +337,8 @@ def _share(chosen: Sequence[_Candidate], available_s: float, throughput: Callabl
             break
         for i in capped:
             epochs[i] = chosen[i].high
-            budget -= member_seconds(chosen[i].high, chosen[i].work, throughput(chosen[i].model), factor(chosen[i]))
+            budget -= member_seconds(chosen[i].high, chosen[i].work, throughput(chosen[i].model),
+                                     factors.fitting(chosen[i].model))
             free.remove(i)
     return [epochs[i] for i in range(len(chosen))]
 

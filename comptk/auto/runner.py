@@ -121,6 +121,9 @@ def run_auto(
     base = resolve_run(comp, pins, facts=lambda: competition_facts(comp, comp.data_path(workdir, data_dir)))
     # Settings fitted to the data ("auto": declared, or no [train] table, or --set KEY=auto) are fitted once,
     # here, and pinned: every member trains at the size (and with the settings) the plan measured.
+    if pseudo_why and (base.pseudo_run or base.pseudo_teacher != "run"):
+        raise ComptkError(f"{comp.source or comp.name} [train] sets pseudo_run or pseudo_teacher, and auto's student "
+                          "chooses its own teacher: remove them from [train], or give --no-pseudo-labels")
     fitted = {*comp.auto_train, *(k for k, v in pins.items() if v == "auto")} - {"model", "epochs"}
     pins = {**pins, **{k: getattr(base, k) for k in AUTO_KEYS if k in fitted}}
     data = read_data(comp, comp.data_path(workdir, data_dir))
@@ -184,11 +187,12 @@ def run_auto(
         for model in families(base):
             throughput(model)
     if may_choose_folds:
-        k = folds_for_budget(base, work, throughput, deadline - time.monotonic() - reserve, factor,
-                             pseudo_rows=work.n_test if pseudo_why else None)
+        left = deadline - time.monotonic() - reserve
+        k = folds_for_budget(base, work, throughput, left, factor, pseudo_rows=work.n_test if pseudo_why else None)
+        for_student = bool(pseudo_why) and k != folds_for_budget(base, work, throughput, left, factor)
         if k != base.n_folds:
             fewer_folds = (f"{k} folds instead of {base.n_folds}: in this budget a {base.n_folds}-fold {base.model} "
-                           f"member{' beside its student' if pseudo_why else ''} would get fewer than the recipe's "
+                           f"member{' beside its student' if for_student else ''} would get fewer than the recipe's "
                            f"{base.epochs} epochs, and an epoch of a "
                            f"{k}-fold one trains on {Fraction(k - 1, base.n_folds - 1)} as many images "
                            f"(--set n_folds={base.n_folds} keeps {base.n_folds})")

@@ -130,7 +130,10 @@ def fit_fold(
     if extra is not None:  # pseudo-labelled test rows join the training rows only
         fit_images = np.concatenate([fit_images, extra[0]])
         fit_labels = np.concatenate([fit_labels, extra[1]])
-    train_set = ImageArrayDataset(fit_images, fit_labels, run_transform(data.competition, cfg, seed))
+    # pseudo-labelled test images of a competition with test-time crops are crops at the test scale already: the
+    # per-image transform (crop-to-test by default) would crop them again, so they skip it
+    plain_from = len(train_idx) if extra is not None and data.competition.has_test_crop else None
+    train_set = ImageArrayDataset(fit_images, fit_labels, run_transform(data.competition, cfg, seed), plain_from)
     outcome = fit(
         model, train_set, train_images[valid_idx], data.train.labels[valid_idx], cfg, metric,
         device=device, seed=seed, n_classes=data.n_classes, on_epoch=on_epoch,

@@ -13,11 +13,16 @@ class ImageArrayDataset(torch.utils.data.Dataset):
     moves them to the device, where they are normalised.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray | None = None, transform=None):
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None = None, transform=None,
+                 plain_from: int | None = None):
         self.images = images
         self.labels = labels
         self.transform = transform  # albumentations (per image) or a batch callable (augment.BatchAugment)
         self.batched = getattr(transform, "batched", False)
+        # rows from this index on skip the per-image transform (an albumentations pipeline, augment.ImageAugment):
+        # pseudo-labelled test images that are crops at the test scale already, which crop-to-test would crop
+        # twice; batch-level flips and affines (augment.BatchAugment) still apply to them
+        self.plain_from = plain_from
 
     def __len__(self) -> int:
         return len(self.images)
@@ -26,17 +31,27 @@ class ImageArrayDataset(torch.utils.data.Dataset):
         index = np.asarray(indices)
         batch = self.images[index]
         if self.transform is not None and not self.batched:
-            batch = np.stack([self.transform(image=image)["image"] for image in batch])
+            plain = self.plain_from if self.plain_from is not None else len(self.images)
+            batch = np.stack([self.transform(image=image)["image"] if i < plain else image
+                              for i, image in zip(index, batch)])
         batch = torch.from_numpy(batch)
         if self.batched:
-            batch = self.transform(batch)
+            plain = index >= self.plain_from if self.plain_from is not None else None
+            if plain is not None and plain.any() and hasattr(self.transform, "augment_image"):  # per-image pipeline
+                out = batch.clone()
+                if not plain.all():
+                    mask = torch.from_numpy(~plain)
+                    out[mask] = self.transform(batch[mask])
+                batch = out
+            else:
+                batch = self.transform(batch)
         labels = None if self.labels is None else torch.from_numpy(self.labels[index])
         return batch, labels
 
     def without_batch_transform(self) -> ImageArrayDataset:
         """The same images and labels with no batch-level augmentation (the engine then
         applies it itself, on the device, after the copy)."""
-        return ImageArrayDataset(self.images, self.labels, None if self.batched else self.transform)
+        return ImageArrayDataset(self.images, self.labels, None if self.batched else self.transform, self.plain_from)
 
     def __getitem__(self, index: int):
         images, labels = self.__getitems__([index])

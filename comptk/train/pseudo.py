@@ -139,7 +139,7 @@ def _fold_teachers(paths: artifacts.RunPaths, source: artifacts.RunArtifacts, or
             f"{'a blend' if record.kind != 'run' else 'a partial run' if record.is_partial else 'not one'}; "
             "give such a run, or pseudo_teacher = 'run'"
         )
-    if (record.pseudo_labels or {}).get("teacher", "fold") != "fold":
+    if record.pseudo_labels and record.pseudo_labels.get("teacher", "run") != "fold":  # "run" wrote no teacher
         raise ComptkError(
             f"pseudo-labels: run '{source.name}' was itself pseudo-labelled by a whole run's test predictions "
             "(pseudo_teacher 'run'), whose models saw every fold's rows, so it cannot teach fold by fold honestly; "

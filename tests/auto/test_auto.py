@@ -516,6 +516,8 @@ def test_pseudo_labels_where_the_rules_forbid_them_or_pinned_by_hand_are_refused
     assert pinned.exit_code != 0 and "auto chooses 'pseudo_run' for its student member" in pinned.output
     toml = tiny / "competition.toml"
     toml.write_text("pseudo_labels_allowed = false\n" + toml.read_text())
+    declared = CliRunner().invoke(main, [*args, "--pseudo-labels", "--set", "pseudo_teacher=fold"])
+    assert declared.exit_code != 0 and "auto chooses 'pseudo_teacher'" in declared.output
     forbidden = CliRunner().invoke(main, [*args, "--pseudo-labels"])
     assert forbidden.exit_code != 0 and "pseudo_labels_allowed = false (the rules forbid" in forbidden.output
     assert "Traceback" not in forbidden.output
@@ -566,3 +568,11 @@ def test_the_report_says_when_pseudo_labels_were_allowed_but_no_student_finished
     assert runner._student_outcome(None, [teacher]) is None
     assert runner._student_outcome("why", [teacher, student]) == "why"
     assert "no student finished" in runner._student_outcome("why", [teacher])
+
+
+def test_a_declared_pseudo_run_leaves_no_teacher_to_choose_for_a_student(tiny):
+    toml = tiny / "competition.toml"
+    toml.write_text(toml.read_text() + 'pseudo_run = "some-run"\n')  # into the last table, [train]
+    result = CliRunner().invoke(main, ["auto", str(tiny), "--workdir", str(tiny), "--budget", "60s", "--pseudo-labels"])
+    assert result.exit_code != 0 and "[train] sets pseudo_run or pseudo_teacher" in result.output
+    assert "Traceback" not in result.output

@@ -250,6 +250,7 @@ def test_pseudo_teacher_fold_takes_each_fold_from_the_source_fold(source_run, mo
 
     def spy(model, train_set, *args, **kwargs):
         seen.append(train_set.labels.copy())
+        assert train_set.plain_from is None  # whole test images: augmented like the train rows
         return original(model, train_set, *args, **kwargs)
 
     monkeypatch.setattr(crossval, "fit", spy)
@@ -285,16 +286,15 @@ def test_pseudo_teacher_fold_refuses_other_folds_and_blends(source_run):
                progress=False)
     with pytest.raises(ComptkError, match="pseudo_teacher = 'fold' needs pseudo_run"):
         run_cv(root, {**FAST, "pseudo_teacher": "fold"}, workdir=root, name="alone", progress=False)
-    # the same K on another fold assignment is refused before anything is written
+    # the same K on another fold assignment is refused before anything is written, its folds file included
     with pytest.raises(ComptkError, match="pseudo_teacher 'fold' needs the folds of run 'src'"):
         run_cv(root, {**FAST, "folds_seed": 7, "pseudo_run": "src", "pseudo_threshold": threshold,
                       "pseudo_teacher": "fold"}, workdir=root, name="seed7", progress=False)
-    assert not RunPaths(root, "seed7").run_dir.exists()
-    # a run pseudo-labelled by a whole run's predictions saw every fold through them: it cannot teach fold by fold
-    _fake_source(root, "taught", lambda m: {**m, "pseudo_labels": {"run": "x", "teacher": "run"}})
-    for k in range(len(json.loads(RunPaths(root, "src").sidecar.read_text())["folds"])):
-        RunPaths(root, "taught").fold_test(k).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(RunPaths(root, "src").fold_test(k), RunPaths(root, "taught").fold_test(k))
+    assert not RunPaths(root, "seed7").run_dir.exists() and not list((root / "folds").glob("*-seed7-*"))
+    # a run pseudo-labelled by a whole run's predictions (pseudo_teacher run, the default) saw every fold through
+    # them: it cannot teach fold by fold
+    run_cv(root, {**FAST, "pseudo_run": "src", "pseudo_threshold": threshold}, workdir=root, name="taught",
+           progress=False)
     with pytest.raises(ComptkError, match="run 'taught' was itself pseudo-labelled by a whole run"):
         run_cv(root, {**FAST, "pseudo_run": "taught", "pseudo_threshold": threshold, "pseudo_teacher": "fold"},
                workdir=root, name="fromtaught", progress=False)
@@ -312,3 +312,39 @@ def test_pseudo_teacher_fold_reads_the_folds_of_a_run_given_by_path_from_its_own
     expected = [int((np.load(source.paths.fold_test(k)).max(1) >= threshold).sum())
                 for k in range(len(source.sidecar["folds"]))]
     assert result.sidecar["pseudo_labels"]["n_rows_by_fold"] == expected
+
+
+def test_pseudo_labelled_test_crops_are_not_cropped_again(tiny, monkeypatch):
+    """Where test images are crops ([test_time] crop), the training rows get crop-to-test crops and the
+    pseudo-labelled test rows, crops at the test scale already, skip that per-image transform."""
+    toml = tiny / "competition.toml"
+    toml.write_text(toml.read_text() + "\n[test_time]\ncrop = 0.8\n")
+    run_cv(tiny, FAST, workdir=tiny, name="src", progress=False)
+    from comptk.train import crossval
+
+    seen = []
+    original = crossval.fit
+
+    def spy(model, train_set, *args, **kwargs):
+        seen.append(train_set)
+        return original(model, train_set, *args, **kwargs)
+
+    monkeypatch.setattr(crossval, "fit", spy)
+    result = run_cv(tiny, {**FAST, "augment": "crop-to-test", "pseudo_run": "src", "pseudo_threshold": 0.01},
+                    workdir=tiny, name="crops", progress=False)
+    assert result.sidecar["config"]["augment"] == "crop-to-test"
+    for k, train_set in enumerate(seen):
+        n_rows = result.sidecar["folds"][k]["n_train"]
+        assert train_set.plain_from == n_rows and len(train_set) == n_rows + result.sidecar["folds"][k]["n_pseudo"]
+        images, _ = train_set.__getitems__(list(range(len(train_set))))
+        assert torch.equal(images[n_rows:], torch.from_numpy(train_set.images[n_rows:]))  # as they are
+
+
+def test_a_dataset_leaves_rows_from_plain_from_untransformed():
+    from comptk.train.dataset import ImageArrayDataset
+
+    images = np.full((4, 2, 2, 3), 7, np.uint8)
+    data = ImageArrayDataset(images, np.zeros(4, np.int64), lambda image: {"image": image * 0}, plain_from=2)
+    batch, _ = data.__getitems__([0, 3, 1, 2])
+    assert batch[:, 0, 0, 0].tolist() == [0, 7, 0, 7]
+    assert data.without_batch_transform().plain_from == 2
