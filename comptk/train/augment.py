@@ -15,6 +15,8 @@ Normalisation is not done here: the model wrapper applies its own mean/std.
 
 from __future__ import annotations
 
+import copy
+
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -121,6 +123,16 @@ class ImageAugment:
             self.compose.set_random_seed(seed)
         images = batch.numpy()
         return torch.from_numpy(np.stack([self.augment_image(image) for image in images]))
+
+
+def without_crops(transform: BatchAugment | ImageAugment | None, seed: int) -> ImageAugment | None:
+    """A per-image pipeline without its crop transforms (a fresh copy, seeded with ``seed``), or None when nothing
+    else is left or the transform is not a per-image pipeline: what pseudo-labelled test images of a competition
+    whose test images are crops get, as they are crops at the test scale already (crop-to-test keeps its flips)."""
+    if not isinstance(transform, ImageAugment):
+        return None
+    kept = [copy.deepcopy(t) for t in transform.compose.transforms if "Crop" not in type(t).__name__]
+    return ImageAugment(kept, transform.img_size, seed) if kept else None
 
 
 Transform = "BatchAugment | ImageAugment | None"

@@ -34,7 +34,7 @@ from ..experiments.trackers import Tracker
 from ..label_shift import CORRECTIONS, assess_label_shift, save_corrected, summary_line
 from ..metrics import get_metric
 from ..submission import make_submission
-from .augment import run_transform
+from .augment import run_transform, without_crops
 from .dataset import ImageArrayDataset
 from .engine import FoldOutcome, autocast_dtype, fit, predict_proba
 from .models import Classifier, create_model
@@ -131,9 +131,11 @@ def fit_fold(
         fit_images = np.concatenate([fit_images, extra[0]])
         fit_labels = np.concatenate([fit_labels, extra[1]])
     # pseudo-labelled test images of a competition with test-time crops are crops at the test scale already: the
-    # per-image transform (crop-to-test by default) would crop them again, so they skip it
+    # per-image pipeline (crop-to-test by default) would crop them again, so they get it without its crops
+    transform = run_transform(data.competition, cfg, seed)
     plain_from = len(train_idx) if extra is not None and data.competition.has_test_crop else None
-    train_set = ImageArrayDataset(fit_images, fit_labels, run_transform(data.competition, cfg, seed), plain_from)
+    train_set = ImageArrayDataset(fit_images, fit_labels, transform, plain_from,
+                                  without_crops(transform, seed) if plain_from is not None else None)
     outcome = fit(
         model, train_set, train_images[valid_idx], data.train.labels[valid_idx], cfg, metric,
         device=device, seed=seed, n_classes=data.n_classes, on_epoch=on_epoch,

@@ -14,15 +14,16 @@ class ImageArrayDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray | None = None, transform=None,
-                 plain_from: int | None = None):
+                 plain_from: int | None = None, plain_transform=None):
         self.images = images
         self.labels = labels
-        self.transform = transform  # albumentations (per image) or a batch callable (augment.BatchAugment)
+        self.transform = transform  # a batch callable (augment.BatchAugment, augment.ImageAugment) or a per-image one
         self.batched = getattr(transform, "batched", False)
-        # rows from this index on skip the per-image transform (an albumentations pipeline, augment.ImageAugment):
-        # pseudo-labelled test images that are crops at the test scale already, which crop-to-test would crop
-        # twice; batch-level flips and affines (augment.BatchAugment) still apply to them
-        self.plain_from = plain_from
+        # rows from this index on get ``plain_transform`` (None: nothing) instead of a per-image pipeline
+        # (augment.ImageAugment): pseudo-labelled test images that are crops at the test scale already, which
+        # crop-to-test would crop twice (crossval.fit_fold gives them the pipeline without its crops);
+        # batch-level flips and affines (augment.BatchAugment) apply to every row
+        self.plain_from, self.plain_transform = plain_from, plain_transform
 
     def __len__(self) -> int:
         return len(self.images)
@@ -42,6 +43,9 @@ class ImageArrayDataset(torch.utils.data.Dataset):
                 if not plain.all():
                     mask = torch.from_numpy(~plain)
                     out[mask] = self.transform(batch[mask])
+                if self.plain_transform is not None:
+                    mask = torch.from_numpy(plain)
+                    out[mask] = self.plain_transform(batch[mask])
                 batch = out
             else:
                 batch = self.transform(batch)
@@ -51,7 +55,8 @@ class ImageArrayDataset(torch.utils.data.Dataset):
     def without_batch_transform(self) -> ImageArrayDataset:
         """The same images and labels with no batch-level augmentation (the engine then
         applies it itself, on the device, after the copy)."""
-        return ImageArrayDataset(self.images, self.labels, None if self.batched else self.transform, self.plain_from)
+        return ImageArrayDataset(self.images, self.labels, None if self.batched else self.transform, self.plain_from,
+                                 self.plain_transform)
 
     def __getitem__(self, index: int):
         images, labels = self.__getitems__([index])

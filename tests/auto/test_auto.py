@@ -516,8 +516,8 @@ def test_pseudo_labels_where_the_rules_forbid_them_or_pinned_by_hand_are_refused
     assert pinned.exit_code != 0 and "auto chooses 'pseudo_run' for its student member" in pinned.output
     toml = tiny / "competition.toml"
     toml.write_text("pseudo_labels_allowed = false\n" + toml.read_text())
-    declared = CliRunner().invoke(main, [*args, "--pseudo-labels", "--set", "pseudo_teacher=fold"])
-    assert declared.exit_code != 0 and "auto chooses 'pseudo_teacher'" in declared.output
+    pinned_teacher = CliRunner().invoke(main, [*args, "--pseudo-labels", "--set", "pseudo_teacher=fold"])
+    assert pinned_teacher.exit_code != 0 and "auto chooses 'pseudo_teacher'" in pinned_teacher.output
     forbidden = CliRunner().invoke(main, [*args, "--pseudo-labels"])
     assert forbidden.exit_code != 0 and "pseudo_labels_allowed = false (the rules forbid" in forbidden.output
     assert "Traceback" not in forbidden.output

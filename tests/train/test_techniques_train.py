@@ -337,7 +337,10 @@ def test_pseudo_labelled_test_crops_are_not_cropped_again(tiny, monkeypatch):
         n_rows = result.sidecar["folds"][k]["n_train"]
         assert train_set.plain_from == n_rows and len(train_set) == n_rows + result.sidecar["folds"][k]["n_pseudo"]
         images, _ = train_set.__getitems__(list(range(len(train_set))))
-        assert torch.equal(images[n_rows:], torch.from_numpy(train_set.images[n_rows:]))  # as they are
+        raw = torch.from_numpy(train_set.images)
+        for got, image in zip(images[n_rows:], raw[n_rows:]):  # not cropped: as they are, or flipped
+            assert torch.equal(got, image) or torch.equal(got, torch.flip(image, (1,)))
+        assert not torch.equal(images[:n_rows], raw[:n_rows])  # the train rows are cropped
 
 
 def test_a_dataset_leaves_rows_from_plain_from_untransformed():
@@ -348,3 +351,28 @@ def test_a_dataset_leaves_rows_from_plain_from_untransformed():
     batch, _ = data.__getitems__([0, 3, 1, 2])
     assert batch[:, 0, 0, 0].tolist() == [0, 7, 0, 7]
     assert data.without_batch_transform().plain_from == 2
+
+
+def test_per_image_pipelines_skip_rows_from_plain_from_and_leave_other_runs_unchanged():
+    import albumentations as A
+    from comptk.train.augment import AUGMENTS, BatchAugment, ImageAugment, without_crops
+    from comptk.train.dataset import ImageArrayDataset
+
+    images = np.random.default_rng(0).integers(0, 255, (6, 8, 8, 3), dtype=np.uint8)
+    invert = ImageArrayDataset(images, np.zeros(6, np.int64), ImageAugment([A.InvertImg(p=1)], 8, 0), plain_from=4,
+                               plain_transform=None)
+    batch, _ = invert.__getitems__([5, 0, 4, 2])
+    assert torch.equal(batch[0], torch.from_numpy(images[5])) and torch.equal(batch[2], torch.from_numpy(images[4]))
+    assert torch.equal(batch[1], torch.from_numpy(255 - images[0])) and torch.equal(batch[3],
+                                                                                  torch.from_numpy(255 - images[2]))
+    # rows below plain_from only, or a batch-level augmentation: the same draws as without plain_from
+    for make in (lambda: ImageAugment([A.RandomResizedCrop(size=(8, 8), scale=(0.3, 0.6), p=1)], 8, 3),
+                 lambda: BatchAugment(3, flip=True, shift=0.1)):
+        plain, with_from = (ImageArrayDataset(images, None, make(), plain_from=p) for p in (None, 3))
+        for rows in ([0, 1, 2], [2, 0, 1]):
+            expect = plain.__getitems__(rows)[0]
+            assert torch.equal(with_from.__getitems__(rows)[0], expect)
+    # crop-to-test without its crop keeps its flip
+    kept = without_crops(AUGMENTS.get("crop-to-test")(8, 0, 0.6), 0)
+    assert [type(t).__name__ for t in kept.compose.transforms] == ["HorizontalFlip"]
+    assert without_crops(BatchAugment(0), 0) is None and without_crops(None, 0) is None
