@@ -206,9 +206,8 @@ def folds_for_budget(base: TrainConfig, work: Workload, throughput: Callable[[st
         folds = replace(work, n_folds=k)
         room = available_s * SAFETY
         if student:  # the least time of a student (plan_members) beside its teacher
-            extra = replace(folds, n_extra=max(0, int(pseudo_rows or 0)))
-            least = max(1, math.ceil(wanted * folds.fold_train / extra.fold_train))
-            room -= member_seconds(least, extra, throughput(model), factor(model))
+            least = _student(model, base.seed, folds, pseudo_rows or 0, wanted, wanted)
+            room -= member_seconds(least.low, least.work, throughput(model), factor(model))
         return _epochs_within(room, folds, throughput(model), factor.fitting(model)) >= wanted
 
     for student in ([True, False] if pseudo_rows is not None else [False]):
@@ -276,10 +275,7 @@ def plan_members(
             continue
         ladder.append(_Candidate(model, seed, work, low, high))
         if pseudo_rows is not None and (f, s) == STUDENT_SLOT:
-            extra = replace(work, n_extra=max(0, int(pseudo_rows)))
-            scale = work.fold_train / extra.fold_train
-            student = _Candidate(model, seed, extra, max(1, math.ceil(low * scale)), max(1, math.ceil(high * scale)),
-                                 student=True)
+            student = _student(model, seed, work, pseudo_rows, low, high)
     if student is not None:
         others = [c for c in ladder if (c.model, c.seed) != (student.model, student.seed)]
         if teacher:  # trained: the student comes first
@@ -295,13 +291,21 @@ def plan_members(
                 return [members[0], taught, *members[1:]]
     chosen = _choose(ladder, available_s, room, throughput, factor)
     if chosen:
-        return [_member(prefix, c, e, throughput(c.model), factor(c.model), teacher=teacher if c.student else "")
-                for c, e in chosen]
+        return [_member(prefix, c, e, throughput(c.model), factor(c.model), teacher=teacher) for c, e in chosen]
     if not ladder or room <= 0 or done:  # beside trained members, one with fewer epochs pulls the blend down
         return []
     c = ladder[0]
     e = max(1, min(c.high, _epochs_within(available_s, c.work, throughput(c.model), factor.fitting(c.model))))
     return [_member(prefix, c, e, throughput(c.model), factor(c.model))]
+
+
+def _student(model: str, seed: int, work: Workload, pseudo_rows: int, low: int, high: int) -> _Candidate:
+    """A student candidate: its fold models also train on ``pseudo_rows`` test rows, so its least and most
+    epochs are scaled to as many optimizer steps as ``low`` and ``high`` epochs without them."""
+    extra = replace(work, n_extra=max(0, int(pseudo_rows)))
+    scale = work.fold_train / extra.fold_train
+    return _Candidate(model, seed, extra, max(1, math.ceil(low * scale)), max(1, math.ceil(high * scale)),
+                      student=True)
 
 
 def _choose(ladder: Sequence[_Candidate], available_s: float, room: int, throughput: Callable[[str], Throughput],

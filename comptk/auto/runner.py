@@ -32,8 +32,10 @@ from ..config import AUTO_KEYS, TrainConfig, resolve_run, settings_text
 from ..data.facts import competition_facts
 from ..data.image_cache import load_competition_images
 from ..data.layouts import read_data
+from ..data.tables import CompetitionData
 from ..errors import ComptkError
 from ..train.engine import autocast_dtype, resolve_device
+from ..train.pseudo import NoConfidentRows, select_pseudo_labels
 from ..train.tta import TTA, valid_crop
 from .budget import format_seconds, parse_budget
 from .measure import Throughput, measure_loop, measure_throughput
@@ -206,7 +208,7 @@ def run_auto(
         if pseudo_why is None:
             return {}
         teacher = next((m.name for m in trained if (m.model, m.seed, m.teacher) == (base.model, base.seed, "")), "")
-        rows = _confident_rows(workdir, teacher, base.pseudo_threshold) if teacher else work.n_test
+        rows = _confident_rows(workdir, teacher, base.pseudo_threshold, data) if teacher else work.n_test
         if rows == 0:  # the teacher is sure of no test row: a student would learn nothing more
             return {}
         return {"pseudo_rows": rows, "teacher": teacher}
@@ -309,14 +311,14 @@ def _student_outcome(pseudo_why: str | None, trained: Sequence[Member]) -> str |
             "did not finish, or the teacher was sure of no test row)")
 
 
-def _confident_rows(workdir: Path, teacher: str, threshold: float) -> int:
+def _confident_rows(workdir: Path, teacher: str, threshold: float, data: CompetitionData) -> int:
     """The most test rows one of the teacher's folds predicts with probability >= threshold: what each of its
-    student's fold models adds to its training rows (pseudo.py)."""
-    paths = artifacts.RunPaths(workdir, teacher)
-    record = artifacts.read_record(paths.sidecar)
-    counts = [int((artifacts.load_npy(paths.fold_test(k)).max(1) >= threshold).sum())
-              for k in range(record.n_folds or 0) if paths.fold_test(k).is_file()]
-    return max(counts, default=record.n_test or 0)
+    student's fold models adds to its training rows (pseudo.py); 0 when none does."""
+    try:
+        pseudo = select_pseudo_labels(workdir, teacher, threshold, data, teacher="fold")
+    except NoConfidentRows:
+        return 0
+    return max(len(rows) for rows, _ in pseudo.by_fold)
 
 
 def loop_factors(state: Mapping[str, Any]) -> LoopFactors:

@@ -16,7 +16,6 @@ Normalisation is not done here: the model wrapper applies its own mean/std.
 from __future__ import annotations
 
 import copy
-
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .augment import ImageAugment
+
 
 class ImageArrayDataset(torch.utils.data.Dataset):
     """Decoded images (N, H, W, 3 uint8) with optional labels and per-image augmentation.
@@ -19,10 +21,10 @@ class ImageArrayDataset(torch.utils.data.Dataset):
         self.labels = labels
         self.transform = transform  # a batch callable (augment.BatchAugment, augment.ImageAugment) or a per-image one
         self.batched = getattr(transform, "batched", False)
-        # rows from this index on get ``plain_transform`` (None: nothing) instead of a per-image pipeline
-        # (augment.ImageAugment): pseudo-labelled test images that are crops at the test scale already, which
-        # crop-to-test would crop twice (crossval.fit_fold gives them the pipeline without its crops);
-        # batch-level flips and affines (augment.BatchAugment) apply to every row
+        # with a per-image pipeline (augment.ImageAugment), rows from this index on get ``plain_transform`` (None:
+        # nothing) instead: pseudo-labelled test images that are crops at the test scale already, which
+        # crop-to-test would crop twice (crossval.fit_fold gives them the pipeline without its crops).
+        # Batch-level flips and affines (augment.BatchAugment) apply to every row.
         self.plain_from, self.plain_transform = plain_from, plain_transform
 
     def __len__(self) -> int:
@@ -32,20 +34,15 @@ class ImageArrayDataset(torch.utils.data.Dataset):
         index = np.asarray(indices)
         batch = self.images[index]
         if self.transform is not None and not self.batched:
-            plain = self.plain_from if self.plain_from is not None else len(self.images)
-            batch = np.stack([self.transform(image=image)["image"] if i < plain else image
-                              for i, image in zip(index, batch)])
+            batch = np.stack([self.transform(image=image)["image"] for image in batch])
         batch = torch.from_numpy(batch)
         if self.batched:
-            plain = index >= self.plain_from if self.plain_from is not None else None
-            if plain is not None and plain.any() and hasattr(self.transform, "augment_image"):  # per-image pipeline
+            plain = torch.from_numpy(index >= self.plain_from) if self.plain_from is not None else None
+            if plain is not None and plain.any() and isinstance(self.transform, ImageAugment):
                 out = batch.clone()
-                if not plain.all():
-                    mask = torch.from_numpy(~plain)
-                    out[mask] = self.transform(batch[mask])
-                if self.plain_transform is not None:
-                    mask = torch.from_numpy(plain)
-                    out[mask] = self.plain_transform(batch[mask])
+                for rows, transform in ((~plain, self.transform), (plain, self.plain_transform)):
+                    if rows.any() and transform is not None:
+                        out[rows] = transform(batch[rows])
                 batch = out
             else:
                 batch = self.transform(batch)

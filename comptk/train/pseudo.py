@@ -23,11 +23,15 @@ from ..data.tables import CompetitionData
 from ..errors import ComptkError
 
 
+class NoConfidentRows(ComptkError):
+    """No test row reaches the threshold (``comptk auto`` then plans no student)."""
+
+
 @dataclass(frozen=True)
 class PseudoLabels:
     source: str  # the run (or blend) whose test predictions were used
     threshold: float
-    rows: np.ndarray  # test row indices, test-CSV order
+    rows: np.ndarray  # test row indices, test-CSV order (teacher "fold": empty, see by_fold)
     labels: np.ndarray  # predicted class index of each of those rows
     teacher: str = "run"  # run: rows/labels serve every fold; fold: by_fold[k] serves fold k
     by_fold: tuple[tuple[np.ndarray, np.ndarray], ...] = ()  # teacher "fold": (rows, labels) of each fold
@@ -43,7 +47,7 @@ class PseudoLabels:
         if self.teacher == "fold":
             return self._fold_summary(classes, n_test)
         counts = np.bincount(self.labels, minlength=len(classes))
-        summary = {
+        return {
             "run": self.source,
             "threshold": self.threshold,
             "n_rows": len(self.rows),
@@ -51,7 +55,6 @@ class PseudoLabels:
             "per_class": {name: int(n) for name, n in zip(classes, counts)},
             "note": "test rows added to every fold's training rows with their predicted label; never to validation",
         }
-        return summary
 
     def _fold_summary(self, classes: tuple[str, ...], n_test: int) -> dict:
         """Teacher "fold": what each fold trained on (n_rows: the most rows a fold added)."""
@@ -110,22 +113,23 @@ def select_pseudo_labels(workdir: str | Path, run: str, threshold: float, data: 
     if sorted(record.classes) != sorted(data.classes):
         raise ComptkError(f"pseudo-labels: run '{source.name}' has other classes than {comp}'s")
     order = [list(record.classes).index(c) for c in data.classes]  # columns in this run's class order
-    proba = source.preds[:, order]
-    rows, labels = _confident(proba, threshold, data.train.labels.dtype)
     if teacher == "fold":  # the run's own folder: pseudo_run may be the path of another work directory's run
         by_fold, highest = _fold_teachers(artifacts.RunPaths(oof_path.parent.parent, source.name), source, order,
                                           threshold, data)
+        rows, labels = np.empty(0, np.int64), np.empty(0, data.train.labels.dtype)
+        found = any(len(r) for r, _ in by_fold)
     else:
-        by_fold, highest = (), float(proba.max())
-    if len(rows) == 0 if teacher != "fold" else not any(len(r) for r, _ in by_fold):
-        raise ComptkError(
+        proba = source.preds[:, order]
+        rows, labels = _confident(proba, threshold, data.train.labels.dtype)
+        by_fold, highest, found = (), float(proba.max()), len(rows) > 0
+    if not found:
+        raise NoConfidentRows(
             f"pseudo-labels: no test row of run '{source.name}' reaches probability {threshold} "
             f"(the highest is {highest:.4f}{' in any of its folds' if by_fold else ''}); lower --pseudo-threshold"
         )
-    if teacher != "fold":
-        return PseudoLabels(source.name, threshold, rows, labels)
-    return PseudoLabels(source.name, threshold, rows, labels, teacher="fold", by_fold=by_fold,
-                        folds_digest=record.folds_digest, folds_seed=record.folds_seed)
+    return PseudoLabels(source.name, threshold, rows, labels, teacher=teacher, by_fold=by_fold,
+                        folds_digest=record.folds_digest if by_fold else None,
+                        folds_seed=record.folds_seed if by_fold else None)
 
 
 def _fold_teachers(paths: artifacts.RunPaths, source: artifacts.RunArtifacts, order: list[int], threshold: float,

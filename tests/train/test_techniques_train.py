@@ -343,16 +343,6 @@ def test_pseudo_labelled_test_crops_are_not_cropped_again(tiny, monkeypatch):
         assert not torch.equal(images[:n_rows], raw[:n_rows])  # the train rows are cropped
 
 
-def test_a_dataset_leaves_rows_from_plain_from_untransformed():
-    from comptk.train.dataset import ImageArrayDataset
-
-    images = np.full((4, 2, 2, 3), 7, np.uint8)
-    data = ImageArrayDataset(images, np.zeros(4, np.int64), lambda image: {"image": image * 0}, plain_from=2)
-    batch, _ = data.__getitems__([0, 3, 1, 2])
-    assert batch[:, 0, 0, 0].tolist() == [0, 7, 0, 7]
-    assert data.without_batch_transform().plain_from == 2
-
-
 def test_per_image_pipelines_skip_rows_from_plain_from_and_leave_other_runs_unchanged():
     import albumentations as A
     from comptk.train.augment import AUGMENTS, BatchAugment, ImageAugment, without_crops
