@@ -20,7 +20,6 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ from .plan import (
     Workload,
     class_balance,
     families,
+    fewer_folds_note,
     folds_for_budget,
     plan_members,
 )
@@ -193,11 +193,7 @@ def run_auto(
         k = folds_for_budget(base, work, throughput, left, factor, pseudo_rows=work.n_test if pseudo_why else None)
         for_student = bool(pseudo_why) and k != folds_for_budget(base, work, throughput, left, factor)
         if k != base.n_folds:
-            fewer_folds = (f"{k} folds instead of {base.n_folds}: in this budget a {base.n_folds}-fold {base.model} "
-                           f"member{' beside its student' if for_student else ''} would get fewer than the recipe's "
-                           f"{base.epochs} epochs, and an epoch of a "
-                           f"{k}-fold one trains on {Fraction(k - 1, base.n_folds - 1)} as many images "
-                           f"(--set n_folds={base.n_folds} keeps {base.n_folds})")
+            fewer_folds = fewer_folds_note(base, k, for_student=for_student)
             echo(f"  {fewer_folds}")
             pins["n_folds"] = k
             base, work = dataclasses.replace(base, n_folds=k), dataclasses.replace(work, n_folds=k)

@@ -6,6 +6,7 @@ import json
 import math
 import time
 from dataclasses import replace
+from fractions import Fraction
 
 import pandas as pd
 import pytest
@@ -21,6 +22,7 @@ from comptk.auto.plan import (
     Member,
     Workload,
     class_balance,
+    fewer_folds_note,
     folds_for_budget,
     member_seconds,
     plan_members,
@@ -554,6 +556,9 @@ def test_with_pseudo_labels_the_folds_leave_room_for_the_student_too():
     assert folds_for_budget(base, big, SPEED.__getitem__, alone, measured) == 5
     k = folds_for_budget(base, big, SPEED.__getitem__, alone, measured, pseudo_rows=10000)
     assert 3 <= k < 5
+    note = fewer_folds_note(base, k, for_student=True)  # what auto prints then
+    assert note.startswith(f"{k} folds instead of 5: in this budget a 5-fold small_resnet member beside its student")
+    assert "beside" not in fewer_folds_note(base, k) and f"{Fraction(k - 1, 4)} as many images" in fewer_folds_note(base, k)
     plan = plan_members(base, replace(big, n_folds=k), SPEED.__getitem__, alone, factor=measured, pseudo_rows=10000)
     assert [bool(m.teacher) for m in plan][:2] == [False, True] and plan[0].epochs >= 19
     # no K leaves the student room: chosen as without it
