@@ -218,7 +218,6 @@ def folds_for_budget(base: TrainConfig, work: Workload, throughput: Callable[[st
     return MIN_FOLDS
 
 
-
 def fewer_folds_note(base: TrainConfig, k: int, *, for_student: bool = False) -> str:
     """What ``auto`` prints when it takes ``k`` folds instead of ``base.n_folds`` (``folds_for_budget``);
     ``for_student``: it did so only to leave the student room beside its teacher."""
@@ -226,6 +225,7 @@ def fewer_folds_note(base: TrainConfig, k: int, *, for_student: bool = False) ->
             f"member{' beside its student' if for_student else ''} would get fewer than the recipe's "
             f"{base.epochs} epochs, and an epoch of a {k}-fold one trains on "
             f"{Fraction(k - 1, base.n_folds - 1)} as many images (--set n_folds={base.n_folds} keeps {base.n_folds})")
+
 
 # With pseudo-labels (pseudo_rows given), the ladder's second seed of the first family is a *student*: trained right
 # after its teacher (the first family's first seed), on its rows plus the test rows the teacher's fold k predicted
