@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts
-from .data.tables import CompetitionData, read_csv
+from .data.tables import CompetitionData, nfc, read_csv, sample_format, unicode_form
 from .errors import ComptkError
 from .metrics import get_metric
 
@@ -26,18 +26,14 @@ def make_submission(data: CompetitionData, proba: np.ndarray) -> pd.DataFrame:
     sample = data.sample_submission
     row_of = {id_: i for i, id_ in enumerate(data.test.ids)}
     order = np.array([row_of[id_] for id_ in sample[id_col]])
-    other = [c for c in sample.columns if c != id_col]
     out = sample.copy()
-    if sorted(other) == sorted(classes):
-        for c in other:
-            out[c] = proba[order, classes.index(c)]
-    elif len(other) == 1:
-        out[other[0]] = np.array(classes)[proba[order].argmax(1)]
+    if sample_format(list(sample.columns), id_col, classes, "sample submission") == "proba":
+        for c in sample.columns:
+            if c != id_col:
+                out[c] = proba[order, classes.index(c)]
     else:
-        raise ComptkError(
-            f"sample submission columns {', '.join(sample.columns)}: expected the id column and either "
-            f"one label column or one column per class"
-        )
+        label = next(c for c in sample.columns if c != id_col)
+        out[label] = np.array(classes)[proba[order].argmax(1)]
     return out
 
 
@@ -106,6 +102,13 @@ def score_frames(sub: pd.DataFrame, ans: pd.DataFrame, metric: str, id_column: s
     extra = [i for i in sub[id_col] if i not in answer_ids]
     if extra:
         raise ComptkError(f"{submission}: id '{extra[0]}' is not in {answers} ({len(extra)} such ids)")
+    answer_form = {nfc(a): a for a in set(ans[label_col])}
+    other_form = sorted(v for v in set(sub[label_col]) - set(ans[label_col]) if nfc(v) in answer_form)
+    if other_form:  # the same label in another Unicode form (composed vs decomposed): would score as wrong
+        v = other_form[0]
+        raise ComptkError(f"{submission}: label '{v}' is written in {unicode_form(v)} Unicode, {answers} writes it "
+                          f"{unicode_form(answer_form[nfc(v)])} ({len(other_form)} such label(s)); write the labels "
+                          f"as the answers do")
     known = set(ans[label_col]) | set(classes or ())
     unknown = sorted(set(sub[label_col]) - known)
     if unknown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,9 @@ def make_tiny(root: Path, *, n_per_class: int = 6, classes=("cat", "dog", "fox")
     train.to_csv(data / "train.csv", index=False)
     test = train[["id", "img_path"]].iloc[::2].copy()
     test["id"] = "t_" + test["id"]
+    for i, path in zip(test.index, list(test["img_path"])):  # copies: a test image is never a train row's file
+        test.loc[i, "img_path"] = path.replace("img/", "img/t_")
+        shutil.copyfile(data / path, data / test.loc[i, "img_path"])
     test.to_csv(data / "test.csv", index=False)
     pd.DataFrame({"id": test["id"], "label": classes[0]}).to_csv(data / "sample_submission.csv", index=False)
     group = 'group = "person"\n' if groups else ""

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import unicodedata
 import warnings
 from pathlib import Path
 
@@ -190,6 +191,18 @@ def test_score_refuses_labels_outside_the_classes(tmp_path, answers, bad):
     sub = _submission(tmp_path, labels)
     result = CliRunner().invoke(main, ["score", str(sub), "--answers", str(answers), "--metric", "accuracy"])
     assert f"1 predictions are not class labels: '{bad}'" in _one_line_error(result)
+
+
+def test_score_refuses_a_label_in_another_unicode_form_than_the_answers(tmp_path):
+    composed = "김치"
+    decomposed = unicodedata.normalize("NFD", composed)
+    answers = tmp_path / "answers.csv"
+    pd.DataFrame({"id": ["a", "b"], "label": [composed, "x"]}).to_csv(answers, index=False)
+    sub = _submission(tmp_path, [decomposed, "x"], ids=["a", "b"])
+    # even where a run's classes are spelled so (class folders unpacked on macOS): not a score of 0
+    with pytest.raises(ComptkError, match="label '.*' is written in decomposed Unicode, .*answers.csv writes it composed"):
+        score_submission(sub, answers, "accuracy", classes=[decomposed, "x"])
+    assert score_submission(_submission(tmp_path, [composed, "x"], ids=["a", "b"]), answers, "accuracy") == 1.0
 
 
 def test_score_matches_the_label_column_by_name(tmp_path, answers):

@@ -32,10 +32,12 @@ from .tables import (
     image_dir,
     image_values,
     inside,
+    nfc,
     normalise_labels,
     read_csv,
     require_columns,
     resolve_paths,
+    sample_format,
 )
 
 
@@ -79,12 +81,18 @@ def _read_csv_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table, t
 def _class_folder_rows(split_dir: Path, classes: tuple[str, ...],
                        prefix: str) -> tuple[list[Path], list[int], list[str]]:
     found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and is_visible(p))
+    folder_of: dict[str, str] = {}  # a class (composed Unicode form) -> its folder's name as on disk
     for name in found:
-        if name not in classes:
+        if nfc(name) in folder_of:
+            raise ComptkError(f"{split_dir}: class folders '{folder_of[nfc(name)]}' and '{name}' differ only in "
+                              f"their Unicode form; merge them")
+        folder_of[nfc(name)] = name
+        if nfc(name) not in {nfc(c) for c in classes}:
             raise ComptkError(f"{split_dir / name}: class folder '{name}' is not in the class list")
     paths, labels = [], []
     for index, name in enumerate(classes):
-        files = images_in(split_dir / name) if (split_dir / name).is_dir() else []
+        folder = split_dir / folder_of.get(nfc(name), name)
+        files = images_in(folder) if folder.is_dir() else []
         paths += files
         labels += [index] * len(files)
     ids = [prefix + str(p.relative_to(split_dir).with_suffix("")) for p in paths]
@@ -107,7 +115,8 @@ def _read_folder_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table
     for folder in (train_dir, test_dir, *extra_dirs):
         if not folder.is_dir():
             raise ComptkError(f"folder not found: {folder}")
-    classes = comp.classes or tuple(sorted({p.name for d in (train_dir, *extra_dirs)
+    # class names in the composed Unicode form: folder names unpacked on macOS are decomposed
+    classes = comp.classes or tuple(sorted({nfc(p.name) for d in (train_dir, *extra_dirs)
                                             for p in d.iterdir() if p.is_dir() and is_visible(p)}))
     paths, labels, ids = _class_folder_rows(train_dir, classes, "")
     if not paths:
@@ -227,8 +236,8 @@ def read_data(comp: Competition, data_dir: Path) -> CompetitionData:
         sample_path = data_dir / comp.files.sample_submission
         sample = read_csv(sample_path)
         require_columns(sample, sample_path, {"id": comp.columns.id})
-        if len(sample.columns) < 2:
-            raise ComptkError(f"{sample_path}: needs an id column and a label column")
+        sample_format(list(sample.columns), comp.columns.id, classes, sample_path)
+        check_ids(sample[comp.columns.id].to_numpy(dtype=str), sample_path)
         test = _match_sample_ids(comp, data_dir, test, set(sample[comp.columns.id]))
         missing = set(sample[comp.columns.id]) ^ set(test.ids)
         if missing:
@@ -236,4 +245,18 @@ def read_data(comp: Competition, data_dir: Path) -> CompetitionData:
                 f"{sample_path}: ids differ from the test table's "
                 f"(e.g. '{sorted(missing)[0]}'; {len(missing)} ids in one but not the other)"
             )
+    _check_test_is_not_train(train, test, comp)
     return CompetitionData(comp, data_dir, classes, train, test, sample)
+
+
+def _check_test_is_not_train(train: Table, test: Table, comp: Competition) -> None:
+    """A test row whose image file is a train row's: predicting it would score a model on an image it trained
+    on, and the submission would be junk (e.g. test images looked up in the train folder because test ids repeat
+    train ids)."""
+    train_files = {os.path.normpath(os.path.abspath(p)): i for i, p in enumerate(train.paths)}
+    for i, path in enumerate(test.paths):
+        j = train_files.get(os.path.normpath(os.path.abspath(path)))
+        if j is not None:
+            raise ComptkError(f"{comp.source}: test row '{test.ids[i]}' and train row '{train.ids[j]}' are the same "
+                              f"image file {path}; declare the folder of the test images ([files] test_images "
+                              f"or test)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +159,45 @@ def normalise_labels(names: list[str], path: Path, declared: tuple[str, ...] | N
         row = changed[0]
         log.warning("%s: stripped surrounding spaces from %d label%s (e.g. line %d: '%s' -> '%s')", path,
                     len(changed), "" if len(changed) == 1 else "s", row + 2, names[row], out[row])
+    return _one_unicode_form(out, path, declared)
+
+
+def nfc(text: str) -> str:
+    """``text`` in Unicode's composed form (NFC): how most files write '김치'; macOS file names and text
+    copied from them use the decomposed form (NFD), which looks the same and compares unequal."""
+    return unicodedata.normalize("NFC", text)
+
+
+def unicode_form(text: str) -> str:
+    """'composed' or 'decomposed': how to tell two spellings apart that print the same."""
+    return "composed" if nfc(text) == text else "decomposed"
+
+
+def _one_unicode_form(names: list[str], path: Path, declared: tuple[str, ...] | None) -> list[str]:
+    """Labels spelled in two Unicode forms (composed and decomposed '김치') would be two classes: each such
+    label takes its declared spelling, else the composed one (NFC), with one warning line. Labels written in one
+    form only are kept exactly as written (the answers were likely written the same way)."""
+    exact = set(declared or ())
+    forms: dict[str, set[str]] = {}
+    for name in {*names, *exact}:
+        forms.setdefault(nfc(name), set()).add(name)
+    target: dict[str, str] = {}
+    for composed, spellings in forms.items():
+        if len(spellings) < 2:
+            continue
+        chosen = sorted(spellings & exact)
+        if len(chosen) > 1:
+            raise ComptkError(f"{path}: the declared classes {', '.join(repr(c) for c in chosen)} differ only in "
+                              f"their Unicode form (composed vs decomposed); declare each class once")
+        for spelling in spellings:
+            target[spelling] = chosen[0] if chosen else composed
+    out = [target.get(name, name) for name in names]
+    changed = [row for row, (a, b) in enumerate(zip(names, out)) if a != b]
+    if changed:
+        row = changed[0]
+        log.warning("%s: %d label%s written in another Unicode form than the same label elsewhere, made one "
+                    "(e.g. line %d: '%s' %s -> %s)", path, len(changed), "" if len(changed) == 1 else "s", row + 2,
+                    names[row], unicode_form(names[row]), unicode_form(out[row]))
     return out
 
 
@@ -204,6 +244,32 @@ def encode_labels(names: list[str], classes: tuple[str, ...], ids: np.ndarray, p
             )
         labels[row] = index[name]
     return labels
+
+
+def sample_format(columns: list[str], id_col: str, classes: tuple[str, ...] | list[str], path: Path | str) -> str:
+    """How a submission in the sample submission's format gives its answer: "label" (one column besides the
+    id, the predicted class name) or "proba" (one column per class, exactly the class names). Any other
+    set of columns is an error naming what does not match, raised when the data is read, before training."""
+    other = [c for c in columns if c != id_col]
+    if len(other) == 1:
+        return "label"
+    if len(other) > 1 and sorted(other) == sorted(classes):
+        return "proba"
+    if not other:
+        raise ComptkError(f"{path}: needs a label column (or one column per class) besides the id column "
+                          f"'{id_col}'")
+    strangers = [c for c in other if c not in set(classes)]
+    lacking = [c for c in classes if c not in set(other)]
+    parts = []
+    if strangers:
+        parts.append(f"{len(strangers)} column(s) not a class: " + ", ".join(f"'{c}'" for c in strangers[:5])
+                     + (", ..." if len(strangers) > 5 else ""))
+    if lacking:
+        parts.append(f"{len(lacking)} class(es) without a column: " + ", ".join(f"'{c}'" for c in lacking[:5])
+                     + (", ..." if len(lacking) > 5 else ""))
+    raise ComptkError(f"{path}: columns {', '.join(columns)}: besides the id column '{id_col}' a submission needs "
+                      f"either one label column or one column per class, named as the classes ({'; '.join(parts)}); "
+                      f"declare 'classes' with the column names, or remove the columns the contest does not score")
 
 
 def image_dir(data_dir: Path, folder: str) -> Path:

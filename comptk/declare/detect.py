@@ -89,23 +89,42 @@ def _suffixes(base: Path, limit: int = 500) -> list[str]:
     return [s for s, _ in seen.most_common()]
 
 
-def _resolve(values: list[str], bases: list[Path], *, suffix: str | None, prefer: str) -> tuple[Path, str] | None:
+def _resolve(values: list[str], bases: list[Path], *, suffix: str | None, prefer: str,
+             avoid: Path | None = None) -> tuple[Path, str] | None:
     """(base, suffix) under which every value names an image file: values as paths (suffix ''), or with
-    ``suffix`` appended (None: try each base's image extensions). The data folder first, then a folder
-    whose name holds ``prefer`` (train / test), then the first."""
-    if not values:
+    ``suffix`` appended (None: try each base's image extensions). A folder other than ``avoid`` first (the
+    train images' folder, when looking for the test images: test ids that repeat train ids name train files
+    there too), then the data folder, then a folder whose name holds ``prefer`` (train / test), then the first."""
+    hits = [(base, ext) for base, ext, missing in _lookups(values, bases, suffix) if not missing]
+    if not values or not hits:
         return None
-    hits = []
-    for base in bases:
-        tries = ([""] if suffix == "" else [suffix] if suffix else _suffixes(base))
-        for ext in tries:
-            if all(_is_image_name(v + ext) and (base / (v + ext)).is_file() for v in values):
-                hits.append((base, ext))
-                break
-    if not hits:
-        return None
-    hits.sort(key=lambda hit: (hit[0] != bases[0], prefer not in hit[0].name.lower()))
+    hits.sort(key=lambda hit: (hit[0] == avoid, hit[0] != bases[0], prefer not in hit[0].name.lower()))
     return hits[0]
+
+
+def _lookups(values: list[str], bases: list[Path], suffix: str | None) -> list[tuple[Path, str, list[str]]]:
+    """(base, suffix, values naming no image file there) for each base, with its best suffix."""
+    out = []
+    for base in bases:
+        tries = ([""] if suffix == "" else [suffix] if suffix else _suffixes(base) or [""])
+        missing = min(([v for v in values if not (_is_image_name(v + ext) and (base / (v + ext)).is_file())]
+                       for ext in tries), key=len)
+        ext = next(e for e in tries if len([v for v in values if not (_is_image_name(v + e) and
+                                                                       (base / (v + e)).is_file())]) == len(missing))
+        out.append((base, ext, missing))
+    return out
+
+
+def _missing_note(values: list[str], bases: list[Path], suffix: str | None, root: Path) -> str:
+    """Where most of ``values`` name image files but some do not: one of those, as a path (else '')."""
+    if not values:
+        return ""
+    base, ext, missing = min(_lookups(values, bases, suffix), key=lambda hit: len(hit[2]))
+    if not missing or len(missing) > len(values) / 2:
+        return ""
+    return (f"; {len(values) - len(missing)} of the {len(values)} values looked at name image files under "
+            f"{_rel(base, root) if base != root else 'the data folder'}, but not {missing[0]!r} "
+            f"({base / (missing[0] + ext)} is missing)")
 
 
 def _one(found: list[Path], role: str, option: str, words: str) -> Path | None:
@@ -279,6 +298,7 @@ def _id_column(train: pd.DataFrame, test: pd.DataFrame, sample: pd.DataFrame | N
     if sample is not None and test_csv != sample_csv:
         matches = [c for c in sample.columns if c in test.columns and set(sample[c]) == set(test[c])]
         if not matches:
+            _check_nearly_same_ids(sample, test, sample_csv, test_csv)
             raise ComptkError(f"no column of {sample_csv.name} holds the ids of {test_csv.name} (columns "
                               f"{', '.join(sample.columns)} vs {', '.join(test.columns)}); pass --id-col")
         name = matches[0]
@@ -297,6 +317,22 @@ def _id_column(train: pd.DataFrame, test: pd.DataFrame, sample: pd.DataFrame | N
                           f"one id column name in both tables: rename it in one of them or pass --id-col")
     notes["id"] = f"'{name}': {why}"
     return name
+
+
+def _check_nearly_same_ids(sample: pd.DataFrame, test: pd.DataFrame, sample_csv: Path, test_csv: Path) -> None:
+    """Where a column of the sample and one of the test table share most of their values but not all, an error
+    saying which value is in one table only (they differ by a few rows; no other id column would do)."""
+    shared, column = max(((len(set(sample[c]) & set(test[c])), c) for c in sample.columns if c in test.columns),
+                         default=(0, ""))
+    if not column or shared < 0.5 * max(len(set(sample[column])), len(set(test[column]))):
+        return
+    only_sample = sorted(set(sample[column]) - set(test[column]))
+    only_test = sorted(set(test[column]) - set(sample[column]))
+    example = (f"'{only_sample[0]}' is in {sample_csv.name} only" if only_sample
+               else f"'{only_test[0]}' is in {test_csv.name} only")
+    raise ComptkError(f"{sample_csv.name} and {test_csv.name} list other test images: their '{column}' columns share "
+                      f"{shared} ids, {len(only_sample)} are in {sample_csv.name} only and {len(only_test)} in "
+                      f"{test_csv.name} only (e.g. {example}); both must list the same test images")
 
 
 def _label_column(train: pd.DataFrame, test: pd.DataFrame, sample: pd.DataFrame | None, id_name: str,
@@ -362,20 +398,25 @@ def _image_column(root: Path, train: pd.DataFrame, test: pd.DataFrame, id_name: 
         if found:
             raise ComptkError(f"{train_csv.name}: columns {', '.join(c for c, _ in found)} all name image files; "
                               f"pass --image-col")
+        near = next((note for c in candidates for note in (_missing_note(_probe(train[c]), bases, "", root),
+                                                             _missing_note(_probe(train[c]), bases, None, root))
+                     if note), "")
         example = _probe(train[candidates[0]])[:1]
         raise ComptkError(f"{train_csv.name}: no column names image files under {root} or its sub-folders (tried "
-                          f"{', '.join(candidates)}; e.g. '{candidates[0]}' = {example[0]!r} is no image file there); "
-                          f"pass --image-col, or put the images under the data folder" if example else
+                          f"{', '.join(candidates)}; e.g. '{candidates[0]}' = {example[0]!r} is no image file there"
+                          f"{near}); " + ("restore the file or remove its row" if near else
+                                          "pass --image-col, or put the images under the data folder") if example else
                           f"{train_csv.name}: no column names image files; pass --image-col")
     column, (train_base, suffix) = found[0]
     if column not in test.columns:
         raise ComptkError(f"{test_csv.name} has no column '{column}' ({train_csv.name}'s image column); comptk reads "
                           f"one image column (or one image_template) for both tables; pass --image-col")
-    test_hit = _resolve(_probe(test[column]), bases, suffix=suffix, prefer="test")
+    test_hit = _resolve(_probe(test[column]), bases, suffix=suffix, prefer="test", avoid=train_base)
     if test_hit is None:
+        missing = _missing_note(_probe(test[column]), bases, suffix, root)
         raise ComptkError(f"{test_csv.name}: the values of '{column}' name no image files under {root} or its "
-                          f"sub-folders (as {train_csv.name}'s do{' with ' + suffix if suffix else ''}); "
-                          f"pass --image-col")
+                          f"sub-folders (as {train_csv.name}'s do{' with ' + suffix if suffix else ''}"
+                          f"{missing}); " + ("restore the file or remove its row" if missing else "pass --image-col"))
     where = (f"under {_rel(train_base, root)}/" if train_base != root else "under the data folder")
     test_where = (f"under {_rel(test_hit[0], root)}/" if test_hit[0] != root else "under the data folder")
     if suffix:

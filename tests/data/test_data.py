@@ -1,3 +1,5 @@
+import unicodedata
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -99,3 +101,73 @@ def test_folder_layout(tmp_path):
     data = read_data(load_competition(tmp_path / "c.toml"), tmp_path / "d")
     assert data.classes == ("a", "b") and data.train.labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert data.test.ids.tolist() == ["q"]
+
+
+def test_a_repeated_sample_submission_id_is_an_error_naming_its_line(tiny):
+    _rewrite(tiny, "sample_submission.csv", lambda f: pd.concat([f, f.iloc[[1]]]))
+    with pytest.raises(ComptkError, match=r"sample_submission.csv line 11: id 't_cat_2' repeats line 3"):
+        _read(tiny)
+
+
+@pytest.mark.parametrize("columns, expected", [
+    (["id", "cat", "dog", "fox"], None),  # one column per class: probabilities
+    (["id", "label"], None),  # one label column
+    (["id", "class_cat", "class_dog", "class_fox"], r"3 column\(s\) not a class: 'class_cat', .*3 class\(es\) without "
+                                                    r"a column: 'cat'"),
+    (["id", "cat", "dog", "fox", "wolf"], r"\(1 column\(s\) not a class: 'wolf'\)"),
+    (["id", "label", "Usage"], r"2 column\(s\) not a class: 'label', 'Usage'"),
+])
+def test_the_sample_submissions_columns_are_checked_when_the_data_is_read(tiny, columns, expected):
+    """Before any training: a submission in a format comptk cannot fill used to fail after the last fold."""
+    _rewrite(tiny, "sample_submission.csv", lambda f: pd.DataFrame({c: f["id"] if c == "id" else "0" for c in columns}))
+    if expected is None:
+        assert _read(tiny).sample_submission.columns.tolist() == columns
+        return
+    with pytest.raises(ComptkError, match="sample_submission.csv: columns " + ", ".join(columns) + ": .*" + expected):
+        _read(tiny)
+
+
+def test_a_test_row_on_a_train_rows_image_file_is_an_error(tiny):
+    """Test images looked up in the train folder (test ids repeating train ids) would be predicted as junk."""
+    _rewrite(tiny, "test.csv", lambda f: f.assign(img_path=f.img_path.where(f.index != 1, "img/dog_0.png")))
+    with pytest.raises(ComptkError, match=r"test row 't_cat_2' and train row 'dog_0' are the same image file"):
+        _read(tiny)
+
+
+def test_a_label_in_two_unicode_forms_is_one_class(tiny, caplog):
+    composed = "김치"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed
+    _rewrite(tiny, "train.csv", lambda f: f.assign(label=f.label.replace("cat", composed).where(
+        f.index % 2 == 0, f.label.replace("cat", decomposed))))
+    with caplog.at_level("WARNING", logger="comptk"):
+        data = _read(tiny)
+    assert data.classes == ("dog", "fox", composed)  # one class, composed
+    assert "3 labels written in another Unicode form" in caplog.text and "decomposed -> composed" in caplog.text
+    # written in one form only, a label is kept exactly as written: the answers were likely written alike
+    _rewrite(tiny, "train.csv", lambda f: f.assign(label=f.label.replace(composed, decomposed)))
+    assert _read(tiny).classes == ("dog", "fox", decomposed)
+    # declared in both forms: an error, not two classes
+    path = tiny / "competition.toml"
+    path.write_text(path.read_text().replace('data_dir = "data"',
+                                             f'data_dir = "data"\nclasses = ["{composed}", "{decomposed}", "dog", "fox"]'))
+    with pytest.raises(ComptkError, match="differ only in their Unicode form"):
+        _read(tiny)
+
+
+def test_class_folders_in_decomposed_unicode_name_composed_classes(tmp_path):
+    composed = "불고기"
+    for name in (unicodedata.normalize("NFD", composed), "b"):
+        (tmp_path / "d" / "train" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("L", (8, 8), 50 * i).save(tmp_path / "d" / "train" / name / f"{i}.png")
+    (tmp_path / "d" / "test").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "d" / "test" / "q.jpg")
+    toml = 'name = "f"\nmetric = "accuracy"\nlayout = "folders"\n[files]\ntrain = "train"\ntest = "test"\n'
+    (tmp_path / "c.toml").write_text(toml)
+    data = read_data(load_competition(tmp_path / "c.toml"), tmp_path / "d")
+    assert data.classes == ("b", composed) and data.train.labels.tolist() == [0, 0, 1, 1]
+    # declared in the composed form, the decomposed folder is found
+    (tmp_path / "c.toml").write_text(toml.replace('layout = "folders"', f'layout = "folders"\nclasses = ["{composed}", "b"]'))
+    data = read_data(load_competition(tmp_path / "c.toml"), tmp_path / "d")
+    assert data.classes == (composed, "b") and data.train.labels.tolist() == [0, 0, 1, 1]

@@ -306,3 +306,46 @@ def test_a_csv_of_test_labels_beside_class_folders_is_never_taken_as_the_train_t
     assert result.exit_code == 0, result.output
     raw = tomllib.loads((work / "competitions/food/competition.toml").read_text())
     assert raw["layout"] == "folders" and raw["files"]["train"] == "train", result.output
+
+
+def test_test_ids_that_repeat_train_ids_find_the_test_folder_not_the_train_one(tmp_path):
+    """Test ids 0000.. that are also train ids name files in train/ too: the test images are the other folder's."""
+    root, rng = tmp_path / "overlap", np.random.default_rng(3)
+    for split, n in (("train", 12), ("unlabeled", 6)):
+        (root / split).mkdir(parents=True)
+        for i in range(n):
+            (root / split / f"{i:04d}.png").write_bytes(_png(i % 3, 16, rng))
+    pd.DataFrame({"id": [f"{i:04d}" for i in range(12)], "label": [CLASSES[i % 3] for i in range(12)]}).to_csv(
+        root / "train.csv", index=False)
+    pd.DataFrame({"id": [f"{i:04d}" for i in range(6)]}).to_csv(root / "test.csv", index=False)
+    pd.DataFrame({"id": [f"{i:04d}" for i in range(6)], "label": "cat"}).to_csv(root / "sample_submission.csv",
+                                                                                index=False)
+    result = invoke("init", "ov", "--data", root, "--workdir", tmp_path / "work")
+    assert result.exit_code == 0, result.output
+    comp = load_competition(tmp_path / "work/competitions/ov/competition.toml")
+    data = read_data(comp, root)
+    assert {p.parent.name for p in data.test.paths} == {"unlabeled"}
+    # declared by hand onto the train folder: refused, not predicted on train images
+    toml = tmp_path / "work/competitions/ov/competition.toml"
+    toml.write_text(toml.read_text().replace('test_images = "unlabeled"', 'test_images = "train"'))
+    with pytest.raises(ComptkError, match="test row '0000' and train row '0000' are the same image file"):
+        read_data(load_competition(toml), root)
+
+
+def test_a_missing_image_or_a_sample_of_other_ids_is_named(tmp_path):
+    root = dacon_folder(tmp_path / "miss")
+    (root / "test/TEST_002.png").unlink()
+    result = invoke("init", "miss", "--data", root, "--workdir", tmp_path / "work")
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "3 of the 4 values looked at name image files under the data folder, but not './test/TEST_002.png'" \
+        in result.output and "restore the file or remove its row" in result.output
+
+    root = dacon_folder(tmp_path / "other")
+    sample = pd.read_csv(root / "sample_submission.csv")
+    pd.concat([sample, pd.DataFrame({"id": ["TEST_999"], "label": ["ok"]})]).to_csv(root / "sample_submission.csv",
+                                                                                   index=False)
+    result = invoke("init", "other", "--data", root, "--workdir", tmp_path / "work")
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert ("sample_submission.csv and test.csv list other test images: their 'id' columns share 4 ids, 1 are in "
+            "sample_submission.csv only and 0 in test.csv only (e.g. 'TEST_999' is in sample_submission.csv only)"
+            in result.output)
