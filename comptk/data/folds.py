@@ -65,6 +65,17 @@ def labels_digest(train: Table) -> str:
     return artifacts.digest(f"{i}\t{y}" for i, y in zip(train.ids, train.labels))
 
 
+def same_labels(recorded: str, recorded_classes, train: Table, classes) -> bool:
+    """Whether ``train``'s labels (class indices into ``classes``) are those a run recorded as ``recorded`` (its
+    train_labels_digest, made with its own class order ``recorded_classes``): compared in the run's class order, so
+    a class order declared since is not a change of labels."""
+    column = {name: i for i, name in enumerate(recorded_classes)}
+    if any(classes[y] not in column for y in set(train.labels.tolist())):
+        return False
+    as_recorded = [column[classes[y]] for y in train.labels.tolist()]
+    return artifacts.digest(f"{i}\t{y}" for i, y in zip(train.ids, as_recorded)) == recorded
+
+
 def read_folds(path: Path, train: Table, n_folds: int | None = None) -> np.ndarray:
     """The fold of each train row (in the train table's order) from a folds file, checked: an id and a
     fold column; every train id exactly once and no other id; every fold a whole number in 0..K-1

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import artifacts
 from ..competition import load_competition
-from ..data.folds import folds_digest, labels_digest, read_folds
+from ..data.folds import folds_digest, read_folds, same_labels
 from ..data.layouts import read_data
 from ..data.tables import CompetitionData
 from ..errors import ComptkError
@@ -105,8 +105,8 @@ def load_members(oof_paths: list[str | Path] | tuple[str | Path, ...]) -> Member
         if len(run.oof) != len(loaded[0].oof) or len(run.preds) != len(loaded[0].preds):
             raise ComptkError(f"{path}: {len(run.oof)} OOF / {len(run.preds)} test rows, but {first_path} has "
                               f"{len(loaded[0].oof)} / {len(loaded[0].preds)}")
-        if record.train_labels_digest and first.train_labels_digest \
-                and record.train_labels_digest != first.train_labels_digest:
+        if record.train_labels_digest and first.train_labels_digest and record.classes == first.classes \
+                and record.train_labels_digest != first.train_labels_digest:  # in other class orders: load_truth
             raise ComptkError(f"{path}: trained on other train labels than {first_path} (train_labels_digest "
                               f"differs); retrain one of them on the current labels")
         size, first_size = record.config.get("img_size"), first.config.get("img_size")
@@ -136,9 +136,9 @@ def load_truth(members: Members) -> Truth:
         raise ComptkError(f"{first.data_dir}: train rows changed since {where} was trained (train_ids_digest)")
     if artifacts.digest(data.test.ids) != first.test_ids_digest:
         raise ComptkError(f"{first.data_dir}: test rows changed since {where} was trained (test_ids_digest)")
-    current = labels_digest(data.train)
     for record, path in zip(members.records, members.paths):  # every member that recorded its labels
-        if record.train_labels_digest and record.train_labels_digest != current:
+        if record.train_labels_digest and not same_labels(record.train_labels_digest, record.classes, data.train,
+                                                          data.classes):
             raise ComptkError(f"{first.data_dir}: train labels changed since {path} was trained "
                               f"(train_labels_digest); the OOF would be scored against other labels: retrain it")
     if set(data.classes) != set(members.classes):

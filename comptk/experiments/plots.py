@@ -123,7 +123,7 @@ def write_run_plots(paths: artifacts.RunPaths, record: artifacts.RunRecord, y_tr
 def plot_run(name: str, workdir: str | Path = ".") -> list[Path]:
     """(Re)make the plots of an existing training run from its files and its data's labels."""
     from ..competition import load_competition
-    from ..data.folds import labels_digest
+    from ..data.folds import same_labels
     from ..data.layouts import read_data
 
     paths = artifacts.RunPaths(Path(workdir), artifacts.check_run_name(name))
@@ -143,7 +143,8 @@ def plot_run(name: str, workdir: str | Path = ".") -> list[Path]:
     data = read_data(comp, Path(record.data_dir))
     if artifacts.digest(data.train.ids) != record.train_ids_digest:
         raise ComptkError(f"{record.data_dir}: train rows changed since run '{name}' was trained")
-    if record.train_labels_digest and labels_digest(data.train) != record.train_labels_digest:
+    if record.train_labels_digest and not same_labels(record.train_labels_digest, record.classes, data.train,
+                                                      data.classes):
         raise ComptkError(f"{record.data_dir}: train labels changed since run '{name}' was trained "
                           "(train_labels_digest); its plots would score its OOF against other labels")
     order = [data.classes.index(c) for c in record.classes]

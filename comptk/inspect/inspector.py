@@ -23,7 +23,7 @@ import pandas as pd
 
 from .. import artifacts
 from ..competition import Competition, load_competition
-from ..data.folds import folds_digest, folds_key, labels_digest, read_folds
+from ..data.folds import folds_digest, folds_key, read_folds, same_labels
 from ..data.layouts import read_data
 from ..data.tables import CompetitionData
 from ..errors import ComptkError
@@ -93,7 +93,8 @@ def _load_run(workdir: Path, run: str, comp: Competition, data: CompetitionData)
     if record.train_ids_digest != artifacts.digest(data.train.ids):
         raise ComptkError(f"--run: run '{loaded.name}' was trained on other train rows than {comp.name}'s train table "
                           "now has (train_ids_digest differs)")
-    if record.train_labels_digest and record.train_labels_digest != labels_digest(data.train):
+    if record.train_labels_digest and not same_labels(record.train_labels_digest, record.classes, data.train,
+                                                      data.classes):
         raise ComptkError(f"--run: run '{loaded.name}' was trained on other train labels than {comp.name}'s train "
                           "table now has (train_labels_digest differs); train a run on the current labels")
     if sorted(record.classes) != sorted(data.classes):

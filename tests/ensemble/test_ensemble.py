@@ -14,7 +14,7 @@ from tests.conftest import make_tiny
 from comptk import ComptkError, artifacts, run_cv
 from comptk.cli import main
 from comptk.competition import load_competition
-from comptk.data.folds import folds_digest
+from comptk.data.folds import folds_digest, labels_digest
 from comptk.data.layouts import read_data
 from comptk.ensemble import (
     BlendOptions,
@@ -514,6 +514,28 @@ def test_every_member_is_checked_against_the_current_labels_not_only_the_first(t
     with pytest.raises(ComptkError, match=r"train labels changed since .*b\.npy was trained"):
         _blend(workdir, [a, b])
     assert _nothing_written(workdir)
+
+
+def test_a_class_order_declared_since_is_not_a_change_of_labels(tiny_work):
+    """Label digests are made in each run's own class order: a run trained before `classes` was declared in another
+    order blends with one trained after it; a label changed since is still refused."""
+    workdir, data, write = tiny_work
+    a = write("a", train_labels_digest=labels_digest(data.train))  # classes cat, dog, fox
+    toml = workdir / "competitions" / "tiny" / "competition.toml"
+    toml.write_text(toml.read_text().replace('data_dir = "data"', 'data_dir = "data"\nclasses = ["fox", "dog", "cat"]'))
+    now = read_data(load_competition(toml), data.data_dir)
+    assert now.classes == ("fox", "dog", "cat") and labels_digest(now.train) != labels_digest(data.train)
+    rng = np.random.default_rng(1)
+    b = write("b", oof=informative(rng, now.train.labels, 3), classes=list(now.classes),
+              train_labels_digest=labels_digest(now.train))
+    _blend(workdir, [a, b])
+    assert artifacts.RunPaths(workdir, "blend").sidecar.is_file()
+    train_csv = data.data_dir / "train.csv"
+    frame = pd.read_csv(train_csv, dtype=str)
+    frame.loc[0, "label"] = "dog" if frame.loc[0, "label"] != "dog" else "cat"
+    frame.to_csv(train_csv, index=False)
+    with pytest.raises(ComptkError, match=r"train labels changed since .*a\.npy was trained"):
+        blend([a, b], out=workdir / "submissions" / "blend2.csv", workdir=workdir, method="mean", compare=False)
 
 
 def test_members_that_predicted_other_test_images_are_refused(tiny_work):
