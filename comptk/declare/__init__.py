@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..artifacts import atomic_path
 from ..competition import DECLARATION, load_competition
+from ..config import TrainConfig
 from ..data.facts import DataFacts, data_facts
 from ..data.layouts import read_data
 from ..errors import ComptkError, did_you_mean
@@ -125,5 +126,27 @@ def summary(name: str, target: Path, found: Detection, data_dir: str, data_notes
     lines.append(f"  [train]   fitted for {device}: " + ", ".join(f"{k} = {recipe.values[k]!r}" for k in recipe.values))
     for key, why in recipe.reasons.items():
         lines.append(f"            {key}: {why}")
+    lines += _fix_first(facts)
     lines.append(f"next: comptk train {name}   (from the work directory; edit {target} first if a guess is wrong)")
+    return lines
+
+
+def _fix_first(facts: DataFacts) -> list[str]:
+    """What `comptk train` would refuse in this data as declared: classes too small for the default folds, and
+    unreadable images (the sample's headers: `comptk inspect` lists all)."""
+    k = TrainConfig.n_folds
+    lines = []
+    few = sorted((n, c) for c, n in zip(facts.classes, facts.class_counts) if n < k)
+    if few:
+        n, c = few[0]
+        how = (f"a class of 1 image cannot be both trained on and validated: remove its row, relabel it "
+               f"([label_fixes]) or add images" if n < 2 else
+               f"declare [folds] n_folds = {n} or fewer, or add images")
+        lines.append(f"  fix first {len(few)} class(es) with fewer images than the {k} folds, smallest '{c}' with {n}: "
+                     f"{how}")
+    for split in (facts.train, facts.test):
+        if split.unreadable:
+            lines.append(f"  fix first {split.unreadable[0]} is not a readable image"
+                         f"{f' (and {len(split.unreadable) - 1} more)' if len(split.unreadable) > 1 else ''}: "
+                         f"replace or remove it (`comptk inspect` lists all)")
     return lines

@@ -349,3 +349,18 @@ def test_a_missing_image_or_a_sample_of_other_ids_is_named(tmp_path):
     assert ("sample_submission.csv and test.csv list other test images: their 'id' columns share 4 ids, 1 are in "
             "sample_submission.csv only and 0 in test.csv only (e.g. 'TEST_999' is in sample_submission.csv only)"
             in result.output)
+
+
+def test_init_says_what_train_would_refuse_before_it_is_run(tmp_path):
+    root = dacon_folder(tmp_path / "rare")
+    frame = pd.read_csv(root / "train.csv")
+    frame.loc[3, "label"] = "rare"
+    frame.to_csv(root / "train.csv", index=False)
+    (root / "train/TRAIN_005.png").write_bytes(b"")  # a zero-byte image
+    result = invoke("init", "rare", "--data", root, "--workdir", tmp_path / "work")
+    assert result.exit_code == 0, result.output
+    assert "fix first 1 class(es) with fewer images than the 5 folds, smallest 'rare' with 1: a class of 1 image" \
+        in result.output
+    assert "fix first " + str(root / "train/TRAIN_005.png") + " is not a readable image" in result.output
+    assert "fix first" not in invoke("init", "ok", "--data", dacon_folder(tmp_path / "ok"), "--workdir",
+                                     tmp_path / "work").output
