@@ -163,8 +163,9 @@ def _check_augments(tables: dict, img_size: int, path: Path) -> dict[str, tuple[
 
 
 def _work_folders(workdir: str | Path) -> list[Path]:
-    """Where a work directory's declarations live: ./competitions, then WORKDIR/competitions."""
-    folders = [Path("competitions"), Path(workdir) / "competitions"]
+    """Where a work directory's declarations live: WORKDIR/competitions, then ./competitions (a --workdir given
+    wins over the folder the command runs in: `comptk init NAME --workdir W` wrote its NAME there)."""
+    folders = [Path(workdir) / "competitions", Path("competitions")]
     return folders[:1] if folders[0].resolve() == folders[1].resolve() else folders
 
 

@@ -89,8 +89,8 @@ def test_no_name_uses_the_work_directorys_only_competition(tmp_path, monkeypatch
 
 def test_no_name_and_no_competition_says_so_and_names_the_bundled_ones(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ComptkError, match=r"no competition NAME given and none declared in competitions or "
-                                          r".*work/competitions; pass a NAME \(bundled: .*fashion"):
+    with pytest.raises(ComptkError, match=r"no competition NAME given and none declared in .*work/competitions or "
+                                          r"competitions; pass a NAME \(bundled: .*fashion"):
         load_competition(None, tmp_path / "work")
 
 
@@ -98,8 +98,17 @@ def test_no_name_and_several_competitions_lists_them(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _declare(tmp_path / "competitions", "b")  # ./competitions and WORKDIR/competitions both count
     _declare(tmp_path / "work" / "competitions", "a")
-    with pytest.raises(ComptkError, match=r"declares 2: b, a; pass one of them as NAME"):
+    with pytest.raises(ComptkError, match=r"declares 2: a, b; pass one of them as NAME"):
         load_competition(None, tmp_path / "work")
+
+
+def test_the_work_directorys_declaration_wins_over_the_one_where_the_command_runs(tmp_path, monkeypatch):
+    """`comptk init x --workdir W` from a folder that has its own competitions/x: W's is the one meant."""
+    monkeypatch.chdir(tmp_path)
+    here = _declare(tmp_path / "competitions", "x")
+    there = _declare(tmp_path / "work" / "competitions", "x")
+    assert load_competition("x", tmp_path / "work").source == there
+    assert load_competition("x", tmp_path).source.resolve() == here.resolve()
 
 
 def test_listing_declarations_imports_no_training_stack():
