@@ -24,6 +24,7 @@ from ..errors import ComptkError, did_you_mean
 log = logging.getLogger("comptk")
 # Spellings of "no value" that spreadsheets and pandas write; compared after stripping, ignoring case.
 MISSING_LABELS = frozenset({"nan", "na", "n/a", "null", "none", "-"})
+NEWLINE = b"\n"
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,22 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise ComptkError(f"file not found: {path}")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        raw = path.read_bytes()
+        try:
+            raw.decode("utf-8")
+            start = None
+        except UnicodeDecodeError as exc:
+            start = exc.start
+        where = "" if start is None else f" line {raw[:start].count(NEWLINE) + 1} (byte 0x{raw[start]:02x})"
+        raise ComptkError(f"{path}{where}: not UTF-8 text (e.g. saved by Excel in a local encoding such as cp949 "
+                          f"or cp1252); save it as UTF-8 (Excel: 'CSV UTF-8')") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ComptkError(f"{path}: cannot read as CSV: {str(exc).splitlines()[0]}") from None
+    if len(frame.columns) == 1 and any(sep in str(frame.columns[0]) for sep in ";\t"):
+        sep = ";" if ";" in str(frame.columns[0]) else "tab"
+        raise ComptkError(f"{path}: its columns are separated by '{sep}', not commas (header "
+                          f"{str(frame.columns[0])[:60]!r}); save it as comma-separated values")
     if frame.empty:
         raise ComptkError(f"{path}: has no rows")
     return frame

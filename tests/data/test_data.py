@@ -171,3 +171,18 @@ def test_class_folders_in_decomposed_unicode_name_composed_classes(tmp_path):
     (tmp_path / "c.toml").write_text(toml.replace('layout = "folders"', f'layout = "folders"\nclasses = ["{composed}", "b"]'))
     data = read_data(load_competition(tmp_path / "c.toml"), tmp_path / "d")
     assert data.classes == (composed, "b") and data.train.labels.tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("id,label\n1,김치\n".encode("cp949"), r"x.csv line 2 \(byte 0xb1\): not UTF-8 text .*save it as UTF-8"),
+    (b"id;label\n1;a\n", r"x.csv: its columns are separated by ';', not commas"),
+    (b"id\tlabel\n1\ta\n", r"x.csv: its columns are separated by 'tab', not commas"),
+])
+def test_a_csv_saved_by_a_spreadsheet_in_another_format_says_how_to_save_it(tmp_path, content, expected):
+    from comptk.data.tables import read_csv
+
+    (tmp_path / "x.csv").write_bytes(content)
+    with pytest.raises(ComptkError, match=expected):
+        read_csv(tmp_path / "x.csv")
+    (tmp_path / "x.csv").write_bytes("\ufeffid,label\n1,김치\n".encode())  # UTF-8 with a BOM reads
+    assert read_csv(tmp_path / "x.csv").columns.tolist() == ["id", "label"]
