@@ -9,6 +9,7 @@ no global backend switch (a notebook's backend is left alone). Files are written
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,9 +30,17 @@ def new_figure(width: float, height: float):
     return fig
 
 
+def render(fig, target, **kwargs) -> None:
+    """fig.savefig, quiet about glyphs the font lacks (Korean or Chinese class names with matplotlib's default
+    font): they show as boxes in the plot, and a warning per glyph would bury the run's output."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
+        fig.savefig(target, **kwargs)
+
+
 def _save(fig, path: Path) -> Path:
     with artifacts.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        render(fig, tmp, format="png")
     return path
 
 

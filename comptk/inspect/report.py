@@ -17,8 +17,10 @@ THUMB_PX = 64
 
 
 def _png(fig) -> str:
+    from ..experiments.plots import render
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
+    render(fig, buf, format="png", dpi=90)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
