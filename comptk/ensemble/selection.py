@@ -45,6 +45,10 @@ def select_members(oof_paths: Sequence[str | Path], *, output: Path, allow_blend
                               f"{path.suffix or 'folder or extensionless'} file")
         if not path.is_file():
             raise ComptkError(f"file not found: {path}")
+        oof_twin = path.parent.parent / "oof" / path.name
+        if path.parent.name == "preds" and artifacts.sidecar_for(oof_twin).is_file():
+            raise ComptkError(f"{path}: the test predictions of run '{path.stem}'; a member is given by its OOF file "
+                              f"{oof_twin} (the blend is fitted on OOF and applied to preds/ itself)")
         if not artifacts.sidecar_for(path).is_file():  # a run killed while writing, or a stray .npy
             left.append((path, f"no record {artifacts.sidecar_for(path).name} beside it: not a finished run "
                                f"(a run still writing or interrupted: run it again to finish)"))

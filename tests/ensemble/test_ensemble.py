@@ -496,6 +496,15 @@ def test_cli_blends_two_digits_runs(digits_runs):
     assert rerun.exit_code == 0, rerun.output
 
 
+def test_a_runs_test_predictions_given_as_a_member_name_its_oof_file(tiny_work):
+    workdir, _, write = tiny_work
+    write("a"), write("b")
+    result = _ensemble(workdir, [workdir / "preds" / "a.npy", workdir / "oof" / "b.npy"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "preds/a.npy: the test predictions of run 'a'; a member is given by its OOF file" in result.output
+    assert str(workdir / "oof" / "a.npy") in result.output
+
+
 def test_an_unfinished_run_in_the_glob_is_left_out_with_a_note(tiny_work):
     workdir, _, write = tiny_work
     write("a"), write("b")
