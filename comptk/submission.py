@@ -47,8 +47,9 @@ def submission_metric(submission: Path) -> str:
 
 def score_submission(submission: Path, answers: Path, metric: str | None = None, id_column: str | None = None,
                      classes: list[str] | tuple[str, ...] | None = None) -> float:
-    """The metric of a label submission against an answers CSV (id, label); ``metric`` None: the one of
-    the run that wrote it (submission_metric).
+    """The metric of a submission against an answers CSV (id, label); ``metric`` None: the one of the run that
+    wrote it (submission_metric). A submission of one probability column per class is scored by its most
+    probable class.
 
     ``classes``: the labels a prediction may take besides the answers' own; default: the class
     list of the comptk run that wrote the submission (``submissions/RUN.csv`` -> ``oof/RUN.json``)."""
@@ -78,6 +79,23 @@ def _label_column(sub: pd.DataFrame, ans: pd.DataFrame, id_col: str, submission:
     return label_col
 
 
+def _labels_of_probabilities(sub: pd.DataFrame, ans: pd.DataFrame, id_col: str, classes, submission) -> pd.DataFrame:
+    """A submission of one probability column per class (a sample submission asking for probabilities) as
+    labels: each row's most probable class. Any other submission is returned as it is."""
+    answer_cols = [c for c in ans.columns if c != id_col]
+    cols = [c for c in sub.columns if c != id_col]
+    if len(answer_cols) != 1 or answer_cols[0] in sub.columns or len(cols) < 2:
+        return sub
+    if not set(cols) <= set(ans[answer_cols[0]]) | set(classes or ()):
+        return sub
+    try:
+        values = sub[cols].astype(float)
+    except ValueError:
+        raise ComptkError(f"{submission}: its class columns {', '.join(cols[:4])}{', ...' if len(cols) > 4 else ''} "
+                          f"hold values that are not numbers") from None
+    return pd.DataFrame({id_col: sub[id_col], answer_cols[0]: values.idxmax(axis=1)})
+
+
 def score_frames(sub: pd.DataFrame, ans: pd.DataFrame, metric: str, id_column: str | None = None, *,
                  classes: list[str] | tuple[str, ...] | None = None,
                  submission: Path | str = "submission", answers: Path | str = "answers") -> float:
@@ -89,6 +107,7 @@ def score_frames(sub: pd.DataFrame, ans: pd.DataFrame, metric: str, id_column: s
     for frame, path in ((sub, submission), (ans, answers)):
         if id_col not in frame.columns or len(frame.columns) < 2:
             raise ComptkError(f"{path}: needs the id column '{id_col}' and a label column")
+    sub = _labels_of_probabilities(sub, ans, id_col, classes, submission)
     label_col = _label_column(sub, ans, id_col, submission, answers)
     for frame, path in ((sub, submission), (ans, answers)):
         repeated = frame[id_col][frame[id_col].duplicated()]

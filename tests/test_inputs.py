@@ -205,6 +205,17 @@ def test_score_refuses_a_label_in_another_unicode_form_than_the_answers(tmp_path
     assert score_submission(_submission(tmp_path, [composed, "x"], ids=["a", "b"]), answers, "accuracy") == 1.0
 
 
+def test_score_reads_a_submission_of_probabilities_as_its_most_probable_classes(tmp_path):
+    answers = tmp_path / "answers.csv"
+    pd.DataFrame({"id": ["a", "b", "c"], "label": ["cat", "dog", "cat"]}).to_csv(answers, index=False)
+    sub = tmp_path / "sub.csv"
+    pd.DataFrame({"id": ["a", "b", "c"], "dog": [0.1, 0.9, 0.7], "cat": [0.9, 0.1, 0.3]}).to_csv(sub, index=False)
+    assert score_submission(sub, answers, "accuracy") == pytest.approx(2 / 3)
+    pd.DataFrame({"id": ["a", "b", "c"], "dog": ["x", "0.9", "0.7"], "cat": [0.9, 0.1, 0.3]}).to_csv(sub, index=False)
+    with pytest.raises(ComptkError, match="its class columns dog, cat hold values that are not numbers"):
+        score_submission(sub, answers, "accuracy")
+
+
 def test_score_matches_the_label_column_by_name(tmp_path, answers):
     sub = _submission(tmp_path, [str(i) for i in range(10)], column="prediction")
     with pytest.raises(ComptkError, match="no column 'label' \\(the label column of .*columns are: id, prediction"):
