@@ -6,21 +6,27 @@ import re
 
 from ..errors import ComptkError
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)([hms])")
-_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0}
+_NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
+_DURATION = re.compile(rf"(?:{_NUMBER}h)?(?:{_NUMBER}m)?(?:{_NUMBER}s)?")  # each unit once, largest first
+MIN_BUDGET_S = 60.0  # measuring the machine, one member of a few epochs and the blend
+MAX_BUDGET_S = 30 * 86400.0
 
 
 def parse_budget(text: str) -> float:
-    """Seconds in ``text``: a number (seconds) or parts like 1h30m, 15m, 90s."""
+    """Seconds in ``text``: a number (seconds) or parts like 1h30m, 15m, 90s (each unit once, in that order)."""
     value = str(text).strip().lower().replace(" ", "")
-    if re.fullmatch(r"\d+(\.\d+)?", value):
+    parts = _DURATION.fullmatch(value)
+    if re.fullmatch(_NUMBER, value):
         seconds = float(value)
-    elif value and _PART.sub("", value) == "" and _PART.findall(value):
-        seconds = sum(float(n) * _UNIT[u] for n, u in _PART.findall(value))
+    elif value and parts:
+        seconds = sum(float(n) * unit for n, unit in zip(parts.groups(), (3600.0, 60.0, 1.0)) if n)
     else:
         raise ComptkError(f"--budget '{text}': expected a duration like 15m, 2h, 1h30m or 900 (seconds)")
-    if seconds < 30:
-        raise ComptkError(f"--budget '{text}' is {seconds:g} s: give at least 30 s")
+    if seconds < MIN_BUDGET_S:
+        raise ComptkError(f"--budget '{text}' is {seconds:g} s: give at least 1 min (measuring the machine, one "
+                          f"member and the blend take that)")
+    if seconds > MAX_BUDGET_S:
+        raise ComptkError(f"--budget '{text}' is more than 30 days: give a shorter one")
     return seconds
 
 

@@ -185,8 +185,9 @@ def folds_for_budget(base: TrainConfig, work: Workload, throughput: Callable[[st
                      available_s: float, factor: float | LoopFactors = DEFAULT_FACTOR,
                      pseudo_rows: int | None = None) -> int:
     """K for a plan whose K nobody chose (neither the declaration nor ``--set``): ``work.n_folds`` (the code's
-    default) when one member of the recipe's model gets the recipe's epochs with it, else the most folds, down
-    to ``MIN_FOLDS``, with which it does; ``MIN_FOLDS`` when none does (it gives the most epochs).
+    default) when one member of the recipe's model, or of the ensemble's other family (which plan_members then
+    takes instead), gets the recipe's epochs with it, else the most folds, down to ``MIN_FOLDS``, with which one
+    does; ``MIN_FOLDS`` when none does (it gives the most epochs).
 
     A member's epoch costs K-1 passes over the train rows (K fold models, each on (K-1)/K of them), so 3 folds
     cost half of 5: a budget that cuts a 5-fold member's epochs short gives a 3-fold one up to twice as many,
@@ -206,10 +207,12 @@ def folds_for_budget(base: TrainConfig, work: Workload, throughput: Callable[[st
     def fits(k: int, student: bool) -> bool:
         folds = replace(work, n_folds=k)
         room = available_s * SAFETY
-        if student:  # the least time of a student (plan_members) beside its teacher
+        if student:  # the least time of a student (plan_members) beside its teacher, both of the recipe's model
             least = _student(model, base.seed, folds, pseudo_rows or 0, wanted, wanted)
             room -= member_seconds(least.low, least.work, throughput(model), factor(model))
-        return _epochs_within(room, folds, throughput(model), factor.fitting(model)) >= wanted
+            return _epochs_within(room, folds, throughput(model), factor.fitting(model)) >= wanted
+        # the plan takes the first family that fits (plan_members): K stays while any does
+        return any(_epochs_within(room, folds, throughput(m), factor.fitting(m)) >= wanted for m in families(base))
 
     for student in ([True, False] if pseudo_rows is not None else [False]):
         for k in range(work.n_folds, MIN_FOLDS - 1, -1):

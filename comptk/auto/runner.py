@@ -11,12 +11,14 @@ new budget.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from .. import artifacts
 from ..competition import Competition, load_competition
 from ..config import AUTO_KEYS, TrainConfig, resolve_run, settings_text
 from ..data.facts import competition_facts
+from ..data.folds import check_fold_counts, most_folds
 from ..data.image_cache import load_competition_images
 from ..data.layouts import read_data
 from ..data.tables import CompetitionData
@@ -112,6 +115,7 @@ def run_auto(
     pseudo_why = _pseudo_labels(comp, pseudo_labels)
     folder = workdir / "auto" / name
     state = _load_state(folder, comp, preset)
+    _check_name_free(workdir, name, state)
     trained = [Member(**m["member"]) for m in state.get("members", []) if _finished(workdir, m["member"]["name"])]
     pending = [Member(**m["member"]) for m in state.get("members", [])
                if m["member"]["name"] not in {t.name for t in trained} and _started(workdir, m["member"]["name"])]
@@ -143,6 +147,14 @@ def run_auto(
         base = dataclasses.replace(base, n_folds=k)
         if k == saved_k:
             fewer_folds = f"{k} folds, as auto chose for this plan when it started"
+    most = most_folds(data.train.labels, data.train.groups)
+    if may_choose_folds and 2 <= most < base.n_folds:  # K nobody chose, more than the data can fill
+        why = (f"the train rows form {most} groups" if most < most_folds(data.train.labels)
+               else f"the smallest class has {most} images")
+        fewer_folds = f"{most} folds instead of {base.n_folds}: {why}, and every fold needs one"
+        pins["n_folds"] = most
+        base = dataclasses.replace(base, n_folds=most)
+    check_fold_counts(data.train.labels, base.n_folds, data.train.groups, data.classes)  # before any time is spent
 
     images = load_competition_images(data, base.img_size, workdir=workdir)  # members then read the cache
     echo(f"auto {name}: {comp.name}, {len(data.train.ids)} train / {len(data.test.ids)} test images, "
@@ -222,8 +234,13 @@ def run_auto(
     for i, m in enumerate(members, 1):
         echo(f"  {i}. {m.name}: {m.model}, seed {m.seed}, {m.epochs} epochs, ~{format_seconds(m.estimate_s)}"
              + (f", pseudo-labelled by {m.teacher}" if m.teacher else ""))
-    records = {m.name: {"member": dataclasses.asdict(m), "status": "trained earlier"} for m in trained}
-    _save_state(folder, comp, preset, budget_s, factor, trained, members, pins, fewer_folds is not None)
+    saved = {m["member"]["name"]: m for m in state.get("members", [])}
+    records = {m.name: {"member": dataclasses.asdict(m), "status": "trained earlier",  # its time and CV as saved
+                        **{k: saved[m.name][k] for k in ("seconds", "cv") if k in saved.get(m.name, {})}}
+               for m in trained}
+    for m in trained:  # a plan saved before CVs were kept in it: the member's own record has it
+        records[m.name].setdefault("cv", artifacts.read_record(artifacts.RunPaths(workdir, m.name).sidecar).cv.oof)
+    _save_state(folder, comp, preset, budget_s, factor, trained, members, pins, fewer_folds is not None, records)
 
     queue, failed, stopped = list(members), [], []
     while queue:
@@ -262,7 +279,7 @@ def run_auto(
             echo(f"  - {member.name}: {status}")
         records[member.name] = record
         _save_state(folder, comp, preset, budget_s, factor, trained, stopped + queue, pins,  # stopped ones resume
-                    fewer_folds is not None)
+                    fewer_folds is not None, records)
 
     if not trained:
         raise ComptkError(f"auto {name}: no member finished within {format_seconds(budget_s)}; "
@@ -357,6 +374,18 @@ def _check_trained_earlier(trained: list[Member], workdir: Path, name: str) -> N
                           f"another --name") from None
 
 
+def _check_name_free(workdir: Path, name: str, state: Mapping[str, Any]) -> None:
+    """auto writes its blend as NAME (oof/NAME.json, submissions/NAME.csv, replacing its own earlier blend): a
+    training run of that name, or a blend this plan did not make, is refused before any time is spent."""
+    paths = artifacts.RunPaths(workdir, name)
+    if paths.run_dir.exists() or (paths.sidecar.is_file() and not artifacts.read_record(paths.sidecar).is_blend):
+        raise ComptkError(f"auto {name}: '{name}' is a training run ({paths.run_dir}); auto writes its blend under "
+                          f"its --name: choose another")
+    if paths.sidecar.is_file() and not state:
+        raise ComptkError(f"auto {name}: a blend '{name}' exists ({paths.sidecar}) that this plan did not make "
+                          f"(no {workdir / 'auto' / name / 'plan.json'}); choose another --name")
+
+
 def _precision(device, base: TrainConfig) -> str:
     dtype = autocast_dtype(device, base.precision)
     return f" ({str(dtype).replace('torch.', '')} autocast)" if dtype is not None else ""
@@ -391,11 +420,15 @@ def _load_state(folder: Path, comp: Competition, preset: str) -> dict:
 
 def _save_state(folder: Path, comp: Competition, preset: str, budget_s: float, factor: LoopFactors,
                 trained: list[Member], planned: list[Member], pins: Mapping[str, Any] | None = None,
-                folds_chosen_by_auto: bool = False) -> None:
+                folds_chosen_by_auto: bool = False, records: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """plan.json; a trained member keeps the wall time it took and its CV (``records``) for a later call's report."""
+    def kept(m: Member) -> dict[str, Any]:
+        return {k: v for k, v in (records or {}).get(m.name, {}).items() if k in ("seconds", "cv")}
+
     artifacts.save_json(folder / "plan.json", {
         "version": PLAN_VERSION, "competition": comp.name, "preset": preset, "budget_s": budget_s,
         "factors": dict(factor.measured), "settings": dict(pins or {}), "folds_chosen_by_auto": folds_chosen_by_auto,
-        "members": [{"member": dataclasses.asdict(m), "status": "trained"} for m in trained]
+        "members": [{"member": dataclasses.asdict(m), "status": "trained", **kept(m)} for m in trained]
         + [{"member": dataclasses.asdict(m), "status": "planned"} for m in planned],
     })
 
@@ -413,8 +446,10 @@ def _train_member(comp: Competition, member: Member, pins: Mapping[str, Any], wo
     if data_dir is not None:
         command += ["--data", str(data_dir)]
     log_path = folder / "members" / f"{member.name}.log"
-    with open(log_path, "ab") as log:
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    parent = os.getpid()
+    with open(log_path, "ab") as log, _signals_raise():
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                 preexec_fn=(lambda: _die_with(parent)) if sys.platform.startswith("linux") else None)
         try:
             code = child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -423,10 +458,43 @@ def _train_member(comp: Competition, member: Member, pins: Mapping[str, Any], wo
         except BaseException:
             _stop(child)
             raise
+    if code != 0 and _finished(workdir, member.name):  # finished meanwhile by a process of an earlier call
+        return "trained"
     if code != 0:
         lines = [line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
         return f"failed ({lines[-1] if lines else f'exit {code}'}; log {log_path})"
     return "trained"
+
+
+def _die_with(parent: int) -> None:
+    """In a member's child process, before it runs (Linux): it gets SIGTERM when auto's process dies, even when
+    killed with SIGKILL, so no member goes on training past the budget with nobody to blend it."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # auto died before the call above
+        os._exit(1)
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """SIGTERM and SIGHUP (a closed terminal, `kill`) raise SystemExit while a member trains, as Ctrl-C raises
+    KeyboardInterrupt, so the member's child is stopped rather than left training (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    wanted = [sig for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if sig is not None]
+    before = {sig: signal.signal(sig, stop) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _stop(child: subprocess.Popen) -> None:

@@ -14,14 +14,17 @@ from ..errors import ComptkError
 from .tables import Table
 
 
-def make_folds(
-    labels: np.ndarray,
-    n_folds: int,
-    seed: int,
-    groups: np.ndarray | None = None,
-    classes: tuple[str, ...] | None = None,
-) -> np.ndarray:
-    """Fold index (0..n_folds-1) for each row."""
+def most_folds(labels: np.ndarray, groups: np.ndarray | None = None) -> int:
+    """The most folds stratified K-fold can make of these rows: every class in every fold (its rarest class's
+    count), and with groups, every fold a group at least."""
+    counts = np.bincount(labels)
+    most = int(counts[counts > 0].min())
+    return min(most, len(np.unique(groups))) if groups is not None else most
+
+
+def check_fold_counts(labels: np.ndarray, n_folds: int, groups: np.ndarray | None = None,
+                      classes: tuple[str, ...] | None = None) -> None:
+    """K folds need every class at least K times (and with groups, K groups): else a one-line error saying how many."""
     if n_folds < 2:
         raise ComptkError(f"--folds must be at least 2, got {n_folds}")
     counts = np.bincount(labels)
@@ -35,11 +38,23 @@ def make_folds(
             if counts[rarest] >= 2
             else f"class '{name}' has 1 training image: it cannot appear in both a training and a validation fold"
         )
-    fold = np.full(len(labels), -1, dtype=np.int64)
     if groups is not None:
         n_groups = len(np.unique(groups))
         if n_groups < n_folds:
             raise ComptkError(f"{n_groups} groups cannot fill --folds {n_folds}")
+
+
+def make_folds(
+    labels: np.ndarray,
+    n_folds: int,
+    seed: int,
+    groups: np.ndarray | None = None,
+    classes: tuple[str, ...] | None = None,
+) -> np.ndarray:
+    """Fold index (0..n_folds-1) for each row."""
+    check_fold_counts(labels, n_folds, groups, classes)
+    fold = np.full(len(labels), -1, dtype=np.int64)
+    if groups is not None:
         splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         splits = splitter.split(np.zeros(len(labels)), labels, groups)
     else:

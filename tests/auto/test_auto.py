@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import math
 import time
 from dataclasses import replace
 from fractions import Fraction
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -42,7 +47,7 @@ def test_budgets_read_as_people_write_them(text, seconds):
     assert parse_budget(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["15 minutes", "m15", "", "10s", "-5m"])
+@pytest.mark.parametrize("text", ["15 minutes", "m15", "", "10s", "-5m", "30s", "10s50s", "1m1h", "١٠٠", "9" * 400])
 def test_a_bad_budget_is_one_line_error(text):
     with pytest.raises(ComptkError, match="--budget"):
         parse_budget(text)
@@ -129,6 +134,59 @@ def test_a_member_past_the_budget_is_stopped_and_not_finished(tiny):
     assert not RunPaths(tiny, "late").is_finished()
 
 
+def test_a_member_finished_meanwhile_by_an_earlier_calls_process_counts_as_trained(tiny, monkeypatch):
+    """auto killed hard while a member trained: that member's process finished it, and the re-run's process, which
+    waited for the run's lock, then finds it finished (and exits with an error): trained, not failed."""
+    comp = load_competition(tiny)
+    member = Member(name="done", model="small_resnet", seed=0, epochs=1, estimate_s=1.0)
+
+    class Finishes:  # the child: while it waits for the lock, the other process writes the run's record
+        def __init__(self, *args, **kwargs):
+            RunPaths(tiny, "done").sidecar.parent.mkdir(parents=True, exist_ok=True)
+            RunPaths(tiny, "done").sidecar.write_text("{}")
+
+        def wait(self, timeout=None):
+            return 2
+
+    monkeypatch.setattr(runner.subprocess, "Popen", Finishes)
+    assert _train_member(comp, member, {}, tiny, None, tiny / "auto" / "x", timeout=5) == "trained"
+    RunPaths(tiny, "done").sidecar.unlink()
+    monkeypatch.setattr(runner.subprocess, "Popen", lambda *a, **k: type("Fails", (), {"wait": lambda s, timeout: 2})())
+    assert _train_member(comp, member, {}, tiny, None, tiny / "auto" / "x", timeout=5).startswith("failed")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_members_process_dies_with_autos_even_when_auto_is_killed_hard(tmp_path):
+    """auto's process spawns the member's child as _train_member does; SIGKILL auto: the child goes too."""
+    pid_file = tmp_path / "child.pid"
+    script = (
+        "import os, subprocess, sys, time\n"
+        "from comptk.auto.runner import _die_with\n"
+        "me = os.getpid()\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True,\n"
+        "                         preexec_fn=lambda: _die_with(me))\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n"
+    )
+    auto = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 30
+    while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    auto.kill()
+    auto.wait()
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        if Path(f"/proc/{child}/stat").is_file() and Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
+            return  # a zombie: dead, waiting to be reaped by init
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the member's child outlived auto's process")
+
+
 def test_auto_end_to_end_members_are_normal_runs_blended_and_a_rerun_resumes(tiny):
     args = ["auto", str(tiny), "--workdir", str(tiny), "--budget", "75s", "--name", "a"]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
@@ -152,6 +210,18 @@ def test_auto_end_to_end_members_are_normal_runs_blended_and_a_rerun_resumes(tin
     assert again.exit_code == 0, again.output
     assert all(f"= {name}: trained earlier" in again.output for name in trained)
     assert not any(f"+ {name}" in again.output for name in trained)  # kept, not trained again
+    # the report still gives each member kept from the first call its wall time and CV
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in
+            (tiny / "auto" / "a" / "report.md").read_text().splitlines() if line.startswith("| a-")}
+    for name in trained:
+        took, cv, status = rows[name][5], rows[name][6], rows[name][7]
+        assert status.startswith("trained earlier") and took.endswith(" s") and float(cv) > 0, rows[name]
+    # its name is its blend's: a training run of that name is refused before any time is spent
+    taken = CliRunner().invoke(main, ["auto", str(tiny), "--workdir", str(tiny), "--budget", "75s", "--name", trained[0]])
+    assert taken.exit_code == 2 and f"'{trained[0]}' is a training run" in taken.output and "plan:" not in taken.output
+    (tiny / "auto" / "a" / "plan.json").unlink()  # a blend 'a' whose plan is gone: not a fresh plan's to replace
+    gone = CliRunner().invoke(main, args)
+    assert gone.exit_code == 2 and "a blend 'a' exists" in gone.output and "plan:" not in gone.output
 
 
 def test_the_loop_factor_follows_finished_members_and_ignores_startup_noise():
@@ -546,6 +616,40 @@ def test_auto_with_pseudo_labels_trains_a_student_on_its_teachers_folds_and_blen
     assert side["folds_digest"] == json.loads(RunPaths(tiny, teacher["name"]).sidecar.read_text())["folds_digest"]
     assert "blend pl (" in result.output and (tiny / "submissions" / "pl.csv").is_file()
     assert "chosen by auto: pseudo-labels:" in (tiny / "auto" / "pl" / "report.md").read_text()
+
+
+def test_k_stays_while_the_other_family_fits_as_the_plan_then_takes_it():
+    """The recipe's model too slow for 5 folds, the other family fast: the plan takes the other family, so K stays."""
+    base = resolve(None, {"model": "small_resnet_wide", "epochs": 30, "seed": 42})
+    speeds = {"small_resnet_wide": Throughput(100, 1000), "small_resnet": Throughput(3000, 10000)}
+    work = Workload(n_train=100, n_test=30, n_folds=5, valid_views=1, tta_views=1)
+    assert folds_for_budget(base, work, speeds.__getitem__, 50) == 5
+    assert [m.model for m in plan_members(base, work, speeds.__getitem__, 50)] == ["small_resnet"]
+    slow = {**speeds, "small_resnet": Throughput(100, 1000)}  # neither fits 5 folds: fewer
+    assert folds_for_budget(base, work, slow.__getitem__, 50) == 3
+
+
+@pytest.mark.parametrize("n_cat, extra, expected", [
+    (3, [], "3 folds instead of 5: the smallest class has 3 images, and every fold needs one"),
+    (3, ["--set", "n_folds=5"], "error: class 'cat' has 3 training images, fewer than --folds 5"),
+    (1, [], "error: class 'cat' has 1 training image"),
+])
+def test_auto_fits_k_to_the_smallest_class_before_spending_time(tiny, monkeypatch, n_cat, extra, expected):
+    train = tiny / "data" / "train.csv"
+    frame = pd.read_csv(train, dtype=str)
+    frame[(frame.label != "cat") | (frame.index < n_cat)].to_csv(train, index=False)
+    measured = []
+    monkeypatch.setattr(runner, "measure_loop", lambda *a, **k: measured.append(1) or Throughput(1e4, 1e4))
+    seen = []
+    monkeypatch.setattr(runner, "_train_member", lambda comp, member, pins, *a, **k: seen.append(dict(pins))
+                        or "failed (diverged)")
+    result = CliRunner().invoke(main, ["auto", str(tiny), "--workdir", str(tiny), "--budget", "60s", "--name", "c",
+                                       *extra])
+    assert expected in result.output
+    if expected.startswith("error"):
+        assert result.exit_code == 2 and not measured and not seen  # before measuring
+    else:
+        assert seen and all(p["n_folds"] == 3 for p in seen)
 
 
 def test_with_pseudo_labels_the_folds_leave_room_for_the_student_too():
