@@ -297,7 +297,8 @@ def _safe(text: str) -> str:
 def check_run_name(name: str) -> str:
     if not RUN_NAME.match(name):
         raise ComptkError(
-            f"run name '{name}' must start with a letter or digit and use only letters, digits, '.', '_' and '-'"
+            f"run name '{name}' must start with a letter or digit and use only ASCII letters (a-z, A-Z), digits, "
+            f"'.', '_' and '-'"
         )
     return name
 

@@ -527,11 +527,12 @@ def auto(competition: str | None, budget: str, preset: str, workdir: Path, data_
     comptk auto fashion --budget 2h --preset best
     """
     from .auto import run_auto
+    from .auto.budget import process_started
     from .config import parse_assignment
 
     run_auto(competition, budget=budget, preset=preset, workdir=workdir, data_dir=data_dir, name=name,
              settings=dict(parse_assignment(a) for a in assignments), pseudo_labels=pseudo_labels,
-             label_shift=label_shift, echo=click.echo)
+             label_shift=label_shift, echo=click.echo, started=process_started())
 
 
 # ---- predict and export (comptk.predict) --------------------------------------------------------------------------

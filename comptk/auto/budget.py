@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+import time
+from pathlib import Path
 
 from ..errors import ComptkError
 
@@ -38,3 +42,19 @@ def format_seconds(seconds: float) -> str:
     if hours:
         return f"{hours} h {minutes:02d} min"
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def process_started() -> float:
+    """The ``time.monotonic()`` reading at which this process started (Linux: /proc; elsewhere now): a command's
+    budget counts from when it was typed, its imports included (about 5 s with torch). Only where this process is
+    the comptk command (``comptk`` or ``python -m comptk``), not a notebook or a test runner calling the CLI."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    if program.name != "comptk" and not (program.name == "__main__.py" and program.parent.name == "comptk"):
+        return time.monotonic()
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        age = uptime - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
+    return time.monotonic() - min(max(age, 0.0), 600.0)

@@ -90,14 +90,17 @@ def run_auto(
     pseudo_labels: bool | None = None,
     label_shift: str = "none",
     echo: Callable[[str], None] = print,
+    started: float | None = None,
 ) -> AutoResult:
     """Train and blend the members that fit ``budget`` (seconds, or text like "15m"), write
     submissions/NAME.csv and WORKDIR/auto/NAME/report.md. ``settings`` pin training settings for
     every member (the competition's [train] table and the fitted defaults fill the rest).
     ``pseudo_labels``: plan a student (plan.py) pseudo-labelled by the first member; None: when the
     declaration says ``pseudo_labels_allowed = true``.
-    ``label_shift``: em corrects the submission for the estimated test class prior (label_shift.py)."""
-    started = time.monotonic()
+    ``label_shift``: em corrects the submission for the estimated test class prior (label_shift.py).
+    ``started``: the ``time.monotonic()`` reading the budget counts from (the command line's: its process start);
+    default now."""
+    started = time.monotonic() if started is None else started
     budget_s = parse_budget(str(budget)) if not isinstance(budget, (int, float)) else float(budget)
     if preset not in PRESETS:
         raise ComptkError(f"--preset '{preset}' is not known; choose one of {', '.join(PRESETS)}")

@@ -61,7 +61,8 @@ def init_competition(name: str, data: str | Path, *, workdir: str | Path = ".", 
 
     workdir = Path(workdir)
     if not NAME.match(name):
-        raise ComptkError(f"competition name '{name}': use letters, digits, '.', '_' and '-' (e.g. my-contest)")
+        raise ComptkError(f"competition name '{name}': use ASCII letters (a-z, A-Z), digits, '.', '_' and '-' "
+                          f"(e.g. my-contest)")
     if metric is not None and metric not in METRICS:
         raise ComptkError(f"--metric '{metric}' is not known{did_you_mean(metric, METRICS)}; "
                           f"choose one of: {', '.join(METRICS.names())}")

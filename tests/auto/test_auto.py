@@ -53,6 +53,19 @@ def test_a_bad_budget_is_one_line_error(text):
         parse_budget(text)
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="process start times from Linux's /proc")
+def test_the_command_lines_budget_counts_from_its_process_start(monkeypatch):
+    from comptk.auto.budget import process_started
+
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/pytest"])  # a test runner or a notebook: from now
+    assert abs(time.monotonic() - process_started()) < 0.5
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/comptk", "auto"])  # the command: from its start (this process's)
+    age = time.monotonic() - process_started()
+    assert 1.0 < age <= 600.0  # pytest has run for more than a second by now
+    monkeypatch.setattr(sys, "argv", [str(Path(runner.__file__).parent.parent / "__main__.py")])  # python -m comptk
+    assert abs(time.monotonic() - process_started() - age) < 1.0
+
+
 WORK = Workload(n_train=12000, n_test=10000, n_folds=5, valid_views=1, tta_views=2)
 SPEED = {"small_resnet": Throughput(4000, 15000), "small_resnet_wide": Throughput(1500, 6000)}
 MEASURED = LoopFactors({"small_resnet": 1.2, "small_resnet_wide": 1.2})  # both families measured: no margin
@@ -217,7 +230,7 @@ def test_auto_end_to_end_members_are_normal_runs_blended_and_a_rerun_resumes(tin
         took, cv, status = rows[name][5], rows[name][6], rows[name][7]
         assert status.startswith("trained earlier") and took.endswith(" s") and float(cv) > 0, rows[name]
     # its name is its blend's: a training run of that name is refused before any time is spent
-    taken = CliRunner().invoke(main, ["auto", str(tiny), "--workdir", str(tiny), "--budget", "75s", "--name", trained[0]])
+    taken = CliRunner().invoke(main, [*args[:-1], trained[0]])
     assert taken.exit_code == 2 and f"'{trained[0]}' is a training run" in taken.output and "plan:" not in taken.output
     (tiny / "auto" / "a" / "plan.json").unlink()  # a blend 'a' whose plan is gone: not a fresh plan's to replace
     gone = CliRunner().invoke(main, args)

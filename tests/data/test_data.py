@@ -149,8 +149,8 @@ def test_a_label_in_two_unicode_forms_is_one_class(tiny, caplog):
     assert _read(tiny).classes == ("dog", "fox", decomposed)
     # declared in both forms: an error, not two classes
     path = tiny / "competition.toml"
-    path.write_text(path.read_text().replace('data_dir = "data"',
-                                             f'data_dir = "data"\nclasses = ["{composed}", "{decomposed}", "dog", "fox"]'))
+    both = f'classes = ["{composed}", "{decomposed}", "dog", "fox"]'
+    path.write_text(path.read_text().replace('data_dir = "data"', f'data_dir = "data"\n{both}'))
     with pytest.raises(ComptkError, match="differ only in their Unicode form"):
         _read(tiny)
 
@@ -168,7 +168,8 @@ def test_class_folders_in_decomposed_unicode_name_composed_classes(tmp_path):
     data = read_data(load_competition(tmp_path / "c.toml"), tmp_path / "d")
     assert data.classes == ("b", composed) and data.train.labels.tolist() == [0, 0, 1, 1]
     # declared in the composed form, the decomposed folder is found
-    (tmp_path / "c.toml").write_text(toml.replace('layout = "folders"', f'layout = "folders"\nclasses = ["{composed}", "b"]'))
+    declared = f'layout = "folders"\nclasses = ["{composed}", "b"]'
+    (tmp_path / "c.toml").write_text(toml.replace('layout = "folders"', declared))
     data = read_data(load_competition(tmp_path / "c.toml"), tmp_path / "d")
     assert data.classes == (composed, "b") and data.train.labels.tolist() == [0, 0, 1, 1]
 
