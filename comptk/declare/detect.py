@@ -57,11 +57,20 @@ def _rel(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
+DOCUMENT_SUFFIXES = (".md", ".txt", ".pdf", ".html", ".htm", ".rst", ".docx")
+
+
 def unwrap(root: Path) -> tuple[Path, str]:
-    """A folder holding nothing but one sub-folder (a download unpacked into its own folder): use the sub-folder."""
+    """A folder holding nothing but one sub-folder (a download unpacked into its own folder), besides documents
+    (README.md, LICENSE, rules.pdf): use the sub-folder."""
     entries = [p for p in root.iterdir() if is_visible(p) and p.name != "__MACOSX"]
-    if len(entries) == 1 and entries[0].is_dir():
-        return entries[0], f"the files sit in '{entries[0].name}/': that folder is the data folder"
+    folders = [p for p in entries if p.is_dir()]
+    others = [p for p in entries if not p.is_dir()
+              and not (p.suffix.lower() in DOCUMENT_SUFFIXES or p.stem.upper() in ("README", "LICENSE", "LICENCE"))]
+    if len(folders) == 1 and not others:
+        beside = len(entries) - 1
+        return folders[0], (f"the files sit in '{folders[0].name}/'" + (f" (beside {beside} document(s))" if beside
+                                                                         else "") + ": that folder is the data folder")
     return root, ""
 
 

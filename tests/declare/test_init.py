@@ -364,3 +364,13 @@ def test_init_says_what_train_would_refuse_before_it_is_run(tmp_path):
     assert "fix first " + str(root / "train/TRAIN_005.png") + " is not a readable image" in result.output
     assert "fix first" not in invoke("init", "ok", "--data", dacon_folder(tmp_path / "ok"), "--workdir",
                                      tmp_path / "work").output
+
+
+def test_a_zip_with_a_readme_beside_its_top_folder_finds_the_data_in_the_folder(tmp_path):
+    path = kaggle_zip(tmp_path / "c.zip")
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("README.md", "# the contest\n")
+        archive.writestr("LICENSE", "CC BY 4.0\n")
+    result = invoke("init", "c", "--data", path, "--workdir", tmp_path / "work")
+    assert result.exit_code == 0, result.output
+    assert "the files sit in 'contest/' (beside 2 document(s)): that folder is the data folder" in result.output
