@@ -50,7 +50,8 @@ def read_csv_test(comp: Competition, data_dir: Path) -> Table:
     test_ids = test[cols.id].to_numpy(dtype=str)
     check_ids(test_ids, test_path)
     base = image_dir(data_dir, comp.files.test_images)
-    return Table(ids=test_ids, paths=resolve_paths(image_values(comp, test), test_ids, base, test_path))
+    return Table(ids=test_ids, paths=resolve_paths(image_values(comp, test), test_ids, base, test_path,
+                                                   other_suffix=bool(comp.columns.image_template)))
 
 
 def _read_csv_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table, tuple[str, ...]]:
@@ -70,7 +71,8 @@ def _read_csv_layout(comp: Competition, data_dir: Path) -> tuple[Table, Table, t
     base = image_dir(data_dir, comp.files.train_images)
     train_table = Table(
         ids=train_ids,
-        paths=resolve_paths(image_values(comp, train), train_ids, base, train_path),
+        paths=resolve_paths(image_values(comp, train), train_ids, base, train_path,
+                            other_suffix=bool(comp.columns.image_template)),
         labels=encode_labels(label_names, classes, train_ids, train_path),
         groups=train[cols.group].to_numpy(dtype=str) if cols.group else None,
         label_fixes=fixes,

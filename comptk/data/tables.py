@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..competition import Competition, template_fields
 from ..errors import ComptkError, did_you_mean
+from .images import IMAGE_EXTENSIONS
 
 log = logging.getLogger("comptk")
 # Spellings of "no value" that spreadsheets and pandas write; compared after stripping, ignoring case.
@@ -132,22 +133,50 @@ def inside(candidate: str | Path, folder: str | Path) -> bool:
     return os.path.commonpath([folder, candidate]) == folder
 
 
-def resolve_paths(values: list[str], ids: np.ndarray, base: Path, path: Path) -> tuple[Path, ...]:
+def resolve_paths(values: list[str], ids: np.ndarray, base: Path, path: Path, *,
+                  other_suffix: bool = False) -> tuple[Path, ...]:
     """The image file of each row: relative to ``base`` (the declared image folder), or absolute.
 
     Every path must lie inside ``base``: '../x.png' or an absolute path elsewhere would train on
     files outside the competition's data. The check is lexical (see :func:`inside`), so a symbolic
-    link the user placed inside the folder is followed wherever it points."""
-    resolved = []
+    link the user placed inside the folder is followed wherever it points. ``other_suffix`` (paths built
+    from an image_template): a missing 'x.jpg' is the stem's only image file under another extension
+    ('x.JPG', 'x.png'), as downloads mixing extensions have them."""
+    resolved, stems = [], ImageStems()
     for row, (value, id_) in enumerate(zip(values, ids)):
         image = Path(value) if Path(value).is_absolute() else base / value
         if not inside(image, base):
             raise ComptkError(f"{path} line {row + 2} (id '{id_}'): image path '{value}' leads outside the image "
                               f"folder {base}; give a path inside it (relative to it)")
+        if not image.is_file() and other_suffix:
+            image = stems.only(image) or image
         if not image.is_file():
             raise ComptkError(f"{path} line {row + 2} (id '{id_}'): image file not found: {image}")
         resolved.append(image)
     return tuple(resolved)
+
+
+class ImageStems:
+    """The image files of a folder by stem, listed once per folder (on its first lookup)."""
+
+    def __init__(self) -> None:
+        self._folders: dict[Path, dict[str, list[Path]]] = {}
+
+    def only(self, image: Path) -> Path | None:
+        """The one image file with ``image``'s stem in its folder, whatever its extension; None when none or
+        several (x.jpg beside x.png: which one is meant cannot be told)."""
+        folder = image.parent
+        if folder not in self._folders:
+            stems: dict[str, list[Path]] = {}
+            if folder.is_dir():
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        stem, suffix = os.path.splitext(entry.name)
+                        if suffix.lower() in IMAGE_EXTENSIONS and entry.is_file():
+                            stems.setdefault(stem, []).append(folder / entry.name)
+            self._folders[folder] = stems
+        found = self._folders[folder].get(image.stem, [])
+        return found[0] if len(found) == 1 else None
 
 
 def normalise_labels(names: list[str], path: Path, declared: tuple[str, ...] | None) -> list[str]:

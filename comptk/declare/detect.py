@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..data.images import IMAGE_EXTENSIONS, images_in, is_visible
-from ..data.tables import read_csv
+from ..data.tables import ImageStems, read_csv
 from ..errors import ComptkError
 
 N_PROBE = 30  # values of a column checked against the files
@@ -112,15 +112,20 @@ def _resolve(values: list[str], bases: list[Path], *, suffix: str | None, prefer
 
 
 def _lookups(values: list[str], bases: list[Path], suffix: str | None) -> list[tuple[Path, str, list[str]]]:
-    """(base, suffix, values naming no image file there) for each base, with its best suffix."""
-    out = []
+    """(base, suffix, values naming no image file there) for each base, with its best suffix. Values that are
+    stems (``suffix`` not '') also find the stem's only image file under another extension (x.JPG beside y.jpg),
+    as reading the data does (tables.resolve_paths)."""
+    out, stems = [], ImageStems()
     for base in bases:
         tries = ([""] if suffix == "" else [suffix] if suffix else _suffixes(base) or [""])
-        missing = min(([v for v in values if not (_is_image_name(v + ext) and (base / (v + ext)).is_file())]
-                       for ext in tries), key=len)
-        ext = next(e for e in tries if len([v for v in values if not (_is_image_name(v + e) and
-                                                                       (base / (v + e)).is_file())]) == len(missing))
-        out.append((base, ext, missing))
+
+        def lacking(ext: str) -> list[str]:
+            return [v for v in values if not (_is_image_name(v + ext) and ((base / (v + ext)).is_file()
+                                                                          or (ext and stems.only(base / (v + ext)))))]
+
+        missing = {ext: lacking(ext) for ext in tries}
+        ext = min(tries, key=lambda e: len(missing[e]))
+        out.append((base, ext, missing[ext]))
     return out
 
 

@@ -374,3 +374,30 @@ def test_a_zip_with_a_readme_beside_its_top_folder_finds_the_data_in_the_folder(
     result = invoke("init", "c", "--data", path, "--workdir", tmp_path / "work")
     assert result.exit_code == 0, result.output
     assert "the files sit in 'contest/' (beside 2 document(s)): that folder is the data folder" in result.output
+
+
+def test_ids_as_stems_with_mixed_extensions_find_each_stems_image(tmp_path):
+    """A download mixing .jpg, .JPG and .png: image_template "{id}.jpg" finds each id's only image file."""
+    root, rng = tmp_path / "mixed", np.random.default_rng(4)
+    for split, n in (("train", 12), ("test", 4)):
+        (root / split).mkdir(parents=True)
+        for i in range(n):
+            suffix = [".jpg", ".JPG", ".png"][i % 3] if i % 2 else ".jpg"
+            image = Image.open(io.BytesIO(_png(i % 3, 16, rng))).convert("RGB")
+            image.save(root / split / f"{split[:2]}{i:03d}{suffix}", format="PNG" if suffix == ".png" else "JPEG")
+    pd.DataFrame({"id": [f"tr{i:03d}" for i in range(12)], "label": [CLASSES[i % 3] for i in range(12)]}).to_csv(
+        root / "train.csv", index=False)
+    pd.DataFrame({"id": [f"te{i:03d}" for i in range(4)], "label": "cat"}).to_csv(root / "sample_submission.csv",
+                                                                                  index=False)
+    result = invoke("init", "mixed", "--data", root, "--workdir", tmp_path / "work")
+    assert result.exit_code == 0, result.output
+    toml = tmp_path / "work/competitions/mixed/competition.toml"
+    assert 'image_template = "{id}.jpg"' in toml.read_text()
+    data = read_data(load_competition(toml), root)
+    assert all(p.is_file() for p in data.train.paths + data.test.paths)
+    assert {p.suffix for p in data.train.paths} == {".jpg", ".JPG", ".png"}
+    # a stem with two image files, neither the template's: which one is meant cannot be told
+    assert (root / "train" / "tr001.JPG").is_file()
+    Image.new("RGB", (16, 16)).save(root / "train" / "tr001.png")
+    with pytest.raises(ComptkError, match=r"train.csv line 3 \(id 'tr001'\): image file not found: .*tr001.jpg"):
+        read_data(load_competition(toml), root)
