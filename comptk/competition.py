@@ -180,7 +180,7 @@ def _declarations(folders: list[Path]) -> dict[str, Path]:
 
 
 def workdir_competitions(workdir: str | Path = ".") -> dict[str, Path]:
-    """The competitions declared in ./competitions and WORKDIR/competitions (not the bundled ones):
+    """The competitions declared in WORKDIR/competitions and ./competitions (not the bundled ones):
     NAME -> its competition.toml."""
     return _declarations(_work_folders(workdir))
 
@@ -206,7 +206,7 @@ def default_competition(workdir: str | Path = ".") -> Path:
 
 
 def find_declaration(name_or_path: str | Path | None, workdir: str | Path = ".") -> Path:
-    """NAME (looked up in ./competitions, WORKDIR/competitions, then the bundled ones) or a path;
+    """NAME (looked up in WORKDIR/competitions, ./competitions, then the bundled ones) or a path;
     None: the work directory's only competition (``default_competition``)."""
     if name_or_path is None:
         return default_competition(workdir)

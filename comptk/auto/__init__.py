@@ -4,6 +4,7 @@
 - measure.py: timed training steps and prediction batches per model family
 - plan.py: members (families x seeds x epochs) that fit the budget, and the time model
 - runner.py: train each member as a normal run, re-plan after each, blend, report
+(comptk/child_process.py: a member's child process ends with auto's)
 """
 
 from .budget import format_seconds, parse_budget

@@ -14,7 +14,8 @@ Fashion-MNIST 12k (5 folds, small_resnet, recipe 19 epochs) three seeds at 13-16
 epochs added to the one of 27 with the time left pulled the blend down to 0.9114, though its
 cross-validated score rose (docs/ensembling.md says why). So time left over stays unused. For the same
 reason, when nobody chose K and a single member of the recipe's model cannot get the recipe's epochs with the
-default K, the plan takes fewer folds (``folds_for_budget``) before fewer epochs.
+default K, the plan takes fewer folds (``folds_for_budget``) before fewer epochs (or before the other family, when
+only that one fits).
 
 Time model of one member (seconds), from measured images/s (measure.py) and a loop factor:
 
@@ -185,9 +186,9 @@ def folds_for_budget(base: TrainConfig, work: Workload, throughput: Callable[[st
                      available_s: float, factor: float | LoopFactors = DEFAULT_FACTOR,
                      pseudo_rows: int | None = None) -> int:
     """K for a plan whose K nobody chose (neither the declaration nor ``--set``): ``work.n_folds`` (the code's
-    default) when one member of the recipe's model, or of the ensemble's other family (which plan_members then
-    takes instead), gets the recipe's epochs with it, else the most folds, down to ``MIN_FOLDS``, with which one
-    does; ``MIN_FOLDS`` when none does (it gives the most epochs).
+    default) when one member of the recipe's model gets the recipe's epochs with it, else the most folds, down
+    to ``MIN_FOLDS``, with which it does; if it does with none, the most with which the ensemble's other family
+    does (plan_members then takes that family instead); ``MIN_FOLDS`` when none does (it gives the most epochs).
 
     A member's epoch costs K-1 passes over the train rows (K fold models, each on (K-1)/K of them), so 3 folds
     cost half of 5: a budget that cuts a 5-fold member's epochs short gives a 3-fold one up to twice as many,
@@ -204,19 +205,20 @@ def folds_for_budget(base: TrainConfig, work: Workload, throughput: Callable[[st
     if work.n_folds <= MIN_FOLDS:
         return work.n_folds
 
-    def fits(k: int, student: bool) -> bool:
+    def fits(k: int, student: bool, models: Sequence[str]) -> bool:
         folds = replace(work, n_folds=k)
         room = available_s * SAFETY
         if student:  # the least time of a student (plan_members) beside its teacher, both of the recipe's model
             least = _student(model, base.seed, folds, pseudo_rows or 0, wanted, wanted)
             room -= member_seconds(least.low, least.work, throughput(model), factor(model))
-            return _epochs_within(room, folds, throughput(model), factor.fitting(model)) >= wanted
-        # the plan takes the first family that fits (plan_members): K stays while any does
-        return any(_epochs_within(room, folds, throughput(m), factor.fitting(m)) >= wanted for m in families(base))
+        return any(_epochs_within(room, folds, throughput(m), factor.fitting(m)) >= wanted for m in models)
 
-    for student in ([True, False] if pseudo_rows is not None else [False]):
+    # the recipe's model (beside its student, if one is wanted) at any K down to MIN_FOLDS; else whichever family
+    # fits (plan_members then takes it instead of the recipe's)
+    tries = [(True, [model])] if pseudo_rows is not None else []
+    for student, models in [*tries, (False, [model]), (False, families(base))]:
         for k in range(work.n_folds, MIN_FOLDS - 1, -1):
-            if fits(k, student):
+            if fits(k, student, models):
                 return k
     return MIN_FOLDS
 

@@ -40,6 +40,7 @@ from ..train.engine import autocast_dtype, resolve_device
 from ..train.pseudo import NoConfidentRows, select_pseudo_labels
 from ..train.tta import TTA, valid_crop
 from .budget import format_seconds, parse_budget
+from ..child_process import spawn_member
 from .measure import Throughput, measure_loop, measure_throughput
 from .plan import (
     DEFAULT_FACTOR,
@@ -449,10 +450,9 @@ def _train_member(comp: Competition, member: Member, pins: Mapping[str, Any], wo
     if data_dir is not None:
         command += ["--data", str(data_dir)]
     log_path = folder / "members" / f"{member.name}.log"
-    parent = os.getpid()
+    finished_before = _finished(workdir, member.name)
     with open(log_path, "ab") as log, _signals_raise():
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                 preexec_fn=(lambda: _die_with(parent)) if sys.platform.startswith("linux") else None)
+        child = spawn_member(command, log)
         try:
             code = child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -461,29 +461,19 @@ def _train_member(comp: Competition, member: Member, pins: Mapping[str, Any], wo
         except BaseException:
             _stop(child)
             raise
-    if code != 0 and _finished(workdir, member.name):  # finished meanwhile by a process of an earlier call
-        return "trained"
+    if code != 0 and not finished_before and _finished(workdir, member.name):
+        return "trained"  # finished meanwhile by the process of an earlier, killed call (this one waited for it)
     if code != 0:
         lines = [line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
         return f"failed ({lines[-1] if lines else f'exit {code}'}; log {log_path})"
     return "trained"
 
 
-def _die_with(parent: int) -> None:
-    """In a member's child process, before it runs (Linux): it gets SIGTERM when auto's process dies, even when
-    killed with SIGKILL, so no member goes on training past the budget with nobody to blend it."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # auto died before the call above
-        os._exit(1)
-
-
 @contextlib.contextmanager
 def _signals_raise():
     """SIGTERM and SIGHUP (a closed terminal, `kill`) raise SystemExit while a member trains, as Ctrl-C raises
-    KeyboardInterrupt, so the member's child is stopped rather than left training (main thread only)."""
+    KeyboardInterrupt, so the member's child is stopped rather than left training (main thread only). A signal
+    the process ignores (SIGHUP under nohup) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -491,7 +481,8 @@ def _signals_raise():
     def stop(signum, frame):
         raise SystemExit(128 + signum)
 
-    wanted = [sig for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if sig is not None]
+    wanted = [sig for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
+              if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN]  # nohup's SIGHUP stays ignored
     before = {sig: signal.signal(sig, stop) for sig in wanted}
     try:
         yield

@@ -259,6 +259,6 @@ def _check_test_is_not_train(train: Table, test: Table, comp: Competition) -> No
     for i, path in enumerate(test.paths):
         j = train_files.get(os.path.normpath(os.path.abspath(path)))
         if j is not None:
-            raise ComptkError(f"{comp.source}: test row '{test.ids[i]}' and train row '{train.ids[j]}' are the same "
+            raise ComptkError(f"{comp.source or comp.name}: test row '{test.ids[i]}' and train row '{train.ids[j]}' are the same "
                               f"image file {path}; declare the folder of the test images ([files] test_images "
                               f"or test)")

@@ -137,7 +137,7 @@ def _fix_first(facts: DataFacts) -> list[str]:
     unreadable images (the sample's headers: `comptk inspect` lists all)."""
     k = TrainConfig.n_folds
     lines = []
-    few = sorted((n, c) for c, n in zip(facts.classes, facts.class_counts) if n < k)
+    few = sorted((n, c) for c, n in zip(facts.classes, facts.class_counts) if 0 < n < k)  # as make_folds counts
     if few:
         n, c = few[0]
         how = (f"a class of 1 image cannot be both trained on and validated: remove its row, relabel it "

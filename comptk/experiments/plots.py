@@ -34,7 +34,7 @@ def render(fig, target, **kwargs) -> None:
     """fig.savefig, quiet about glyphs the font lacks (Korean or Chinese class names with matplotlib's default
     font): they show as boxes in the plot, and a warning per glyph would bury the run's output."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
         fig.savefig(target, **kwargs)
 
 
@@ -156,6 +156,9 @@ def plot_run(name: str, workdir: str | Path = ".") -> list[Path]:
                                                       data.classes):
         raise ComptkError(f"{record.data_dir}: train labels changed since run '{name}' was trained "
                           "(train_labels_digest); its plots would score its OOF against other labels")
+    if sorted(record.classes) != sorted(data.classes):
+        raise ComptkError(f"{record.data_dir}: its classes differ from those run '{name}' was trained on "
+                          f"({', '.join(record.classes)}); its plots would score its OOF against other classes")
     order = [data.classes.index(c) for c in record.classes]
     y = np.argsort(order)[data.train.labels]  # data's class index -> the run's column
     return write_run_plots(paths, record, y)

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..competition import template_fields
 from ..data.images import images_in
-from ..data.tables import check_ids, first_repeat, read_csv
+from ..data.tables import ImageStems, check_ids, first_repeat, read_csv
 from ..errors import ComptkError
 
 
@@ -81,4 +81,7 @@ def images_from_csv(csv: str | Path, *, image_column: str | None = None, id_colu
     else:
         values = frame[image_column].tolist()
     paths = tuple(Path(v) if Path(v).is_absolute() else base / v for v in values)
+    if template:  # as reading the competition's data does (tables.resolve_paths)
+        stems = ImageStems()
+        paths = tuple(p if p.is_file() else stems.only(p) or p for p in paths)
     return ImageList(tuple(ids.tolist()), paths)

@@ -163,21 +163,23 @@ def test_a_member_finished_meanwhile_by_an_earlier_calls_process_counts_as_train
 
     monkeypatch.setattr(runner.subprocess, "Popen", Finishes)
     assert _train_member(comp, member, {}, tiny, None, tiny / "auto" / "x", timeout=5) == "trained"
-    RunPaths(tiny, "done").sidecar.unlink()
+    # finished before this call's child started (another run of that name): refused by train, so failed
     monkeypatch.setattr(runner.subprocess, "Popen", lambda *a, **k: type("Fails", (), {"wait": lambda s, timeout: 2})())
+    assert _train_member(comp, member, {}, tiny, None, tiny / "auto" / "x", timeout=5).startswith("failed")
+    RunPaths(tiny, "done").sidecar.unlink()
     assert _train_member(comp, member, {}, tiny, None, tiny / "auto" / "x", timeout=5).startswith("failed")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_members_process_dies_with_autos_even_when_auto_is_killed_hard(tmp_path):
-    """auto's process spawns the member's child as _train_member does; SIGKILL auto: the child goes too."""
+    """auto's process starts a member's child as _train_member does (spawn_member); SIGKILL auto: the child goes
+    too (it asked for it first thing, as `python -m comptk` does)."""
     pid_file = tmp_path / "child.pid"
+    child_code = "from comptk.child_process import die_with_parent; die_with_parent(); import time; time.sleep(60)"
     script = (
-        "import os, subprocess, sys, time\n"
-        "from comptk.auto.runner import _die_with\n"
-        "me = os.getpid()\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True,\n"
-        "                         preexec_fn=lambda: _die_with(me))\n"
+        "import subprocess, sys, time\n"
+        "from comptk.child_process import spawn_member\n"
+        f"child = spawn_member([sys.executable, '-c', {child_code!r}], subprocess.DEVNULL)\n"
         f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
         "time.sleep(60)\n"
     )
@@ -186,18 +188,25 @@ def test_a_members_process_dies_with_autos_even_when_auto_is_killed_hard(tmp_pat
     while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
         time.sleep(0.1)
     child = int(pid_file.read_text())
+    time.sleep(2)  # the child has started and asked
     auto.kill()
     auto.wait()
     while time.monotonic() < deadline:
         try:
             os.kill(child, 0)
         except ProcessLookupError:
-            return
-        if Path(f"/proc/{child}/stat").is_file() and Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
-            return  # a zombie: dead, waiting to be reaped by init
+            break
+        if Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break  # a zombie: dead, waiting to be reaped
         time.sleep(0.1)
-    os.kill(child, signal.SIGKILL)
-    pytest.fail("the member's child outlived auto's process")
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the member's child outlived auto's process")
+    # `python -m comptk` (how auto starts members) asks first thing: told of a parent that is not its own, it ends
+    told = subprocess.run([sys.executable, "-m", "comptk", "--version"], capture_output=True,
+                          env={**os.environ, "COMPTK_PARENT_PID": "1"})
+    assert told.returncode == 1 and not told.stdout
+    assert subprocess.run([sys.executable, "-m", "comptk", "--version"], capture_output=True).returncode == 0
 
 
 def test_auto_end_to_end_members_are_normal_runs_blended_and_a_rerun_resumes(tiny):
@@ -640,6 +649,11 @@ def test_k_stays_while_the_other_family_fits_as_the_plan_then_takes_it():
     assert [m.model for m in plan_members(base, work, speeds.__getitem__, 50)] == ["small_resnet"]
     slow = {**speeds, "small_resnet": Throughput(100, 1000)}  # neither fits 5 folds: fewer
     assert folds_for_budget(base, work, slow.__getitem__, 50) == 3
+    # the recipe's model fits at fewer folds: those, before the other family
+    fitting = {**speeds, "small_resnet_wide": Throughput(260, 2600)}
+    assert 3 <= folds_for_budget(base, work, fitting.__getitem__, 50) < 5
+    k = folds_for_budget(base, work, fitting.__getitem__, 50)
+    assert plan_members(base, replace(work, n_folds=k), fitting.__getitem__, 50)[0].model == "small_resnet_wide"
 
 
 @pytest.mark.parametrize("n_cat, extra, expected", [

@@ -282,8 +282,11 @@ def test_image_template_in_a_declaration(tmp_path):
     with pytest.raises(ComptkError, match=r"no column 'name' \(declared as the image_template"):
         read_data(comp, comp.data_path(work))
     path.write_text(text.replace('image_template = "{id}.png"', 'image_template = "{id}.jpg"'))
+    comp = load_competition(path)  # another extension: each stem's only image file, c000.png
+    assert {p.name for p in read_data(comp, comp.data_path(work)).train.paths[:1]} == {"c000.png"}
+    path.write_text(text.replace('image_template = "{id}.png"', 'image_template = "{id}_x.png"'))
     comp = load_competition(path)
-    with pytest.raises(ComptkError, match=r"line 2 \(id 'c000'\): image file not found: .*train/c000.jpg"):
+    with pytest.raises(ComptkError, match=r"line 2 \(id 'c000'\): image file not found: .*train/c000_x.png"):
         read_data(comp, comp.data_path(work))
 
 

@@ -20,6 +20,6 @@ def test_class_names_the_font_lacks_draw_without_a_warning_per_glyph():
         return [str(w.message) for w in caught]
 
     plain = draw(lambda fig: fig.savefig(io.BytesIO(), format="png"))
-    if not any("missing from font" in m for m in plain):
+    if not any("missing from" in m for m in plain):
         pytest.skip("a font with Hangul is installed: nothing to quieten")
     assert draw(lambda fig: render(fig, io.BytesIO(), format="png")) == []
