@@ -151,7 +151,10 @@ def resolve_paths(values: list[str], ids: np.ndarray, base: Path, path: Path, *,
         if not image.is_file() and other_suffix:
             image = stems.only(image) or image
         if not image.is_file():
-            raise ComptkError(f"{path} line {row + 2} (id '{id_}'): image file not found: {image}")
+            several = stems.candidates(image) if other_suffix else []
+            which = (f" ({' and '.join(p.name for p in several)} have its stem: which is meant cannot be told)"
+                     if len(several) > 1 else "")
+            raise ComptkError(f"{path} line {row + 2} (id '{id_}'): image file not found: {image}{which}")
         resolved.append(image)
     return tuple(resolved)
 
@@ -165,6 +168,11 @@ class ImageStems:
     def only(self, image: Path) -> Path | None:
         """The one image file with ``image``'s stem in its folder, whatever its extension; None when none or
         several (x.jpg beside x.png: which one is meant cannot be told)."""
+        found = self.candidates(image)
+        return found[0] if len(found) == 1 else None
+
+    def candidates(self, image: Path) -> list[Path]:
+        """The image files with ``image``'s stem in its folder, whatever their extensions."""
         folder = image.parent
         if folder not in self._folders:
             stems: dict[str, list[Path]] = {}
@@ -175,8 +183,7 @@ class ImageStems:
                         if suffix.lower() in IMAGE_EXTENSIONS and entry.is_file():
                             stems.setdefault(stem, []).append(folder / entry.name)
             self._folders[folder] = stems
-        found = self._folders[folder].get(image.stem, [])
-        return found[0] if len(found) == 1 else None
+        return sorted(self._folders[folder].get(image.stem, []))
 
 
 def normalise_labels(names: list[str], path: Path, declared: tuple[str, ...] | None) -> list[str]:

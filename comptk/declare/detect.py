@@ -66,7 +66,8 @@ def unwrap(root: Path) -> tuple[Path, str]:
     entries = [p for p in root.iterdir() if is_visible(p) and p.name != "__MACOSX"]
     folders = [p for p in entries if p.is_dir()]
     others = [p for p in entries if not p.is_dir()
-              and not (p.suffix.lower() in DOCUMENT_SUFFIXES or p.stem.upper() in ("README", "LICENSE", "LICENCE"))]
+              and not (p.suffix.lower() in DOCUMENT_SUFFIXES
+                       or (p.suffix == "" and p.stem.upper() in ("README", "LICENSE", "LICENCE")))]
     if len(folders) == 1 and not others:
         beside = len(entries) - 1
         return folders[0], (f"the files sit in '{folders[0].name}/'" + (f" (beside {beside} document(s))" if beside

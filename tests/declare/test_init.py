@@ -402,5 +402,6 @@ def test_ids_as_stems_with_mixed_extensions_find_each_stems_image(tmp_path):
     # a stem with two image files, neither the template's: which one is meant cannot be told
     assert (root / "train" / "tr001.JPG").is_file()
     Image.new("RGB", (16, 16)).save(root / "train" / "tr001.png")
-    with pytest.raises(ComptkError, match=r"train.csv line 3 \(id 'tr001'\): image file not found: .*tr001.jpg"):
+    with pytest.raises(ComptkError, match=r"train.csv line 3 \(id 'tr001'\): image file not found: .*tr001.jpg "
+                                          r"\(tr001.JPG and tr001.png have its stem"):
         read_data(load_competition(toml), root)
