@@ -260,7 +260,8 @@ def run_auto(
             echo(f"  - {member.name}: dropped, no time left")
             continue
         t0 = time.monotonic()
-        status = _train_member(comp, member, pins, workdir, data_dir, folder, timeout=left, label_shift=label_shift)
+        status = _train_member(comp, member, pins, workdir, data_dir, folder, timeout=left, label_shift=label_shift,
+                               resumed=member.name in resumed)
         seconds = time.monotonic() - t0
         record = {"member": dataclasses.asdict(member), "status": status, "seconds": seconds}
         if status == "trained":
@@ -438,8 +439,12 @@ def _save_state(folder: Path, comp: Competition, preset: str, budget_s: float, f
 
 
 def _train_member(comp: Competition, member: Member, pins: Mapping[str, Any], workdir: Path,
-                  data_dir: str | Path | None, folder: Path, *, timeout: float, label_shift: str = "none") -> str:
-    """Train one member with `comptk train` in a child process; 'trained', or why not."""
+                  data_dir: str | Path | None, folder: Path, *, timeout: float, label_shift: str = "none",
+                  resumed: bool = False) -> str:
+    """Train one member with `comptk train` in a child process; 'trained', or why not. A member that another
+    process finished while this one's child waited for its lock is trained, if it was this plan's to resume
+    (``resumed``: begun by an earlier call) or was not finished when the child started (else it is another run
+    of that name, which `comptk train` refuses)."""
     settings = folder / "members" / f"{member.name}.toml"
     values = {**pins, **member.settings()}
     with artifacts.atomic_path(settings) as tmp:
@@ -461,7 +466,7 @@ def _train_member(comp: Competition, member: Member, pins: Mapping[str, Any], wo
         except BaseException:
             _stop(child)
             raise
-    if code != 0 and not finished_before and _finished(workdir, member.name):
+    if code != 0 and (resumed or not finished_before) and _finished(workdir, member.name):
         return "trained"  # finished meanwhile by the process of an earlier, killed call (this one waited for it)
     if code != 0:
         lines = [line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]

@@ -166,6 +166,8 @@ def test_a_member_finished_meanwhile_by_an_earlier_calls_process_counts_as_train
     # finished before this call's child started (another run of that name): refused by train, so failed
     monkeypatch.setattr(runner.subprocess, "Popen", lambda *a, **k: type("Fails", (), {"wait": lambda s, timeout: 2})())
     assert _train_member(comp, member, {}, tiny, None, tiny / "auto" / "x", timeout=5).startswith("failed")
+    # unless it is this plan's member begun by the killed call, whose process finished it before this child started
+    assert _train_member(comp, member, {}, tiny, None, tiny / "auto" / "x", timeout=5, resumed=True) == "trained"
     RunPaths(tiny, "done").sidecar.unlink()
     assert _train_member(comp, member, {}, tiny, None, tiny / "auto" / "x", timeout=5).startswith("failed")
 
@@ -196,17 +198,39 @@ def test_a_members_process_dies_with_autos_even_when_auto_is_killed_hard(tmp_pat
             os.kill(child, 0)
         except ProcessLookupError:
             break
-        if Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            break  # a zombie: dead, waiting to be reaped
+        try:
+            if Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break  # a zombie: dead, waiting to be reaped
+        except FileNotFoundError:
+            break  # reaped meanwhile
         time.sleep(0.1)
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail("the member's child outlived auto's process")
     # `python -m comptk` (how auto starts members) asks first thing: told of a parent that is not its own, it ends
     told = subprocess.run([sys.executable, "-m", "comptk", "--version"], capture_output=True,
-                          env={**os.environ, "COMPTK_PARENT_PID": "1"})
+                          env={**os.environ, "COMPTK_PARENT_PID": f"{os.getpid()}0"})  # never its parent
     assert told.returncode == 1 and not told.stdout
     assert subprocess.run([sys.executable, "-m", "comptk", "--version"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+def test_while_a_member_trains_sigterm_and_sighup_raise_but_nohups_ignored_sighup_stays_ignored():
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    term = signal.getsignal(signal.SIGTERM)
+    try:
+        with runner._signals_raise():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            with pytest.raises(SystemExit):
+                signal.raise_signal(signal.SIGTERM)
+        assert signal.getsignal(signal.SIGTERM) is term and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        with runner._signals_raise():
+            with pytest.raises(SystemExit):
+                signal.raise_signal(signal.SIGHUP)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 def test_auto_end_to_end_members_are_normal_runs_blended_and_a_rerun_resumes(tiny):

@@ -367,6 +367,10 @@ def test_init_says_what_train_would_refuse_before_it_is_run(tmp_path):
     assert "fix first " + str(root / "train/TRAIN_005.png") + " is not a readable image" in result.output
     assert "fix first" not in invoke("init", "ok", "--data", dacon_folder(tmp_path / "ok"), "--workdir",
                                      tmp_path / "work").output
+    folders = class_folders(tmp_path / "folders")
+    (folders / "train" / "empty").mkdir()  # a class folder with no images: make_folds leaves it out, so no fix
+    result = invoke("init", "f", "--data", folders, "--workdir", tmp_path / "work")
+    assert result.exit_code == 0 and "fix first" not in result.output, result.output
 
 
 def test_a_zip_with_a_readme_beside_its_top_folder_finds_the_data_in_the_folder(tmp_path):
@@ -377,6 +381,12 @@ def test_a_zip_with_a_readme_beside_its_top_folder_finds_the_data_in_the_folder(
     result = invoke("init", "c", "--data", path, "--workdir", tmp_path / "work")
     assert result.exit_code == 0, result.output
     assert "the files sit in 'contest/' (beside 2 document(s)): that folder is the data folder" in result.output
+    # a CSV named README beside the folder is data, not a document: the folder given stays the data folder
+    from comptk.declare.detect import unwrap
+
+    root = tmp_path / "work" / "data" / "c"
+    (root.parent / "README.csv").write_text("a,b\n")
+    assert unwrap(root.parent)[1] == ""
 
 
 def test_ids_as_stems_with_mixed_extensions_find_each_stems_image(tmp_path):
