@@ -281,3 +281,15 @@ def test_the_same_image_given_twice_is_one_line_naming_the_id(run, tmp_path):
     image = next((run / "data" / "img").glob("*.png"))
     result = invoke("predict", "r", image, image, "--workdir", run, "--out", tmp_path / "p.csv")
     assert result.exit_code == 2 and f"two images would both get id '{image}'" in result.output
+
+
+def test_a_csv_of_stems_finds_each_stems_image_under_another_extension(tmp_path):
+    """As reading the competition's data does: '{id}.jpg' finds x.JPG or x.png when it is the stem's only image."""
+    from comptk.predict.inputs import images_from_csv
+
+    (tmp_path / "test").mkdir()
+    for name in ("a.jpg", "b.JPG", "c.png"):
+        Image.new("RGB", (4, 4)).save(tmp_path / "test" / name, format="PNG" if name.endswith("png") else "JPEG")
+    pd.DataFrame({"id": ["a", "b", "c"]}).to_csv(tmp_path / "test.csv", index=False)
+    found = images_from_csv(tmp_path / "test.csv", defaults={"image_template": "{id}.jpg", "image_dir": "test"})
+    assert [p.name for p in found.paths] == ["a.jpg", "b.JPG", "c.png"]
