@@ -167,3 +167,12 @@ def test_every_run_gets_its_plots_and_comptk_plots_remakes_them(board):
     for name, message in (("mix", "is a blend"), ("r_x", "no finished run 'r_x'")):
         wrong = invoke("plots", name, "--workdir", board)
         assert wrong.exit_code == 2 and message in wrong.output
+    # a run whose classes are not the data's (a class declared since, or dropped): refused, not a traceback
+    record = json.loads(paths.sidecar.read_text())
+    other = artifacts.RunPaths(board, "r_other")
+    other.sidecar.write_text(json.dumps({**record, "name": "r_other", "classes": [*record["classes"], "extra"]}))
+    try:
+        wrong = invoke("plots", "r_other", "--workdir", board)
+        assert wrong.exit_code == 2 and "its classes differ from those run 'r_other' was trained on" in wrong.output
+    finally:
+        other.sidecar.unlink()
