@@ -158,7 +158,8 @@ def run_auto(
         fewer_folds = f"{most} folds instead of {base.n_folds}: {why}, and every fold needs one"
         pins["n_folds"] = most
         base = dataclasses.replace(base, n_folds=most)
-    check_fold_counts(data.train.labels, base.n_folds, data.train.groups, data.classes)  # before any time is spent
+    check_fold_counts(data.train.labels, base.n_folds, data.train.groups, data.classes,  # before any time is spent
+                      option="--set n_folds={}")
 
     images = load_competition_images(data, base.img_size, workdir=workdir)  # members then read the cache
     echo(f"auto {name}: {comp.name}, {len(data.train.ids)} train / {len(data.test.ids)} test images, "

@@ -23,25 +23,26 @@ def most_folds(labels: np.ndarray, groups: np.ndarray | None = None) -> int:
 
 
 def check_fold_counts(labels: np.ndarray, n_folds: int, groups: np.ndarray | None = None,
-                      classes: tuple[str, ...] | None = None) -> None:
-    """K folds need every class at least K times (and with groups, K groups): else a one-line error saying how many."""
+                      classes: tuple[str, ...] | None = None, option: str = "--folds {}") -> None:
+    """K folds need every class at least K times (and with groups, K groups): else a one-line error saying how many.
+    ``option``: how the command that asks gives K (`comptk auto`: "--set n_folds={}")."""
     if n_folds < 2:
-        raise ComptkError(f"--folds must be at least 2, got {n_folds}")
+        raise ComptkError(f"{option.format(n_folds)}: the folds must be at least 2")
     counts = np.bincount(labels)
     present = np.flatnonzero(counts)
     rarest = present[np.argmin(counts[present])]
     if counts[rarest] < n_folds:
         name = classes[rarest] if classes else str(rarest)
         raise ComptkError(
-            f"class '{name}' has {counts[rarest]} training images, fewer than --folds {n_folds}; "
-            f"use --folds {max(counts[rarest], 2)} or fewer"
+            f"class '{name}' has {counts[rarest]} training images, fewer than {option.format(n_folds)}; "
+            f"use {option.format(max(counts[rarest], 2))} or fewer"
             if counts[rarest] >= 2
             else f"class '{name}' has 1 training image: it cannot appear in both a training and a validation fold"
         )
     if groups is not None:
         n_groups = len(np.unique(groups))
         if n_groups < n_folds:
-            raise ComptkError(f"{n_groups} groups cannot fill --folds {n_folds}")
+            raise ComptkError(f"{n_groups} groups cannot fill {option.format(n_folds)}")
 
 
 def make_folds(

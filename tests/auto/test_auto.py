@@ -682,7 +682,8 @@ def test_k_stays_while_the_other_family_fits_as_the_plan_then_takes_it():
 
 @pytest.mark.parametrize("n_cat, extra, expected", [
     (3, [], "3 folds instead of 5: the smallest class has 3 images, and every fold needs one"),
-    (3, ["--set", "n_folds=5"], "error: class 'cat' has 3 training images, fewer than --folds 5"),
+    (3, ["--set", "n_folds=5"], "error: class 'cat' has 3 training images, fewer than --set n_folds=5; use "
+                                "--set n_folds=3 or fewer"),
     (1, [], "error: class 'cat' has 1 training image"),
 ])
 def test_auto_fits_k_to_the_smallest_class_before_spending_time(tiny, monkeypatch, n_cat, extra, expected):

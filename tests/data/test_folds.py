@@ -32,7 +32,7 @@ def test_too_few_images_for_the_folds_names_the_class():
 
 
 def test_one_fold_is_an_error():
-    with pytest.raises(ComptkError, match="--folds must be at least 2"):
+    with pytest.raises(ComptkError, match="--folds 1: the folds must be at least 2"):
         make_folds(np.array([0, 1] * 5), 1, seed=0)
 
 
