@@ -388,6 +388,10 @@ class RunPaths:
     def is_finished(self) -> bool:
         return self.sidecar.exists()
 
+    def is_training_run(self) -> bool:
+        """Whether NAME is a training run's (its folder, or a record that is not a blend's): never a blend's name."""
+        return self.run_dir.exists() or (self.sidecar.is_file() and not read_record(self.sidecar).is_blend)
+
     def folders_written(self) -> tuple[Path, ...]:
         """Every folder training this run writes into (folds/ as in folds_path, shared by all runs)."""
         return (Path(self.workdir) / "folds", self.run_dir, self.oof.parent, self.preds.parent,

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .. import artifacts
+from ..child_process import spawn_member
 from ..competition import Competition, load_competition
 from ..config import AUTO_KEYS, TrainConfig, resolve_run, settings_text
 from ..data.facts import competition_facts
@@ -40,7 +41,6 @@ from ..train.engine import autocast_dtype, resolve_device
 from ..train.pseudo import NoConfidentRows, select_pseudo_labels
 from ..train.tta import TTA, valid_crop
 from .budget import format_seconds, parse_budget
-from ..child_process import spawn_member
 from .measure import Throughput, measure_loop, measure_throughput
 from .plan import (
     DEFAULT_FACTOR,
@@ -240,11 +240,12 @@ def run_auto(
         echo(f"  {i}. {m.name}: {m.model}, seed {m.seed}, {m.epochs} epochs, ~{format_seconds(m.estimate_s)}"
              + (f", pseudo-labelled by {m.teacher}" if m.teacher else ""))
     saved = {m["member"]["name"]: m for m in state.get("members", [])}
-    records = {m.name: {"member": dataclasses.asdict(m), "status": "trained earlier",  # its time and CV as saved
-                        **{k: saved[m.name][k] for k in ("seconds", "cv") if k in saved.get(m.name, {})}}
-               for m in trained}
-    for m in trained:  # a plan saved before CVs were kept in it: the member's own record has it
-        records[m.name].setdefault("cv", artifacts.read_record(artifacts.RunPaths(workdir, m.name).sidecar).cv.oof)
+    records = {}
+    for m in trained:  # with the time and CV plan.json kept (a plan saved before it kept CVs: the member's record)
+        kept = {k: saved[m.name][k] for k in ("seconds", "cv") if k in saved[m.name]}
+        if "cv" not in kept:
+            kept["cv"] = artifacts.read_record(artifacts.RunPaths(workdir, m.name).sidecar).cv.oof
+        records[m.name] = {"member": dataclasses.asdict(m), "status": "trained earlier", **kept}
     _save_state(folder, comp, preset, budget_s, factor, trained, members, pins, fewer_folds is not None, records)
 
     queue, failed, stopped = list(members), [], []
@@ -384,9 +385,10 @@ def _check_name_free(workdir: Path, name: str, state: Mapping[str, Any]) -> None
     """auto writes its blend as NAME (oof/NAME.json, submissions/NAME.csv, replacing its own earlier blend): a
     training run of that name, or a blend this plan did not make, is refused before any time is spent."""
     paths = artifacts.RunPaths(workdir, name)
-    if paths.run_dir.exists() or (paths.sidecar.is_file() and not artifacts.read_record(paths.sidecar).is_blend):
-        raise ComptkError(f"auto {name}: '{name}' is a training run ({paths.run_dir}); auto writes its blend under "
-                          f"its --name: choose another")
+    if paths.is_training_run():
+        where = paths.run_dir if paths.run_dir.exists() else paths.sidecar
+        raise ComptkError(f"auto {name}: '{name}' is a training run ({where}); auto writes its blend under its "
+                          f"--name: choose another")
     if paths.sidecar.is_file() and not state:
         raise ComptkError(f"auto {name}: a blend '{name}' exists ({paths.sidecar}) that this plan did not make "
                           f"(no {workdir / 'auto' / name / 'plan.json'}); choose another --name")

@@ -71,14 +71,22 @@ def folds_key(train: Table) -> str:
     declared, the groups. Changed labels or groups give another key, so new folds are made rather
     than folds stratified on other labels reused."""
     if train.groups is None:
-        return artifacts.digest(f"{i}\t{y}" for i, y in zip(train.ids, train.labels))
+        return _labels_digest(train.ids, train.labels)
+
+
+def _labels_digest(ids, labels) -> str:
+    return artifacts.digest(f"{i}\t{y}" for i, y in zip(ids, labels))
     return artifacts.digest(f"{i}\t{y}\t{g}" for i, y, g in zip(train.ids, train.labels, train.groups))
 
 
 def labels_digest(train: Table) -> str:
     """The train labels as used (after [label_fixes]), id by id: recorded with a run, so a resume
     and an ensemble can tell that the labels changed even when the ids did not."""
-    return artifacts.digest(f"{i}\t{y}" for i, y in zip(train.ids, train.labels))
+    return _labels_digest(train.ids, train.labels)
+
+
+def _labels_digest(ids, labels) -> str:
+    return artifacts.digest(f"{i}\t{y}" for i, y in zip(ids, labels))
 
 
 def same_labels(recorded: str, recorded_classes, train: Table, classes) -> bool:
@@ -89,7 +97,7 @@ def same_labels(recorded: str, recorded_classes, train: Table, classes) -> bool:
     if any(classes[y] not in column for y in set(train.labels.tolist())):
         return False
     as_recorded = [column[classes[y]] for y in train.labels.tolist()]
-    return artifacts.digest(f"{i}\t{y}" for i, y in zip(train.ids, as_recorded)) == recorded
+    return _labels_digest(train.ids, as_recorded) == recorded
 
 
 def read_folds(path: Path, train: Table, n_folds: int | None = None) -> np.ndarray:

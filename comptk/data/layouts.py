@@ -84,12 +84,13 @@ def _class_folder_rows(split_dir: Path, classes: tuple[str, ...],
                        prefix: str) -> tuple[list[Path], list[int], list[str]]:
     found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and is_visible(p))
     folder_of: dict[str, str] = {}  # a class (composed Unicode form) -> its folder's name as on disk
+    known = {nfc(c) for c in classes}
     for name in found:
         if nfc(name) in folder_of:
             raise ComptkError(f"{split_dir}: class folders '{folder_of[nfc(name)]}' and '{name}' differ only in "
                               f"their Unicode form; merge them")
         folder_of[nfc(name)] = name
-        if nfc(name) not in {nfc(c) for c in classes}:
+        if nfc(name) not in known:
             raise ComptkError(f"{split_dir / name}: class folder '{name}' is not in the class list")
     paths, labels = [], []
     for index, name in enumerate(classes):
@@ -259,6 +260,6 @@ def _check_test_is_not_train(train: Table, test: Table, comp: Competition) -> No
     for i, path in enumerate(test.paths):
         j = train_files.get(os.path.normpath(os.path.abspath(path)))
         if j is not None:
-            raise ComptkError(f"{comp.source or comp.name}: test row '{test.ids[i]}' and train row '{train.ids[j]}' are the same "
-                              f"image file {path}; declare the folder of the test images ([files] test_images "
-                              f"or test)")
+            raise ComptkError(f"{comp.source or comp.name}: test row '{test.ids[i]}' and train row "
+                              f"'{train.ids[j]}' are the same image file {path}; declare the folder of the test "
+                              f"images ([files] test_images or test)")

@@ -64,7 +64,7 @@ def _check_outputs(out: Path, paths: artifacts.RunPaths, members: Members, force
             raise ComptkError(f"--out {out}: blend '{paths.name}' would overwrite its member {member}; "
                               f"choose another --out name")
     md, js = report_paths(out)
-    if paths.run_dir.exists() or (paths.sidecar.is_file() and not artifacts.read_record(paths.sidecar).is_blend):
+    if paths.is_training_run():
         raise ComptkError(f"--out {out}: '{paths.name}' is a training run ({paths.run_dir}); a blend never "
                           f"replaces a training run, even with --force; choose another --out name")
     existing = [p for p in (paths.sidecar, paths.oof, paths.preds, paths.run_dir, out, md, js) if p.exists()]
