@@ -72,10 +72,6 @@ def folds_key(train: Table) -> str:
     than folds stratified on other labels reused."""
     if train.groups is None:
         return _labels_digest(train.ids, train.labels)
-
-
-def _labels_digest(ids, labels) -> str:
-    return artifacts.digest(f"{i}\t{y}" for i, y in zip(ids, labels))
     return artifacts.digest(f"{i}\t{y}\t{g}" for i, y, g in zip(train.ids, train.labels, train.groups))
 
 
