@@ -32,7 +32,7 @@ from ..child_process import spawn_member
 from ..competition import Competition, load_competition
 from ..config import AUTO_KEYS, TrainConfig, resolve_run, settings_text
 from ..data.facts import competition_facts
-from ..data.folds import check_fold_counts, most_folds
+from ..data.folds import check_fold_counts, folds_digest, load_or_make_folds, most_folds
 from ..data.image_cache import load_competition_images
 from ..data.layouts import read_data
 from ..data.tables import CompetitionData
@@ -193,7 +193,7 @@ def run_auto(
     factor = loop_factors(state)
     if trained or pending:  # members to keep or resume: they must have been given the same settings
         _check_same_settings(state, pins, folder, name)
-    _check_trained_earlier(trained, workdir, name)
+    _check_trained_earlier(trained, pending, workdir, name, comp, data, base)
     students = [m.name for m in trained + pending if m.teacher]
     if students and pseudo_why is None:
         how = ("the declaration forbids them" if comp.pseudo_labels_allowed is False
@@ -367,13 +367,24 @@ def _check_same_settings(state: Mapping[str, Any], pins: Mapping[str, Any], fold
                           f"give the same --set to resume it, or start afresh with another --name")
 
 
-def _check_trained_earlier(trained: list[Member], workdir: Path, name: str) -> None:
-    """Members kept from an earlier call must still match the data and share folds (as a blend checks),
-    before any time is spent: otherwise the blend would fail at the end of the budget."""
-    if len(trained) < 2:  # one member is checked by its own resume rules when blended alone
+def _check_trained_earlier(trained: list[Member], pending: list[Member], workdir: Path, name: str,
+                           comp: Competition, data: CompetitionData, base: TrainConfig) -> None:
+    """Members kept or resumed from an earlier call must still match the data and be on the folds the declaration
+    gives now (K, folds seed, group column: a member on other folds could not be blended with the new ones, and one
+    whose folds no longer keep groups together has a leaking CV), and share them (as a blend checks), before any
+    time is spent: otherwise the blend would fail at the end of the budget."""
+    if not trained and not pending:
         return
     from ..ensemble.validate import load_members, load_truth
 
+    fold, _ = load_or_make_folds(workdir, comp.name, data.train, base.n_folds, base.folds_seed, data.classes)
+    now = {"folds_digest": folds_digest(data.train.ids, fold)}
+    for member in trained + pending:
+        artifacts.check_same_run(artifacts.RunPaths(workdir, member.name), now, fix=(
+            f"auto {name} trained it on the folds of an earlier declaration (another K, folds seed or [columns] group "
+            f"column); restore that declaration to resume, or start afresh with another --name"))
+    if len(trained) < 2:  # one member is checked by its own resume rules when blended alone
+        return
     try:
         load_truth(load_members([artifacts.RunPaths(workdir, m.name).oof for m in trained]))
     except ComptkError as exc:

@@ -95,7 +95,8 @@ def load_members(oof_paths: list[str | Path] | tuple[str | Path, ...]) -> Member
                               f"missing: {', '.join(lacking) or '-'})")
         for key, what, fix in (
             ("train_ids_digest", "train rows", "train them on the same train.csv"),
-            ("folds_digest", "folds", "train them with the same --folds and --folds-seed"),
+            ("folds_digest", "folds", "train them on the same folds: the same --folds and --folds-seed, and the "
+             "same [columns] group of the declaration"),
             ("test_ids_digest", "test rows", "predict the same test.csv"),
         ):
             if getattr(record, key) != getattr(first, key):

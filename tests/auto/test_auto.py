@@ -737,3 +737,24 @@ def test_a_declared_pseudo_run_leaves_no_teacher_to_choose_for_a_student(tiny):
     result = CliRunner().invoke(main, ["auto", str(tiny), "--workdir", str(tiny), "--budget", "60s", "--pseudo-labels"])
     assert result.exit_code != 0 and "[train] sets pseudo_run or pseudo_teacher" in result.output
     assert "Traceback" not in result.output
+
+
+def test_members_trained_on_the_folds_of_an_earlier_declaration_are_refused_before_any_time_is_spent(
+        tmp_path, monkeypatch):
+    """A declaration's group column removed (or K, folds seed changed) after members were trained: the re-run is
+    refused at once, not after training a member on the new folds that the blend then refuses."""
+    tiny = make_tiny(tmp_path / "g", groups=True)
+    member = Member(name="g-small_resnet-s42-e1", model="small_resnet", seed=42, epochs=1, estimate_s=1.0)
+    trained = CliRunner().invoke(main, ["train", str(tiny), "--workdir", str(tiny), "--name", member.name,
+                                        "--seed", "42", "--quiet", "--no-plots"], catch_exceptions=False)
+    assert trained.exit_code == 0, trained.output
+    _save_state(tiny / "auto" / "g", load_competition(tiny), "fast", 60.0, LoopFactors(), [member], [])
+    monkeypatch.setattr(runner, "measure_loop", lambda *args, **kwargs: Throughput(1e4, 1e4))
+    monkeypatch.setattr(runner, "_train_member", lambda *args, **kwargs: pytest.fail("a member was trained"))
+    toml = tiny / "competition.toml"
+    toml.write_text(toml.read_text().replace('group = "person"\n', ""))
+    args = ["auto", str(tiny), "--workdir", str(tiny), "--budget", "60s", "--name", "g"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 2, refused.output
+    assert "other data: folds (folds_digest)" in refused.output and "[columns] group" in refused.output
+    assert "plan:" not in refused.output and "measured" not in refused.output
