@@ -162,9 +162,18 @@ def recalibrate(factor: float, estimate_s: float, seconds: float, *, first: bool
 
 def families(base: TrainConfig) -> list[str]:
     """Model families for the ensemble: the recipe's model first, then one of a similar kind
-    (comptk's small CNNs for small images; timm ImageNet families otherwise)."""
+    (comptk's small CNNs for small images; timm ImageNet families otherwise). A weights file is one model's
+    checkpoint: with ``weights`` set, the recipe's model alone. With ``pretrained``, the second family only
+    when its pretrained weights can be loaded now (the local cache, else the hub answers: asked once a process)."""
+    if base.weights:
+        return [base.model]
     pool = SMALL_CNNS if base.model in SMALL_CNNS else TIMM_FAMILIES
-    return [base.model, *[m for m in pool if m != base.model]][:2]
+    others = [m for m in pool if m != base.model][:1]
+    if base.pretrained:
+        from ..train.weights import weights_obtainable
+
+        others = [m for m in others if weights_obtainable(m)]
+    return [base.model, *others]
 
 
 def member_seconds(epochs: int, work: Workload, tp: Throughput, factor: float) -> float:

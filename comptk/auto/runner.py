@@ -160,6 +160,7 @@ def run_auto(
         base = dataclasses.replace(base, n_folds=most)
     check_fold_counts(data.train.labels, base.n_folds, data.train.groups, data.classes,  # before any time is spent
                       option="--set n_folds={}")
+    _check_weights(base)
 
     images = load_competition_images(data, base.img_size, workdir=workdir)  # members then read the cache
     echo(f"auto {name}: {comp.name}, {len(data.train.ids)} train / {len(data.test.ids)} test images, "
@@ -289,6 +290,11 @@ def run_auto(
                     fewer_folds is not None, records)
 
     if not trained:
+        out_of_time = stopped or any(r.get("status") == "dropped: no time left" for r in records.values())
+        if failed and not out_of_time:  # every member failed on its own: more time would not help
+            first = records[failed[0].name]["status"]
+            raise ComptkError(f"auto {name}: no member finished: every member failed ({failed[0].name}: {first}; "
+                              f"its log: {folder / 'members' / (failed[0].name + '.log')})")
         raise ComptkError(f"auto {name}: no member finished within {format_seconds(budget_s)}; "
                           f"give a larger --budget (see {folder / 'plan.json'})")
     result = _blend(name, trained, workdir, label_shift)
@@ -403,6 +409,21 @@ def _check_name_free(workdir: Path, name: str, state: Mapping[str, Any]) -> None
     if paths.sidecar.is_file() and not state:
         raise ComptkError(f"auto {name}: a blend '{name}' exists ({paths.sidecar}) that this plan did not make "
                           f"(no {workdir / 'auto' / name / 'plan.json'}); choose another --name")
+
+
+def _check_weights(base: TrainConfig) -> None:
+    """The weights every member of the recipe's model will load, checked before any time is spent (a member would
+    fail on them only after the measuring); the ways out as auto spells them."""
+    from ..train.weights import has_published_weights, pretrained_overlay
+
+    if base.weights:
+        if not Path(base.weights).is_file():
+            raise ComptkError(f"weights file not found: {base.weights} (--set weights)")
+    elif base.pretrained:
+        if not has_published_weights(base.model):
+            raise ComptkError(f"'{base.model}' has no published pretrained weights: give --set weights=FILE, or "
+                              f"--set pretrained=false")
+        pretrained_overlay(base.model, flags=("--set weights=FILE", "--set pretrained=false"))
 
 
 def _precision(device, base: TrainConfig) -> str:

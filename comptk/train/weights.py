@@ -123,10 +123,14 @@ def weights_obtainable(model: str) -> bool:
     return not hub_offline() and reachable(_probe_url(model))
 
 
-def pretrained_overlay(model: str) -> dict | None:
+TRAIN_FLAGS = ("--weights FILE", "--no-pretrained")  # how `comptk train` spells the ways out
+
+
+def pretrained_overlay(model: str, flags: tuple[str, str] = TRAIN_FLAGS) -> dict | None:
     """What ``timm.create_model(model, pretrained=True, pretrained_cfg_overlay=...)`` needs: ``{"file": PATH}``
     when the weights are cached (loaded from there, no network), None when they must be downloaded and the
-    host answers (or the model publishes none: its own code says so); else a ComptkError at once."""
+    host answers (or the model publishes none: its own code says so); else a ComptkError at once, whose ways
+    out name ``flags`` (a weights file, no pretrained weights) as the calling command spells them."""
     if not has_published_weights(model):
         return None
     cached = cached_weights(model)
@@ -141,8 +145,8 @@ def pretrained_overlay(model: str) -> dict | None:
         return None
     raise ComptkError(
         f"cannot load pretrained weights for '{model}': not in the local cache and not downloadable ({why}); "
-        f"pass --weights FILE (a .safetensors/.pth checkpoint of the model), or copy the Hugging Face cache of a "
+        f"pass {flags[0]} (a .safetensors/.pth checkpoint of the model), or copy the Hugging Face cache of a "
         f"connected machine to {hub_cache_dir()} (the folder comes from HF_HUB_CACHE, else HF_HOME/hub; fill it there "
         f"with `python -c \"import timm; timm.create_model('{model}', pretrained=True)\"`), or train with "
-        f"--no-pretrained; HF_HUB_OFFLINE=1 skips the network check"
+        f"{flags[1]}; HF_HUB_OFFLINE=1 skips the network check"
     )

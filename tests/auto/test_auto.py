@@ -452,7 +452,9 @@ def test_other_settings_are_refused_only_when_the_plan_has_members_to_keep_or_re
         args = ["auto", str(tiny), "--workdir", str(tiny), "--budget", "60s", "--name", "r", "--set", f"lr={lr}"]
         return CliRunner().invoke(main, args)
 
-    assert "no member finished" in run(0.1).output  # every member failed: nothing to keep
+    failed = run(0.1).output
+    assert "no member finished" in failed  # every member failed: nothing to keep
+    assert "every member failed" in failed and "(diverged" in failed and "larger --budget" not in failed
     assert "no member finished" in run(0.01).output  # so other settings may be tried under the same name
     member = Member(name="r-small_resnet-s42-e1", model="small_resnet", seed=42, epochs=1, estimate_s=1.0)
     _save_state(tiny / "auto" / "r", load_competition(tiny), "fast", 60.0, LoopFactors(), [], [member],
@@ -758,3 +760,36 @@ def test_members_trained_on_the_folds_of_an_earlier_declaration_are_refused_befo
     assert refused.exit_code == 2, refused.output
     assert "other data: folds (folds_digest)" in refused.output and "[columns] group" in refused.output
     assert "plan:" not in refused.output and "measured" not in refused.output
+
+
+@pytest.mark.parametrize("train, says", [
+    ('model = "resnet18"\npretrained = true', "cannot load pretrained weights for 'resnet18'"),
+    ('model = "small_resnet"\npretrained = true', "'small_resnet' has no published pretrained weights"),
+    ('model = "resnet18"\nweights = "missing.pth"', "weights file not found: missing.pth"),
+])
+def test_weights_members_cannot_load_are_refused_before_measuring_in_autos_own_flags(tiny, monkeypatch, train, says):
+    from comptk.train import weights
+
+    monkeypatch.setattr(weights, "cached_weights", lambda model: None)
+    monkeypatch.setattr(weights, "hub_offline", lambda: True)
+    monkeypatch.setattr(runner, "measure_loop", lambda *args, **kwargs: pytest.fail("measured"))
+    toml = tiny / "competition.toml"
+    toml.write_text(toml.read_text().replace('model = "small_resnet"', train))
+    result = CliRunner().invoke(main, ["auto", str(tiny), "--workdir", str(tiny), "--budget", "60s"])
+    assert result.exit_code == 2 and says in result.output, result.output
+    assert "--no-pretrained" not in result.output and "measured" not in result.output
+    if "pretrained = true" in train:
+        assert "--set pretrained=false" in result.output
+
+
+def test_a_weights_file_keeps_members_to_its_model_and_pretrained_ones_to_families_with_weights(monkeypatch):
+    from comptk.auto.plan import families
+    from comptk.train import weights
+
+    base = resolve(None, {"model": "resnet18", "pretrained": False})
+    assert families(base) == ["resnet18", "efficientnet_b0"]
+    assert families(replace(base, weights="r18.pth")) == ["resnet18"]  # the file is resnet18's checkpoint
+    monkeypatch.setattr(weights, "weights_obtainable", lambda model: model == "resnet18")
+    assert families(replace(base, pretrained=True)) == ["resnet18"]
+    monkeypatch.setattr(weights, "weights_obtainable", lambda model: True)
+    assert families(replace(base, pretrained=True)) == ["resnet18", "efficientnet_b0"]
