@@ -275,7 +275,7 @@ def load_competition(name_or_path: str | Path | None, workdir: str | Path = ".")
     check_tune_table(raw.get("tune", {}), str(path))
     pretrained_allowed = raw.get("pretrained_allowed", True)
     if not pretrained_allowed:
-        config.check_pretrained_allowed(raw["name"], path, defaults)
+        config.check_pretrained_allowed(raw["name"], path, defaults, declared=True)
     files = dict(raw["files"])
     files["extra_train"] = _check_extra_train(files.get("extra_train", []), raw["layout"], path)
     person_labels = _check_person_folders(raw, path)

@@ -261,9 +261,15 @@ def resolve_run(
     return cfg
 
 
-def check_pretrained_allowed(name: str, source: Path | None, cfg: TrainConfig) -> None:
-    """A competition that forbids pretrained weights refuses ``pretrained`` and ``weights``."""
+def check_pretrained_allowed(name: str, source: Path | None, cfg: TrainConfig, *, declared: bool = False) -> None:
+    """A competition that forbids pretrained weights refuses ``pretrained`` and ``weights``; ``declared``: ``cfg``
+    is the declaration's own [train] table, which no flag overrides, so the fix is to edit it."""
     used = "pretrained = true" if cfg.pretrained else f"weights = '{cfg.weights}'" if cfg.weights else ""
+    if used and declared:
+        raise ComptkError(
+            f"{source}: pretrained_allowed = false, but its [train] table sets {used}; remove "
+            f"'{used.split(' = ')[0]}' from [train] (or set pretrained = false there)"
+        )
     if used:
         raise ComptkError(
             f"competition '{name}' forbids pretrained weights (pretrained_allowed = false in {source}), "

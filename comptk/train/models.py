@@ -276,6 +276,10 @@ def _create_timm_model(cfg: TrainConfig, n_classes: int) -> nn.Module:
     except Exception as exc:
         if not pretrained:
             raise
+        if cfg.weights:  # timm's loader is strict beyond the head: load what fits, and refuse a file of another model
+            model = timm.create_model(cfg.model, pretrained=False, num_classes=n_classes, **regularise)
+            load_weights_file(model, cfg.weights)
+            return model
         raise ComptkError(
             f"cannot load pretrained weights for '{cfg.model}' ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}); with no network, put them in the "

@@ -19,6 +19,15 @@ def test_weights_file_is_loaded_and_the_head_is_replaced(tmp_path, name):
     assert model.get_classifier().out_features == 7
 
 
+def test_a_weights_file_of_another_timm_model_is_refused_as_such_not_as_a_download_failure(tmp_path):
+    """timm's loader refuses it with a multi-line RuntimeError; the error says the file does not fit the model."""
+    path = tmp_path / "resnet.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model("test_resnet").state_dict().items()}, str(path))
+    with pytest.raises(ComptkError, match=r"weights file .*resnet\.safetensors: only 0 of model .* tensors .* fit") as info:
+        create_model(resolve(None, {"model": "test_efficientnet", "weights": str(path)}), n_classes=3)
+    assert "download" not in str(info.value) and "\n" not in str(info.value)
+
+
 def test_small_resnet_without_weights_file_cannot_be_pretrained():
     with pytest.raises(ComptkError, match="small_resnet has no published weights"):
         create_model(resolve(None, {"model": "small_resnet", "pretrained": True}), n_classes=3)

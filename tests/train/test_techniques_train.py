@@ -141,8 +141,11 @@ def test_pretrained_forbidden_and_set_in_the_same_declaration(tiny):
     toml_with(tiny, "pretrained_allowed = false")
     path = tiny / "competition.toml"
     path.write_text(path.read_text().replace('model = "small_resnet"', 'model = "small_resnet"\npretrained = true'))
-    result = train_cli(tiny)
-    assert result.exit_code == 2 and "forbids pretrained weights" in result.output
+    for flags in ([], ["--no-pretrained"]):  # the declaration contradicts itself: no flag is the way out
+        result = train_cli(tiny, *flags)
+        assert result.exit_code == 2 and "pretrained_allowed = false, but its [train] table sets pretrained = true" \
+            in result.output, result.output
+        assert "remove 'pretrained' from [train]" in result.output and "--no-pretrained" not in result.output
 
 
 def test_training_from_scratch_is_fine_when_pretrained_is_forbidden(tiny):
