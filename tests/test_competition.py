@@ -96,10 +96,22 @@ def test_no_name_and_no_competition_says_so_and_names_the_bundled_ones(tmp_path,
 
 def test_no_name_and_several_competitions_lists_them(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _declare(tmp_path / "competitions", "b")  # ./competitions and WORKDIR/competitions both count
+    _declare(tmp_path / "competitions", "c")
     _declare(tmp_path / "work" / "competitions", "a")
+    _declare(tmp_path / "work" / "competitions", "b")
     with pytest.raises(ComptkError, match=r"declares 2: a, b; pass one of them as NAME"):
         load_competition(None, tmp_path / "work")
+
+
+def test_no_name_takes_the_work_directorys_only_competition_over_those_where_the_command_runs(tmp_path, monkeypatch):
+    """`comptk auto --workdir W` run from a checkout whose ./competitions declares several: W's own is meant."""
+    monkeypatch.chdir(tmp_path)
+    _declare(tmp_path / "competitions", "b")
+    _declare(tmp_path / "competitions", "c")
+    mine = _declare(tmp_path / "work" / "competitions", "a")
+    assert load_competition(None, tmp_path / "work").source == mine
+    with pytest.raises(ComptkError, match=r"declares 2: b, c"):  # a work directory declaring none: ./competitions
+        load_competition(None, tmp_path / "elsewhere")
 
 
 def test_the_work_directorys_declaration_wins_over_the_one_where_the_command_runs(tmp_path, monkeypatch):

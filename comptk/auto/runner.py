@@ -37,6 +37,7 @@ from ..data.image_cache import load_competition_images
 from ..data.layouts import read_data
 from ..data.tables import CompetitionData
 from ..errors import ComptkError
+from ..label_shift import summary_line
 from ..train.engine import autocast_dtype, resolve_device
 from ..train.pseudo import NoConfidentRows, select_pseudo_labels
 from ..train.tta import TTA, valid_crop
@@ -303,6 +304,8 @@ def run_auto(
                            [why for why in (balance, fewer_folds, _student_outcome(pseudo_why, trained)) if why])
     echo(f"blend {name} ({result['method']}): CV {comp.metric} {result['cv']:.4f} (cross-validated, pooled OOF) "
          f"from {len(trained)} member(s)")
+    if result["label_shift"]:
+        echo(f"  {result['label_shift']}")
     echo(f"finished in {format_seconds(seconds)} of {format_seconds(budget_s)} "
          f"(planned {format_seconds(plan_s)})\nsubmission: {result['submission']}\nreport: {report}")
     return AutoResult(name=name, submission=Path(result["submission"]), cv=result["cv"], metric=comp.metric,
@@ -555,15 +558,18 @@ def _blend(name: str, trained: list[Member], workdir: Path, label_shift: str) ->
     that member's own submission (its record says how it was made)."""
     if len(trained) == 1:
         only = artifacts.RunPaths(workdir, trained[0].name)
-        return {"method": f"single member {trained[0].name}", "cv": artifacts.read_record(only.sidecar).cv.oof,
-                "submission": str(only.submission), "weights": {trained[0].name: 1.0}}
+        record = artifacts.read_record(only.sidecar)
+        return {"method": f"single member {trained[0].name}", "cv": record.cv.oof,
+                "submission": str(only.submission), "weights": {trained[0].name: 1.0},
+                "label_shift": summary_line(record.label_shift)}
     submission = artifacts.RunPaths(workdir, name).submission
     from ..ensemble import blend
 
     result = blend([artifacts.RunPaths(workdir, m.name).oof for m in trained], out=submission, method="auto",
                    workdir=workdir, force=True, label_shift=label_shift)
+    record = artifacts.read_record(artifacts.RunPaths(workdir, name).sidecar)
     return {"method": result.method, "cv": result.cv, "submission": str(result.submission),
-            "weights": result.weights}
+            "weights": result.weights, "label_shift": summary_line(record.label_shift)}
 
 
 def _write_report(folder: Path, name: str, comp: Competition, budget_s: float, seconds: float, planned_s: float,
@@ -581,7 +587,8 @@ def _write_report(folder: Path, name: str, comp: Competition, budget_s: float, s
         lines.append(f"| {m['name']} | {m['model']} | {m['seed']} | {m['epochs']} | {format_seconds(m['estimate_s'])} "
                      f"| {took} | {cv} | {rec['status']} |")
     lines += ["", f"blend: {result['method']}, CV {result['cv']:.4f} (cross-validated, pooled OOF)",
-              f"weights: {result.get('weights')}", f"submission: {result['submission']}", ""]
+              f"weights: {result['weights'] or 'none per member (a stacked meta-model combines them)'}",
+              *([result["label_shift"]] if result["label_shift"] else []), f"submission: {result['submission']}", ""]
     path = folder / "report.md"
     with artifacts.atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines), encoding="utf-8")

@@ -234,9 +234,12 @@ def test_while_a_member_trains_sigterm_and_sighup_raise_but_nohups_ignored_sighu
 
 
 def test_auto_end_to_end_members_are_normal_runs_blended_and_a_rerun_resumes(tiny):
-    args = ["auto", str(tiny), "--workdir", str(tiny), "--budget", "75s", "--name", "a"]
+    args = ["auto", str(tiny), "--workdir", str(tiny), "--budget", "75s", "--label-shift", "em", "--name", "a"]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    shift = json.loads(RunPaths(tiny, "a").sidecar.read_text())["label_shift"]["summary"]
+    assert f"\n  {shift}\n" in result.output  # the blend's label-shift line, as `comptk ensemble` prints it
+    assert shift in (tiny / "auto" / "a" / "report.md").read_text()
     plan = json.loads((tiny / "auto" / "a" / "plan.json").read_text())
     trained = [m["member"]["name"] for m in plan["members"] if m["status"] == "trained"]
     assert len(trained) >= 2, result.output
