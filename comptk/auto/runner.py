@@ -304,7 +304,7 @@ def run_auto(
                            [why for why in (balance, fewer_folds, _student_outcome(pseudo_why, trained)) if why])
     echo(f"blend {name} ({result['method']}): CV {comp.metric} {result['cv']:.4f} (cross-validated, pooled OOF) "
          f"from {len(trained)} member(s)")
-    if result["label_shift"]:
+    if result.get("label_shift"):
         echo(f"  {result['label_shift']}")
     echo(f"finished in {format_seconds(seconds)} of {format_seconds(budget_s)} "
          f"(planned {format_seconds(plan_s)})\nsubmission: {result['submission']}\nreport: {report}")
@@ -588,7 +588,8 @@ def _write_report(folder: Path, name: str, comp: Competition, budget_s: float, s
                      f"| {took} | {cv} | {rec['status']} |")
     lines += ["", f"blend: {result['method']}, CV {result['cv']:.4f} (cross-validated, pooled OOF)",
               f"weights: {result['weights'] or 'none per member (a stacked meta-model combines them)'}",
-              *([result["label_shift"]] if result["label_shift"] else []), f"submission: {result['submission']}", ""]
+              *([result["label_shift"]] if result.get("label_shift") else []), f"submission: {result['submission']}",
+              ""]
     path = folder / "report.md"
     with artifacts.atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines), encoding="utf-8")

@@ -548,6 +548,10 @@ def test_the_report_says_what_auto_chose(tmp_path, tiny):
     text = path.read_text()
     assert "chosen by auto: sampler reason" in text and "chosen by auto: 3 folds instead of 5: reason" in text
     assert "settings of every member besides model, seed and epochs: n_folds = 3" in text
+    stacked = {**result, "method": "stack", "weights": None, "label_shift": "label shift: none clear (...)"}
+    text = runner._write_report(tmp_path, "r", load_competition(tiny), 60.0, 50.0, 40.0, {"m": record}, stacked,
+                                {}).read_text()
+    assert "weights: none per member (a stacked meta-model combines them)" in text and "label shift: none" in text
 
 
 def test_with_pseudo_labels_a_student_follows_its_teacher_with_the_least_time_it_needs():
