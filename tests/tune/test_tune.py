@@ -300,6 +300,19 @@ def test_bad_tune_options_are_one_line_errors(tiny, args, message):
     assert "secret" not in result.output
 
 
+@pytest.mark.parametrize("scheme", ["sqlite:///", "journal:"])
+def test_storage_under_a_file_or_a_system_folder_is_a_one_line_error(tiny, scheme):
+    under_file = tiny / "competition.toml" / "x.db"
+    result = invoke("tune", tiny, "--workdir", tiny, *FAST, "--storage", f"{scheme}{under_file}")
+    assert result.exit_code == 2, result.output
+    assert f"cannot open storage '{scheme}{under_file}': {tiny / 'competition.toml'} is a file, not a folder" \
+        in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    if Path("/proc").is_dir():  # files cannot be made there: at once, not after the lock's timeout
+        result = invoke("tune", tiny, "--workdir", tiny, *FAST, "--storage", f"{scheme}/proc/x.db")
+        assert result.exit_code == 2 and f"cannot open storage '{scheme}/proc/x.db'" in result.output
+
+
 def test_show_and_from_study_errors(tiny):
     result = invoke("tune", tiny, "--workdir", tiny, "--show")
     assert result.exit_code == 2 and "no study storage" in result.output
