@@ -253,6 +253,19 @@ def test_score_accepts_a_run_class_absent_from_the_answers(tmp_path, answers):
     assert result.exit_code == 0 and "accuracy 0.9000" in result.output, result.output
 
 
+def test_score_refuses_answers_spelled_otherwise_than_the_run(tmp_path, answers):
+    sub = _submission(tmp_path, [str(i) for i in range(10)])
+    zero_padded = pd.read_csv(answers, dtype=str)
+    zero_padded["label"] = zero_padded["label"].str.zfill(2)  # '07' where the run wrote '7'
+    padded = tmp_path / "padded.csv"
+    zero_padded.to_csv(padded, index=False)
+    # with the run's classes (its sidecar) as without them: an error, not an accuracy of 0
+    with pytest.raises(ComptkError, match="padded.csv: 10 answers are not among the run's classes: '00', '01'"):
+        score_submission(sub, padded, "accuracy", classes=[str(i) for i in range(10)])
+    with pytest.raises(ComptkError, match="10 predictions are not class labels"):
+        score_submission(sub, padded, "accuracy")
+
+
 # ---------------------------------------------------------------- 7. weights files
 
 def _save(tmp_path, state, name="w.safetensors") -> Path:
