@@ -278,7 +278,8 @@ def train(competition: str | None, workdir: Path, data_dir: Path | None, name: s
     from .train.crossval import run_cv
     from .tune import base_settings
 
-    base = base_settings(settings_file, from_study, storage=storage, workdir=workdir)
+    base = base_settings(settings_file, from_study, storage=storage, workdir=workdir, competition=competition,
+                         echo=click.echo)
     result = run_cv(competition, settings, base=base, workdir=workdir, data_dir=data_dir, name=name,
                     progress=not quiet, folds_subset=parse_folds_subset(folds_subset), tracker=tracker, plots=plots,
                     cache=cache, label_shift=label_shift)

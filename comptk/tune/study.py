@@ -342,8 +342,21 @@ def best_settings_of(study: optuna.Study) -> dict[str, Any]:
     return {k: settings[k] for k in sorted(settings) if k in FIELD_TYPES}
 
 
-def best_settings(study: str, *, storage: str | None = None, workdir: str | Path = ".") -> dict[str, Any]:
-    return best_settings_of(load_study(study, storage=storage, workdir=workdir))
+def best_settings(study: str, *, storage: str | None = None, workdir: str | Path = ".",
+                  competition: str | None = None, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The best settings of a study; ``competition`` (a name): refuse a study made for another
+    competition, as tune() refuses to continue one; ``echo``: say which settings the study gives."""
+    loaded = load_study(study, storage=storage, workdir=workdir)
+    made_for = loaded.user_attrs[ATTR].get("competition")
+    if competition is not None and made_for != competition:
+        raise ComptkError(f"study '{study}' was made with other settings "
+                          f"({_describe_change('competition', made_for, competition)}); "
+                          f"use a study of {competition} (`comptk tune {competition}`)")
+    settings = best_settings_of(loaded)
+    if echo is not None:
+        echo(f"settings from study '{study}' (best trial {loaded.best_trial.number}): "
+             + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    return settings
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:

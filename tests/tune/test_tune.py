@@ -146,6 +146,7 @@ def test_study_completes_resumes_to_a_larger_total_and_hands_off_to_train(tiny):
     trained = invoke("train", tiny, "--workdir", tiny, "--from-study", "tiny", "--epochs", 2, "--name", "from-study",
                      "--quiet")
     assert trained.exit_code == 0, trained.output
+    assert f"settings from study 'tiny' (best trial {study.best_trial.number}): " in trained.output
     config = json.loads((tiny / "oof" / "from-study.json").read_text())["config"]
     assert config["epochs"] == 2  # a flag overrides the study's setting
     assert {k: config[k] for k in best if k != "epochs"} == {k: v for k, v in best.items() if k != "epochs"}
@@ -322,6 +323,11 @@ def test_show_and_from_study_errors(tiny):
     assert result.exit_code == 2 and "study 'onee' is not in" in result.output and "did you mean 'one'" in result.output
     result = invoke("tune", tiny, "--workdir", tiny, "--study", "one", "--trials", 2, "--set", "n_folds=3")
     assert result.exit_code == 2 and "study 'one' was made with other settings" in result.output
+    other = tiny / "other.toml"  # the same data under another competition's name
+    other.write_text((tiny / "competition.toml").read_text().replace('name = "tiny"', 'name = "other"'))
+    result = invoke("train", other, "--workdir", tiny, "--from-study", "one")
+    assert result.exit_code == 2, result.output
+    assert "study 'one' was made with other settings (competition \"tiny\" -> \"other\")" in result.output
 
 
 def test_settings_file_errors(tiny):
