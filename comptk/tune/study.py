@@ -127,7 +127,8 @@ def tune(
     pins = dict(pins or {})
     base = resolve_run(comp, pins, facts=lambda: competition_facts(comp, comp.data_path(workdir, data_dir)))
     space = build_space(base, comp.tune, pins, where=str(comp.source), test_crop=comp.has_test_crop)
-    pruner = _check_options(comp, base, n_trials=n_trials, folds_per_trial=folds_per_trial, pruner=pruner)
+    pruner = _check_options(comp, base, n_trials=n_trials, timeout=timeout, folds_per_trial=folds_per_trial,
+                            pruner=pruner)
     _check_space(space, comp)
     data = read_data(comp, comp.data_path(workdir, data_dir))
     check_run(comp, base, data, workdir=workdir)  # the base settings pass train's pre-flight
@@ -156,14 +157,16 @@ def tune(
     return _result(study_obj, spec.url, trials.interrupted)
 
 
-def _check_options(comp: Competition, base: TrainConfig, *, n_trials: int, folds_per_trial: int,
-                   pruner: str | None) -> str:
+def _check_options(comp: Competition, base: TrainConfig, *, n_trials: int, timeout: float | None,
+                   folds_per_trial: int, pruner: str | None) -> str:
     """tune's own rules (the pre-flight checks the settings); the pruner's name, defaulted."""
     if base.pseudo_run:
         raise ComptkError(f"{comp.source} [train] sets pseudo_run: pseudo-labelling is not tuned; tune without it, "
                           f"then `comptk train --pseudo RUN`")
     if n_trials < 1:
         raise ComptkError(f"--trials must be at least 1, got {n_trials}")
+    if timeout is not None and not timeout > 0:
+        raise ComptkError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     if not 1 <= folds_per_trial <= base.n_folds:
         raise ComptkError(f"--folds-per-trial must be between 1 and the number of folds ({base.n_folds}), "
                           f"got {folds_per_trial}")

@@ -288,6 +288,8 @@ def test_journal_storage(tiny, tmp_path):
     (("--folds-per-trial", "0"), "--folds-per-trial must be between 1 and the number of folds (5), got 0"),
     (("--pruner", "wilcoxon"), "--pruner wilcoxon compares trials fold by fold"),
     (("--trials", "0"), "--trials must be at least 1"),
+    (("--timeout", "-5"), "--timeout must be a positive number of seconds, got -5"),
+    (("--timeout", "0"), "--timeout must be a positive number of seconds, got 0"),
     (("--set", "lrr=1"), "--set: unknown setting 'lrr' (did you mean 'lr'?)"),
     (("--set", "epochs=many"), "setting 'epochs' must be int"),
     (("--set", "model=no_such_net"), "setting 'model': 'no_such_net' is not known"),
