@@ -73,6 +73,13 @@ def test_missing_value_labels_are_errors_naming_the_line(tiny, junk):
         _read(tiny)
 
 
+@pytest.mark.parametrize("file", ["train.csv", "test.csv"])
+def test_an_empty_image_path_is_an_error_naming_the_line(tiny, file):
+    _set_cell(tiny, file, 2, "img_path", " ")
+    with pytest.raises(ComptkError, match=rf"{file} line 4 \(id '.*'\): empty image path$"):
+        _read(tiny)
+
+
 def test_a_declared_class_may_be_spelled_like_a_missing_value(tiny):
     _set_train(tiny, lambda f: f.assign(label=f.label.replace("fox", "None")))
     _declare(tiny, 'classes = ["cat", "dog", "None"]')

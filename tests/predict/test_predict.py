@@ -293,3 +293,12 @@ def test_a_csv_of_stems_finds_each_stems_image_under_another_extension(tmp_path)
     pd.DataFrame({"id": ["a", "b", "c"]}).to_csv(tmp_path / "test.csv", index=False)
     found = images_from_csv(tmp_path / "test.csv", defaults={"image_template": "{id}.jpg", "image_dir": "test"})
     assert [p.name for p in found.paths] == ["a.jpg", "b.JPG", "c.png"]
+
+
+def test_an_empty_image_path_in_a_csv_names_the_line_and_id_not_the_folder(tmp_path):
+    from comptk.predict.inputs import images_from_csv
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "d.png")
+    pd.DataFrame({"name": ["d", "c"], "file": ["d.png", ""]}).to_csv(tmp_path / "blank.csv", index=False)
+    with pytest.raises(ComptkError, match=r"blank.csv line 3 \(id 'c'\): empty image path$"):
+        images_from_csv(tmp_path / "blank.csv", image_column="file", id_column="name", image_dir=tmp_path)
