@@ -317,6 +317,8 @@ def test_reordered_classes_are_realigned_by_name(tiny_work):
     ({"out": "submissions/blend.txt"}, "must be a .csv"),
     ({"method": "stack", "meta": "sklearn.nothing.Here"}, "cannot import"),
     ({"method": "stack", "meta_params": {"no_such": 1}}, "does not accept"),
+    ({"method": "stack", "meta_params": {"C": "x"}}, r"--meta-params \{'C': 'x'\}: The 'C' parameter of "
+                                                   r"LogisticRegression must be a float"),
     ({"method": "hill", "n_rounds": 0}, "--rounds must be at least 1"),
     ({"method": "blendy"}, "unknown ensemble method 'blendy'"),
     ({"out": "submissions/a.csv"}, "would overwrite its member"),
