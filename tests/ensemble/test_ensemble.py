@@ -336,6 +336,15 @@ def test_bad_options_fail_before_anything_is_written(tiny_work, options, expecte
     assert _nothing_written(workdir)
 
 
+def test_members_of_another_work_directory_are_refused(tiny_work, tmp_path):
+    workdir, _, write = tiny_work
+    members = [write("a"), write("b")]
+    other = tmp_path / "other"
+    with pytest.raises(ComptkError, match=f"a.npy: not a run of the work directory {other} .*pass --workdir {workdir}$"):
+        blend(members, out=workdir / "submissions" / "x.csv", workdir=other, method="mean", compare=False)
+    assert not other.exists()
+
+
 def test_an_existing_blend_is_never_overwritten_without_force(tiny_work):
     workdir, _, write = tiny_work
     members = [write("a"), write("b")]
