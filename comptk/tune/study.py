@@ -404,8 +404,11 @@ def show(study: str, *, storage: str | None = None, workdir: str | Path = ".") -
     return "\n".join(lines)
 
 
-def export_settings(study: str, path: str | Path, *, storage: str | None = None, workdir: str | Path = ".") -> Path:
-    """Write the best settings as a TOML file with a [train] table (``comptk train --settings FILE``)."""
+def export_settings(study: str, path: str | Path, *, storage: str | None = None, workdir: str | Path = ".",
+                    force: bool = False) -> Path:
+    """Write the best settings as a TOML file with a [train] table (``comptk train --settings FILE``);
+    an existing file only with ``force``."""
+    artifacts.check_new_file(path, force=force, option="--export")
     loaded = load_study(study, storage=storage, workdir=workdir)
     settings = best_settings_of(loaded)
     text = settings_text(settings, f"best trial {loaded.best_trial.number} of study '{study}' "

@@ -76,6 +76,18 @@ def test_submission_flag_writes_the_competitions_submission(run, tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(out, dtype=str), pd.read_csv(run / "submissions" / "r.csv", dtype=str))
 
 
+def test_predict_refuses_to_overwrite_an_out_file_without_force(run, tmp_path):
+    out = tmp_path / "mine.csv"
+    out.write_text("keep me")
+    image = next((run / "data" / "img").glob("*.png"))
+    refused = invoke("predict", "r", image, "--workdir", run, "--out", out)
+    assert refused.exit_code == 2 and refused.output.strip() == \
+        f"error: --out {out} exists; pass --force to replace it, or choose another --out"
+    assert out.read_text() == "keep me"
+    assert invoke("predict", "r", image, "--workdir", run, "--out", out, "--force").exit_code == 0
+    assert _table(out)["id"].tolist() == [str(image)]
+
+
 def test_files_folders_and_arrays_give_the_same_probabilities(run, tmp_path):
     predictor = load_predictor("r", workdir=run)
     test = pd.read_csv(run / "data" / "test.csv", dtype=str)

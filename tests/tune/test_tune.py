@@ -137,6 +137,9 @@ def test_study_completes_resumes_to_a_larger_total_and_hands_off_to_train(tiny):
 
     exported = invoke("tune", tiny, "--workdir", tiny, "--export", tiny / "best.toml")
     assert exported.exit_code == 0
+    again = invoke("tune", tiny, "--workdir", tiny, "--export", tiny / "best.toml")
+    assert again.exit_code == 2 and f"--export {tiny / 'best.toml'} exists; pass --force to replace it" in again.output
+    assert invoke("tune", tiny, "--workdir", tiny, "--export", tiny / "best.toml", "--force").exit_code == 0
     trained = invoke("train", tiny, "--workdir", tiny, "--settings", tiny / "best.toml", "--name", "from-file",
                      "--quiet")
     assert trained.exit_code == 0, trained.output
