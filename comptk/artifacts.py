@@ -182,6 +182,13 @@ def check_writable(*folders: Path) -> None:
         os.unlink(probe)
 
 
+def check_new_file(path: str | Path, *, force: bool, option: str) -> None:
+    """A file written where the user says (``option``): an existing one is replaced only with --force,
+    as export's bundle folder and ensemble's blend are."""
+    if Path(path).exists() and not force:
+        raise ComptkError(f"{option} {path} exists; pass --force to replace it, or choose another {option}")
+
+
 def save_npy(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, array)

@@ -278,7 +278,8 @@ def train(competition: str | None, workdir: Path, data_dir: Path | None, name: s
     from .train.crossval import run_cv
     from .tune import base_settings
 
-    base = base_settings(settings_file, from_study, storage=storage, workdir=workdir)
+    base = base_settings(settings_file, from_study, storage=storage, workdir=workdir, competition=competition,
+                         echo=click.echo)
     result = run_cv(competition, settings, base=base, workdir=workdir, data_dir=data_dir, name=name,
                     progress=not quiet, folds_subset=parse_folds_subset(folds_subset), tracker=tracker, plots=plots,
                     cache=cache, label_shift=label_shift)
@@ -353,11 +354,12 @@ def ensemble(members: tuple[Path, ...], meta_params: str | None, **options) -> N
 @click.option("--show", is_flag=True, help="Print the study's trials and best settings; run nothing.")
 @click.option("--export", "export_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the best settings to this TOML file (for `comptk train --settings`); run nothing.")
+@click.option("--force", is_flag=True, help="With --export: replace an existing file.")
 @click.option("--progress/--no-progress", default=False, show_default=True,
               help="A progress bar per trial (where it can redraw in place).")
 def tune(competition: str | None, workdir: Path, data_dir: Path | None, study: str | None, storage: str | None,
          n_trials: int, timeout: float | None, folds_per_trial: int, pruner: str | None,
-         assignments: tuple[str, ...], seed: int | None, show: bool, export_file: Path | None,
+         assignments: tuple[str, ...], seed: int | None, show: bool, export_file: Path | None, force: bool,
          progress: bool) -> None:
     """Search training settings with Optuna on the saved folds (pruning, resumable, shared studies).
 
@@ -374,7 +376,8 @@ def tune(competition: str | None, workdir: Path, data_dir: Path | None, study: s
         if show:
             click.echo(tuning.show(name, storage=storage, workdir=workdir))
         if export_file:
-            click.echo(f"wrote {tuning.export_settings(name, export_file, storage=storage, workdir=workdir)}")
+            written = tuning.export_settings(name, export_file, storage=storage, workdir=workdir, force=force)
+            click.echo(f"wrote {written}")
         return
     pins = dict(parse_assignment(a) for a in assignments)
     result = tuning.tune(competition, workdir=workdir, data_dir=data_dir, study=study, storage=storage,
@@ -549,6 +552,7 @@ def auto(competition: str | None, budget: str, preset: str, workdir: Path, data_
                    "CSV's folder).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="CSV to write (default: standard output).")
+@click.option("--force", is_flag=True, help="Replace an existing --out file.")
 @click.option("--proba/--no-proba", default=True, show_default=True,
               help="Add one proba_<class> column per class after id and label.")
 @click.option("--submission", is_flag=True,

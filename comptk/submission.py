@@ -62,6 +62,12 @@ def score_submission(submission: Path, answers: Path, metric: str | None = None,
                         submission=submission, answers=answers)
 
 
+def _some(values: list[str], n: int, *, quote: bool = True) -> str:
+    """The first ``n`` values, quoted, then '...' if there are more."""
+    shown = [f"'{v}'" if quote else v for v in values[:n]]
+    return ", ".join(shown) + (", ..." if len(values) > n else "")
+
+
 def _label_column(sub: pd.DataFrame, ans: pd.DataFrame, id_col: str, submission: Path | str,
                   answers: Path | str) -> str:
     """The answers' label column (its only non-id column, else the one the submission shares); the
@@ -102,7 +108,12 @@ def score_frames(sub: pd.DataFrame, ans: pd.DataFrame, metric: str, id_column: s
     """score_submission on tables already read (``submission``/``answers`` name them in errors).
 
     A predicted label must be one of ``classes`` or of the answers' labels, exactly as written:
-    'cat', '7.0' or ' 7' among classes '0'..'9' is an error naming them, not a wrong answer."""
+    'cat', '7.0' or ' 7' among classes '0'..'9' is an error naming them, not a wrong answer.
+
+    With ``classes`` (the run's), every answer must be one of them: answers of a held-out set may
+    lack a class (a rare one), so a prediction of a class that no answer has is merely wrong, but an
+    answer that is no class of the run ('00' where the run has '0') cannot be predicted at all: the
+    two files spell the labels differently, an error naming them rather than a score of 0."""
     id_col = id_column or ans.columns[0]
     for frame, path in ((sub, submission), (ans, answers)):
         if id_col not in frame.columns or len(frame.columns) < 2:
@@ -128,15 +139,18 @@ def score_frames(sub: pd.DataFrame, ans: pd.DataFrame, metric: str, id_column: s
         raise ComptkError(f"{submission}: label '{v}' is written in {unicode_form(v)} Unicode, {answers} writes it "
                           f"{unicode_form(answer_form[nfc(v)])} ({len(other_form)} such label(s)); write the labels "
                           f"as the answers do")
+    not_classes = sorted(set(ans[label_col]) - set(classes or ans[label_col]))
+    if not_classes:  # answers spelled otherwise than the run ('00' for '0'): every prediction would be wrong
+        n_rows = int(ans[label_col].isin(not_classes).sum())
+        raise ComptkError(f"{answers}: {n_rows} answers are not among the run's classes: {_some(not_classes, 5)} "
+                          f"(classes: {_some(sorted(classes), 10)}); spell the labels as the run that wrote "
+                          f"{submission} does")
     known = set(ans[label_col]) | set(classes or ())
     unknown = sorted(set(sub[label_col]) - known)
     if unknown:
-        shown = ", ".join(f"'{u}'" for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         n_rows = int(sub[label_col].isin(unknown).sum())
-        allowed = sorted(known)
-        raise ComptkError(f"{submission}: {n_rows} predictions are not class labels: {shown} (labels are: "
-                          f"{', '.join(allowed[:10])}{', ...' if len(allowed) > 10 else ''}); write the "
-                          f"class names exactly")
+        raise ComptkError(f"{submission}: {n_rows} predictions are not class labels: {_some(unknown, 5)} (labels "
+                          f"are: {_some(sorted(known), 10, quote=False)}); write the class names exactly")
     names = sorted(set(ans[label_col]) | set(sub[label_col]))
     index = {n: i for i, n in enumerate(names)}
     y_true = np.array([index[v] for v in ans[label_col]])

@@ -73,6 +73,13 @@ def test_missing_value_labels_are_errors_naming_the_line(tiny, junk):
         _read(tiny)
 
 
+@pytest.mark.parametrize("file", ["train.csv", "test.csv"])
+def test_an_empty_image_path_is_an_error_naming_the_line(tiny, file):
+    _set_cell(tiny, file, 2, "img_path", " ")
+    with pytest.raises(ComptkError, match=rf"{file} line 4 \(id '.*'\): empty image path$"):
+        _read(tiny)
+
+
 def test_a_declared_class_may_be_spelled_like_a_missing_value(tiny):
     _set_train(tiny, lambda f: f.assign(label=f.label.replace("fox", "None")))
     _declare(tiny, 'classes = ["cat", "dog", "None"]')
@@ -251,6 +258,19 @@ def test_score_accepts_a_run_class_absent_from_the_answers(tmp_path, answers):
                         {"classes": [str(i) for i in range(11)], "metric": "accuracy"})
     result = CliRunner().invoke(main, ["score", str(submissions / "run1.csv"), "--answers", str(answers)])
     assert result.exit_code == 0 and "accuracy 0.9000" in result.output, result.output
+
+
+def test_score_refuses_answers_spelled_otherwise_than_the_run(tmp_path, answers):
+    sub = _submission(tmp_path, [str(i) for i in range(10)])
+    zero_padded = pd.read_csv(answers, dtype=str)
+    zero_padded["label"] = zero_padded["label"].str.zfill(2)  # '07' where the run wrote '7'
+    padded = tmp_path / "padded.csv"
+    zero_padded.to_csv(padded, index=False)
+    # with the run's classes (its sidecar) as without them: an error, not an accuracy of 0
+    with pytest.raises(ComptkError, match="padded.csv: 10 answers are not among the run's classes: '00', '01'"):
+        score_submission(sub, padded, "accuracy", classes=[str(i) for i in range(10)])
+    with pytest.raises(ComptkError, match="10 predictions are not class labels"):
+        score_submission(sub, padded, "accuracy")
 
 
 # ---------------------------------------------------------------- 7. weights files

@@ -10,6 +10,7 @@ about as much as listing it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,17 @@ class DataFacts:
         return None
 
 
+def empty_classes_note(classes: Sequence[str], counts: Sequence[int]) -> str | None:
+    """What inspect, train and init say of declared classes with no training image (None: there are none)."""
+    empty = [c for c, n in zip(classes, counts) if n == 0]
+    return f"{len(empty)} declared class(es) with no training image, e.g. '{empty[0]}'" if empty else None
+
+
+def train_counts(data: CompetitionData) -> tuple[int, ...]:
+    """Train rows per class, in class order."""
+    return tuple(int(c) for c in np.bincount(data.train.labels, minlength=data.n_classes))
+
+
 def sample_paths(paths: tuple[Path, ...] | list[Path], max_images: int = MAX_IMAGES, seed: int = 0) -> list[Path]:
     """A seeded sample (in row order) of at most max_images paths: the same files every time."""
     if len(paths) <= max_images:
@@ -119,12 +131,11 @@ def split_images(paths: tuple[Path, ...] | list[Path], max_images: int = MAX_IMA
 
 def data_facts(data: CompetitionData, max_images: int = MAX_IMAGES, seed: int = 0) -> DataFacts:
     """Facts of a competition's data already read (train/test tables, classes)."""
-    counts = np.bincount(data.train.labels, minlength=data.n_classes)
     return DataFacts(
         n_train=len(data.train.ids),
         n_test=len(data.test.ids),
         classes=data.classes,
-        class_counts=tuple(int(c) for c in counts),
+        class_counts=train_counts(data),
         train=split_images(data.train.paths, max_images, seed),
         test=split_images(data.test.paths, max_images, seed),
     )

@@ -133,6 +133,13 @@ def inside(candidate: str | Path, folder: str | Path) -> bool:
     return os.path.commonpath([folder, candidate]) == folder
 
 
+def check_image_values(values: list[str], ids: np.ndarray, path: Path) -> None:
+    """No blank image path: joined to the image folder it would name the folder itself."""
+    for row, (value, id_) in enumerate(zip(values, ids)):
+        if not str(value).strip():
+            raise ComptkError(f"{path} line {row + 2} (id '{id_}'): empty image path")
+
+
 def resolve_paths(values: list[str], ids: np.ndarray, base: Path, path: Path, *,
                   other_suffix: bool = False) -> tuple[Path, ...]:
     """The image file of each row: relative to ``base`` (the declared image folder), or absolute.
@@ -142,6 +149,7 @@ def resolve_paths(values: list[str], ids: np.ndarray, base: Path, path: Path, *,
     link the user placed inside the folder is followed wherever it points. ``other_suffix`` (paths built
     from an image_template): a missing 'x.jpg' is the stem's only image file under another extension
     ('x.JPG', 'x.png'), as downloads mixing extensions have them."""
+    check_image_values(values, ids, path)
     resolved, stems = [], ImageStems()
     for row, (value, id_) in enumerate(zip(values, ids)):
         image = Path(value) if Path(value).is_absolute() else base / value

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..artifacts import atomic_path
 from ..competition import DECLARATION, load_competition
 from ..config import TrainConfig
-from ..data.facts import DataFacts, data_facts
+from ..data.facts import DataFacts, data_facts, empty_classes_note
 from ..data.layouts import read_data
 from ..errors import ComptkError, did_you_mean
 from ..metrics import METRICS
@@ -116,8 +116,11 @@ def summary(name: str, target: Path, found: Detection, data_dir: str, data_notes
     lines += [f"  id        {notes.get('id', '')}",
               f"  image     {notes.get('image', 'class folders')}",
               f"  label     {notes.get('label', 'class folder names')}",
-              f"  classes   {facts.n_classes}: {class_counts(facts, 8)}; largest / smallest = {facts.imbalance:.3g}",
-              f"  train     {facts.train.describe()}",
+              f"  classes   {facts.n_classes}: {class_counts(facts, 8)}; largest / smallest = {facts.imbalance:.3g}"]
+    empty = empty_classes_note(facts.classes, facts.class_counts)
+    if empty:
+        lines.append(f"            ! {empty}")
+    lines += [f"  train     {facts.train.describe()}",
               f"  test      {facts.test.describe()}"]
     crop = facts.test_crop
     lines.append(f"  test time [test_time] crop = {crop}: test images are smaller (median side ratio "

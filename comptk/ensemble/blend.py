@@ -74,6 +74,16 @@ def _check_outputs(out: Path, paths: artifacts.RunPaths, members: Members, force
     return md, js
 
 
+def _check_in_workdir(members: Sequence[Path], workdir: Path) -> None:
+    """Members are runs of the work directory the blend is written to: a blend there of another one's
+    runs would leave its files in one place and its members (and what reads them) in another."""
+    for member in members:
+        own = artifacts.RunPaths(workdir, member.stem).oof
+        if member.resolve() != own.resolve():
+            raise ComptkError(f"{member}: not a run of the work directory {workdir} (its runs are {own.parent}/*.npy); "
+                              f"blend in the members' work directory: pass --workdir {member.resolve().parent.parent}")
+
+
 def blend(
     oof_paths: Sequence[str | Path],
     *,
@@ -121,6 +131,7 @@ def blend(
     selection = select_members(oof_paths, output=paths.oof, allow_blends=allow_blends)
     for note in selection.notes:
         say(note)
+    _check_in_workdir(selection.members, Path(workdir))
     members = load_members(selection.members)
     rewritten = not force and is_same_blend(paths.sidecar, members=members.names, options=options, out=out,
                                             label_shift=label_shift)

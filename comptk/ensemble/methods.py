@@ -256,13 +256,18 @@ def make_meta(path: str, params: dict[str, Any], seed: int) -> Any:
     if not is_classifier_class(cls):  # checked on the class: nothing is called before this
         raise ComptkError(f"--meta '{path}' is not a scikit-learn classifier class (a class with fit, "
                           f"predict_proba and get_params); give one such as sklearn.ensemble.RandomForestClassifier")
-    params = dict(params)
-    if path == DEFAULT_META:
-        params = {**DEFAULT_META_PARAMS, **params}
+    given = dict(params)
+    params = {**DEFAULT_META_PARAMS, **given} if path == DEFAULT_META else given
     try:
         estimator = cls(**params)
     except TypeError as exc:
-        raise ComptkError(f"--meta-params {params}: {path} does not accept them ({exc})") from None
+        raise ComptkError(f"--meta-params {given}: {path} does not accept them ({exc})") from None
+    validate = getattr(estimator, "_validate_params", None)  # scikit-learn >= 1.2: the checks fit() would make
+    if callable(validate):
+        try:
+            validate()
+        except (TypeError, ValueError) as exc:  # InvalidParameterError: "The 'C' parameter of ... Got 'x' instead."
+            raise ComptkError(f"--meta-params {given}: {str(exc).splitlines()[0]}") from None
     if not all(hasattr(estimator, a) for a in ("fit", "predict_proba", "get_params")):
         raise ComptkError(f"--meta '{path}' is not a scikit-learn classifier with predict_proba")
     if "random_state" in estimator.get_params() and "random_state" not in params:

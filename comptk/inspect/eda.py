@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..data.facts import empty_classes_note
 from .scan import Scan
 
 
@@ -46,9 +47,9 @@ def describe(images: pd.DataFrame, classes: tuple[str, ...]) -> DataFacts:
     if len(present) and present.max() >= 3 * present.min():
         findings.append(f"imbalanced classes: '{present.idxmax()}' has {present.max()} images, "
                         f"'{present.idxmin()}' {present.min()} ({present.max() / present.min():.1f}x)")
-    empty = counts[counts == 0]
-    if len(empty):
-        findings.append(f"{len(empty)} declared class(es) with no training image, e.g. '{empty.index[0]}'")
+    empty = empty_classes_note(list(counts.index), list(counts))
+    if empty:
+        findings.append(empty)
     ok = images[images["error"] == ""]
     grey = ok["grey"].mean() if len(ok) else 0.0
     if 0 < grey < 1:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..competition import template_fields
 from ..data.images import images_in
-from ..data.tables import ImageStems, check_ids, first_repeat, read_csv
+from ..data.tables import ImageStems, check_ids, check_image_values, first_repeat, read_csv
 from ..errors import ComptkError
 
 
@@ -80,6 +80,7 @@ def images_from_csv(csv: str | Path, *, image_column: str | None = None, id_colu
         values = [template.format(**dict(zip(fields, row))) for row in zip(*(frame[f] for f in fields))]
     else:
         values = frame[image_column].tolist()
+        check_image_values(values, ids, csv)
     paths = tuple(Path(v) if Path(v).is_absolute() else base / v for v in values)
     if template:  # as reading the competition's data does (tables.resolve_paths)
         stems = ImageStems()

@@ -250,10 +250,13 @@ def predict_table(source: str | Path, images: Sequence[str | Path] = (), *, csv:
                   image_column: str | None = None, id_column: str | None = None, image_dir: str | Path | None = None,
                   workdir: str | Path = ".", device: str = "auto", precision: str | None = None,
                   batch_size: int = 256, skip_bad: bool = False, proba: bool = True, submission: bool = False,
-                  out: str | Path | None = None) -> PredictTable:
+                  out: str | Path | None = None, force: bool = False) -> PredictTable:
     """``comptk predict``: the images (files and folders, or the rows of ``csv``) predicted by ``source`` (a
     bundle folder or a run name in ``workdir``), as the table ``id, label[, proba_<class>...]`` or, with
-    ``submission``, the competition's submission columns; written atomically to ``out`` when given."""
+    ``submission``, the competition's submission columns; written atomically to ``out`` when given (an
+    existing file only with ``force``)."""
+    if out is not None:
+        artifacts.check_new_file(out, force=force, option="--out")
     if bool(images) == bool(csv):
         raise ComptkError("give image files or folders, or --csv FILE (one of the two)")
     if not csv and (image_column or id_column or image_dir):

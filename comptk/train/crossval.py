@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from .. import artifacts
 from ..competition import Competition, load_competition
 from ..config import TrainConfig, check_pretrained_allowed, resolve_run
-from ..data.facts import competition_facts
+from ..data.facts import competition_facts, empty_classes_note, train_counts
 from ..data.folds import folds_digest, labels_digest, load_or_make_folds
 from ..data.image_cache import CompetitionImages, load_competition_images
 from ..data.layouts import read_data
@@ -248,6 +248,9 @@ def run_cv(
     paths = artifacts.RunPaths(workdir, name)
     data = read_data(comp, comp.data_path(workdir, data_dir))
     cleared = check_run(comp, cfg, data, workdir=workdir, paths=paths, folds_subset=folds_subset, tracker=tracker)
+    empty = empty_classes_note(data.classes, train_counts(data))
+    if empty:  # legal (a class of the test set only), but the model learns nothing of it
+        log.warning("%s: %s", comp.name, empty)
     fold, folds_file = load_or_make_folds(workdir, comp.name, data.train, cfg.n_folds, cfg.folds_seed, data.classes)
     check_same_folds(cleared.pseudo, folds_digest(data.train.ids, fold), cfg.n_folds)
     # A bad image fails here, before any run file is written.

@@ -6,6 +6,7 @@ Optuna is imported only when a study is read, so these stay cheap for `comptk tr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +15,21 @@ from ..errors import ComptkError
 
 
 def base_settings(settings_file: str | Path | None = None, from_study: str | None = None, *,
-                  storage: str | None = None, workdir: str | Path = ".") -> dict[str, Any]:
-    """The ``base`` of a run (config.resolve_run): the settings file's [train] table, then the study's
-    best trial over it; explicit overrides (flags) come on top of both. Empty when neither is given."""
+                  storage: str | None = None, workdir: str | Path = ".",
+                  competition: str | Path | None = None,
+                  echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The ``base`` of a run (config.resolve_run): the settings file's [train] table, then the best trial
+    of a study made for ``competition`` over it; explicit overrides (flags) come on top of both. Empty
+    when neither is given. ``echo``: say which settings the study gives."""
     if storage and not from_study:
         raise ComptkError("--storage is only used with --from-study")
     base = read_settings(settings_file) if settings_file else {}
     if from_study:
+        from ..competition import load_competition
         from .study import best_settings  # late import: optuna
 
-        base.update(best_settings(from_study, storage=storage, workdir=workdir))
+        base.update(best_settings(from_study, storage=storage, workdir=workdir,
+                                  competition=load_competition(competition, workdir).name, echo=echo))
     return base
 
 

@@ -28,7 +28,10 @@ class StorageSpec:
 
     def open(self) -> optuna.storages.BaseStorage:
         lock = self.start_lock()
-        lock.acquire()  # two workers creating one SQLite schema at once collide
+        try:
+            lock.acquire()  # two workers creating one SQLite schema at once collide
+        except OSError as exc:  # the file's folder cannot hold files: a parent is a file, a system folder
+            raise ComptkError(f"cannot open storage '{_redact(self.url)}': {_os_reason(exc)}") from None
         try:
             return self._open()
         except ComptkError:
@@ -75,11 +78,19 @@ class _Lock:
     def acquire(self) -> None:
         if self._lock is not None:
             Path(self._lock.lock_file).parent.mkdir(parents=True, exist_ok=True)
+            Path(self._lock.lock_file).touch()  # fails at once where filelock would retry until its timeout
             self._lock.acquire()
 
     def release(self) -> None:
         if self._lock is not None and self._lock.is_locked:
             self._lock.release()
+
+
+def _os_reason(exc: OSError) -> str:
+    """An OSError in a few words, naming its path."""
+    if isinstance(exc, FileExistsError):  # mkdir met a file where the path needs a folder
+        return f"{exc.filename} is a file, not a folder"
+    return f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
 
 
 def _redact(url: str) -> str:

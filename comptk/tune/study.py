@@ -127,7 +127,8 @@ def tune(
     pins = dict(pins or {})
     base = resolve_run(comp, pins, facts=lambda: competition_facts(comp, comp.data_path(workdir, data_dir)))
     space = build_space(base, comp.tune, pins, where=str(comp.source), test_crop=comp.has_test_crop)
-    pruner = _check_options(comp, base, n_trials=n_trials, folds_per_trial=folds_per_trial, pruner=pruner)
+    pruner = _check_options(comp, base, n_trials=n_trials, timeout=timeout, folds_per_trial=folds_per_trial,
+                            pruner=pruner)
     _check_space(space, comp)
     data = read_data(comp, comp.data_path(workdir, data_dir))
     check_run(comp, base, data, workdir=workdir)  # the base settings pass train's pre-flight
@@ -156,14 +157,16 @@ def tune(
     return _result(study_obj, spec.url, trials.interrupted)
 
 
-def _check_options(comp: Competition, base: TrainConfig, *, n_trials: int, folds_per_trial: int,
-                   pruner: str | None) -> str:
+def _check_options(comp: Competition, base: TrainConfig, *, n_trials: int, timeout: float | None,
+                   folds_per_trial: int, pruner: str | None) -> str:
     """tune's own rules (the pre-flight checks the settings); the pruner's name, defaulted."""
     if base.pseudo_run:
         raise ComptkError(f"{comp.source} [train] sets pseudo_run: pseudo-labelling is not tuned; tune without it, "
                           f"then `comptk train --pseudo RUN`")
     if n_trials < 1:
         raise ComptkError(f"--trials must be at least 1, got {n_trials}")
+    if timeout is not None and not timeout > 0:
+        raise ComptkError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     if not 1 <= folds_per_trial <= base.n_folds:
         raise ComptkError(f"--folds-per-trial must be between 1 and the number of folds ({base.n_folds}), "
                           f"got {folds_per_trial}")
@@ -342,8 +345,21 @@ def best_settings_of(study: optuna.Study) -> dict[str, Any]:
     return {k: settings[k] for k in sorted(settings) if k in FIELD_TYPES}
 
 
-def best_settings(study: str, *, storage: str | None = None, workdir: str | Path = ".") -> dict[str, Any]:
-    return best_settings_of(load_study(study, storage=storage, workdir=workdir))
+def best_settings(study: str, *, storage: str | None = None, workdir: str | Path = ".",
+                  competition: str | None = None, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The best settings of a study; ``competition`` (a name): refuse a study made for another
+    competition, as tune() refuses to continue one; ``echo``: say which settings the study gives."""
+    loaded = load_study(study, storage=storage, workdir=workdir)
+    made_for = loaded.user_attrs[ATTR].get("competition")
+    if competition is not None and made_for != competition:
+        raise ComptkError(f"study '{study}' was made with other settings "
+                          f"({_describe_change('competition', made_for, competition)}); "
+                          f"use a study of {competition} (`comptk tune {competition}`)")
+    settings = best_settings_of(loaded)
+    if echo is not None:
+        echo(f"settings from study '{study}' (best trial {loaded.best_trial.number}): "
+             + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    return settings
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -388,8 +404,11 @@ def show(study: str, *, storage: str | None = None, workdir: str | Path = ".") -
     return "\n".join(lines)
 
 
-def export_settings(study: str, path: str | Path, *, storage: str | None = None, workdir: str | Path = ".") -> Path:
-    """Write the best settings as a TOML file with a [train] table (``comptk train --settings FILE``)."""
+def export_settings(study: str, path: str | Path, *, storage: str | None = None, workdir: str | Path = ".",
+                    force: bool = False) -> Path:
+    """Write the best settings as a TOML file with a [train] table (``comptk train --settings FILE``);
+    an existing file only with ``force``."""
+    artifacts.check_new_file(path, force=force, option="--export")
     loaded = load_study(study, storage=storage, workdir=workdir)
     settings = best_settings_of(loaded)
     text = settings_text(settings, f"best trial {loaded.best_trial.number} of study '{study}' "

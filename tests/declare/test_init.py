@@ -371,6 +371,7 @@ def test_init_says_what_train_would_refuse_before_it_is_run(tmp_path):
     (folders / "train" / "empty").mkdir()  # a class folder with no images: make_folds leaves it out, so no fix
     result = invoke("init", "f", "--data", folders, "--workdir", tmp_path / "work")
     assert result.exit_code == 0 and "fix first" not in result.output, result.output
+    assert "! 1 declared class(es) with no training image, e.g. 'empty'" in result.output  # as inspect and train say
 
 
 def test_a_zip_with_a_readme_beside_its_top_folder_finds_the_data_in_the_folder(tmp_path):

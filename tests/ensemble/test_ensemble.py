@@ -317,6 +317,8 @@ def test_reordered_classes_are_realigned_by_name(tiny_work):
     ({"out": "submissions/blend.txt"}, "must be a .csv"),
     ({"method": "stack", "meta": "sklearn.nothing.Here"}, "cannot import"),
     ({"method": "stack", "meta_params": {"no_such": 1}}, "does not accept"),
+    ({"method": "stack", "meta_params": {"C": "x"}}, r"--meta-params \{'C': 'x'\}: The 'C' parameter of "
+                                                   r"LogisticRegression must be a float"),
     ({"method": "hill", "n_rounds": 0}, "--rounds must be at least 1"),
     ({"method": "blendy"}, "unknown ensemble method 'blendy'"),
     ({"out": "submissions/a.csv"}, "would overwrite its member"),
@@ -332,6 +334,15 @@ def test_bad_options_fail_before_anything_is_written(tiny_work, options, expecte
     with pytest.raises(ComptkError, match=expected):
         blend(members, workdir=workdir, **options)
     assert _nothing_written(workdir)
+
+
+def test_members_of_another_work_directory_are_refused(tiny_work, tmp_path):
+    workdir, _, write = tiny_work
+    members = [write("a"), write("b")]
+    other = tmp_path / "other"
+    with pytest.raises(ComptkError, match=f"a.npy: not a run of the work directory {other} .*pass --workdir {workdir}$"):
+        blend(members, out=workdir / "submissions" / "x.csv", workdir=other, method="mean", compare=False)
+    assert not other.exists()
 
 
 def test_an_existing_blend_is_never_overwritten_without_force(tiny_work):

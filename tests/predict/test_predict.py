@@ -76,6 +76,18 @@ def test_submission_flag_writes_the_competitions_submission(run, tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(out, dtype=str), pd.read_csv(run / "submissions" / "r.csv", dtype=str))
 
 
+def test_predict_refuses_to_overwrite_an_out_file_without_force(run, tmp_path):
+    out = tmp_path / "mine.csv"
+    out.write_text("keep me")
+    image = next((run / "data" / "img").glob("*.png"))
+    refused = invoke("predict", "r", image, "--workdir", run, "--out", out)
+    assert refused.exit_code == 2 and refused.output.strip() == \
+        f"error: --out {out} exists; pass --force to replace it, or choose another --out"
+    assert out.read_text() == "keep me"
+    assert invoke("predict", "r", image, "--workdir", run, "--out", out, "--force").exit_code == 0
+    assert _table(out)["id"].tolist() == [str(image)]
+
+
 def test_files_folders_and_arrays_give_the_same_probabilities(run, tmp_path):
     predictor = load_predictor("r", workdir=run)
     test = pd.read_csv(run / "data" / "test.csv", dtype=str)
@@ -293,3 +305,12 @@ def test_a_csv_of_stems_finds_each_stems_image_under_another_extension(tmp_path)
     pd.DataFrame({"id": ["a", "b", "c"]}).to_csv(tmp_path / "test.csv", index=False)
     found = images_from_csv(tmp_path / "test.csv", defaults={"image_template": "{id}.jpg", "image_dir": "test"})
     assert [p.name for p in found.paths] == ["a.jpg", "b.JPG", "c.png"]
+
+
+def test_an_empty_image_path_in_a_csv_names_the_line_and_id_not_the_folder(tmp_path):
+    from comptk.predict.inputs import images_from_csv
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "d.png")
+    pd.DataFrame({"name": ["d", "c"], "file": ["d.png", ""]}).to_csv(tmp_path / "blank.csv", index=False)
+    with pytest.raises(ComptkError, match=r"blank.csv line 3 \(id 'c'\): empty image path$"):
+        images_from_csv(tmp_path / "blank.csv", image_column="file", id_column="name", image_dir=tmp_path)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from tests.conftest import assert_cv_is_pooled_oof
+from tests.conftest import assert_cv_is_pooled_oof, make_tiny
 from safetensors.torch import save_file
 
 from comptk import run_cv
@@ -119,6 +119,16 @@ def test_same_name_with_other_settings_is_refused(finished, tmp_path):
     result = invoke("train", "digits", "--workdir", work, "--name", "e2e", *FAST[:-1], "--lr", "0.01", "--quiet")
     assert result.exit_code == 2
     assert "other settings: lr (0.003 -> 0.01)" in result.output
+
+
+def test_a_declared_class_with_no_training_image_is_said_as_inspect_says_it(tmp_path):
+    tiny = make_tiny(tmp_path / "tiny")
+    toml = tiny / "competition.toml"
+    toml.write_text(toml.read_text().replace('data_dir = "data"', 'data_dir = "data"\nclasses = ["cat", "dog", "fox", '
+                                                                  '"star"]'))
+    result = invoke("train", tiny, "--workdir", tiny, "--folds", "2", "--quiet", "--no-plots")
+    assert result.exit_code == 0, result.output
+    assert "tiny: 1 declared class(es) with no training image, e.g. 'star'" in result.output
 
 
 def test_library_api_any_timm_model_and_a_local_weights_file(digits_workdir, tmp_path):

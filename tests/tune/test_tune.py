@@ -137,6 +137,9 @@ def test_study_completes_resumes_to_a_larger_total_and_hands_off_to_train(tiny):
 
     exported = invoke("tune", tiny, "--workdir", tiny, "--export", tiny / "best.toml")
     assert exported.exit_code == 0
+    again = invoke("tune", tiny, "--workdir", tiny, "--export", tiny / "best.toml")
+    assert again.exit_code == 2 and f"--export {tiny / 'best.toml'} exists; pass --force to replace it" in again.output
+    assert invoke("tune", tiny, "--workdir", tiny, "--export", tiny / "best.toml", "--force").exit_code == 0
     trained = invoke("train", tiny, "--workdir", tiny, "--settings", tiny / "best.toml", "--name", "from-file",
                      "--quiet")
     assert trained.exit_code == 0, trained.output
@@ -146,6 +149,7 @@ def test_study_completes_resumes_to_a_larger_total_and_hands_off_to_train(tiny):
     trained = invoke("train", tiny, "--workdir", tiny, "--from-study", "tiny", "--epochs", 2, "--name", "from-study",
                      "--quiet")
     assert trained.exit_code == 0, trained.output
+    assert f"settings from study 'tiny' (best trial {study.best_trial.number}): " in trained.output
     config = json.loads((tiny / "oof" / "from-study.json").read_text())["config"]
     assert config["epochs"] == 2  # a flag overrides the study's setting
     assert {k: config[k] for k in best if k != "epochs"} == {k: v for k, v in best.items() if k != "epochs"}
@@ -287,6 +291,8 @@ def test_journal_storage(tiny, tmp_path):
     (("--folds-per-trial", "0"), "--folds-per-trial must be between 1 and the number of folds (5), got 0"),
     (("--pruner", "wilcoxon"), "--pruner wilcoxon compares trials fold by fold"),
     (("--trials", "0"), "--trials must be at least 1"),
+    (("--timeout", "-5"), "--timeout must be a positive number of seconds, got -5"),
+    (("--timeout", "0"), "--timeout must be a positive number of seconds, got 0"),
     (("--set", "lrr=1"), "--set: unknown setting 'lrr' (did you mean 'lr'?)"),
     (("--set", "epochs=many"), "setting 'epochs' must be int"),
     (("--set", "model=no_such_net"), "setting 'model': 'no_such_net' is not known"),
@@ -300,6 +306,19 @@ def test_bad_tune_options_are_one_line_errors(tiny, args, message):
     assert "secret" not in result.output
 
 
+@pytest.mark.parametrize("scheme", ["sqlite:///", "journal:"])
+def test_storage_under_a_file_or_a_system_folder_is_a_one_line_error(tiny, scheme):
+    under_file = tiny / "competition.toml" / "x.db"
+    result = invoke("tune", tiny, "--workdir", tiny, *FAST, "--storage", f"{scheme}{under_file}")
+    assert result.exit_code == 2, result.output
+    assert f"cannot open storage '{scheme}{under_file}': {tiny / 'competition.toml'} is a file, not a folder" \
+        in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    if Path("/proc").is_dir():  # files cannot be made there: at once, not after the lock's timeout
+        result = invoke("tune", tiny, "--workdir", tiny, *FAST, "--storage", f"{scheme}/proc/x.db")
+        assert result.exit_code == 2 and f"cannot open storage '{scheme}/proc/x.db'" in result.output
+
+
 def test_show_and_from_study_errors(tiny):
     result = invoke("tune", tiny, "--workdir", tiny, "--show")
     assert result.exit_code == 2 and "no study storage" in result.output
@@ -309,6 +328,11 @@ def test_show_and_from_study_errors(tiny):
     assert result.exit_code == 2 and "study 'onee' is not in" in result.output and "did you mean 'one'" in result.output
     result = invoke("tune", tiny, "--workdir", tiny, "--study", "one", "--trials", 2, "--set", "n_folds=3")
     assert result.exit_code == 2 and "study 'one' was made with other settings" in result.output
+    other = tiny / "other.toml"  # the same data under another competition's name
+    other.write_text((tiny / "competition.toml").read_text().replace('name = "tiny"', 'name = "other"'))
+    result = invoke("train", other, "--workdir", tiny, "--from-study", "one")
+    assert result.exit_code == 2, result.output
+    assert "study 'one' was made with other settings (competition \"tiny\" -> \"other\")" in result.output
 
 
 def test_settings_file_errors(tiny):
