@@ -66,6 +66,8 @@ def main() -> None:
     comptk inspect fashion --run RUN          data report, duplicates, label issues, outliers
     """
     log = logging.getLogger("comptk")
+    if log.level == logging.NOTSET:  # else INFO lines said before a run starts (the settings fitted to the data,
+        log.setLevel(logging.INFO)   # predict's label-shift note) would stop at the root logger's WARNING
     if not any(isinstance(h, _Stderr) for h in log.handlers):
         console = _Stderr()
         # INFO: progress lines; per-epoch lines are INFO only where no progress bar redraws (train/engine.py)

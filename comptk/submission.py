@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ from . import artifacts
 from .data.tables import CompetitionData, nfc, read_csv, sample_format, unicode_form
 from .errors import ComptkError
 from .metrics import get_metric
+
+log = logging.getLogger(__name__)
 
 
 def make_submission(data: CompetitionData, proba: np.ndarray) -> pd.DataFrame:
@@ -102,6 +105,18 @@ def _labels_of_probabilities(sub: pd.DataFrame, ans: pd.DataFrame, id_col: str, 
     return pd.DataFrame({id_col: sub[id_col], answer_cols[0]: values.idxmax(axis=1)})
 
 
+def _plain_label(label: str) -> str:
+    """A label as compared for a respelling: trimmed, case-folded, and a number as its value ('007', '7.0' -> '7')."""
+    text = nfc(str(label)).strip().casefold()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not np.isfinite(number):
+        return text
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
 def score_frames(sub: pd.DataFrame, ans: pd.DataFrame, metric: str, id_column: str | None = None, *,
                  classes: list[str] | tuple[str, ...] | None = None,
                  submission: Path | str = "submission", answers: Path | str = "answers") -> float:
@@ -110,10 +125,12 @@ def score_frames(sub: pd.DataFrame, ans: pd.DataFrame, metric: str, id_column: s
     A predicted label must be one of ``classes`` or of the answers' labels, exactly as written:
     'cat', '7.0' or ' 7' among classes '0'..'9' is an error naming them, not a wrong answer.
 
-    With ``classes`` (the run's), every answer must be one of them: answers of a held-out set may
-    lack a class (a rare one), so a prediction of a class that no answer has is merely wrong, but an
-    answer that is no class of the run ('00' where the run has '0') cannot be predicted at all: the
-    two files spell the labels differently, an error naming them rather than a score of 0."""
+    With ``classes`` (the run's): answers of a held-out set may lack a class (a rare one), so a prediction of a
+    class that no answer has is merely wrong. An answer that is no class of the run cannot be predicted at all:
+    when it is a class of the run spelled otherwise ('00', ' 0' or '0.0' for '0', 'Cat' for 'cat'), or when such
+    answers are half the rows or more, the two files spell the labels differently: an error naming them rather
+    than a score near 0. A few answers of a class the run never saw (a held-out class) are scored as wrong,
+    with a warning."""
     id_col = id_column or ans.columns[0]
     for frame, path in ((sub, submission), (ans, answers)):
         if id_col not in frame.columns or len(frame.columns) < 2:
@@ -140,11 +157,16 @@ def score_frames(sub: pd.DataFrame, ans: pd.DataFrame, metric: str, id_column: s
                           f"{unicode_form(answer_form[nfc(v)])} ({len(other_form)} such label(s)); write the labels "
                           f"as the answers do")
     not_classes = sorted(set(ans[label_col]) - set(classes or ans[label_col]))
-    if not_classes:  # answers spelled otherwise than the run ('00' for '0'): every prediction would be wrong
+    if not_classes:
         n_rows = int(ans[label_col].isin(not_classes).sum())
-        raise ComptkError(f"{answers}: {n_rows} answers are not among the run's classes: {_some(not_classes, 5)} "
-                          f"(classes: {_some(sorted(classes), 10)}); spell the labels as the run that wrote "
-                          f"{submission} does")
+        what = (f"{answers}: {n_rows} answers are not among the run's classes: {_some(not_classes, 5)} "
+                f"(classes: {_some(sorted(classes), 10)})")
+        plain = {_plain_label(c): c for c in classes}
+        respelled = [(a, plain[_plain_label(a)]) for a in not_classes if _plain_label(a) in plain]
+        if respelled or 2 * n_rows >= len(ans):  # the same labels spelled otherwise ('00' for '0'): not a score
+            like = f"; '{respelled[0][0]}' is the run's '{respelled[0][1]}'" if respelled else ""
+            raise ComptkError(f"{what}{like}; spell the labels as the run that wrote {submission} does")
+        log.warning("%s; they count as wrong (a class the run never saw)", what)
     known = set(ans[label_col]) | set(classes or ())
     unknown = sorted(set(sub[label_col]) - known)
     if unknown:

@@ -267,10 +267,29 @@ def test_score_refuses_answers_spelled_otherwise_than_the_run(tmp_path, answers)
     padded = tmp_path / "padded.csv"
     zero_padded.to_csv(padded, index=False)
     # with the run's classes (its sidecar) as without them: an error, not an accuracy of 0
-    with pytest.raises(ComptkError, match="padded.csv: 10 answers are not among the run's classes: '00', '01'"):
+    with pytest.raises(ComptkError, match="padded.csv: 10 answers are not among the run's classes: '00', '01'.*"
+                                          "'00' is the run's '0'"):
         score_submission(sub, padded, "accuracy", classes=[str(i) for i in range(10)])
     with pytest.raises(ComptkError, match="10 predictions are not class labels"):
         score_submission(sub, padded, "accuracy")
+
+
+def test_a_few_answers_of_a_class_the_run_never_saw_score_as_wrong_with_a_warning(tmp_path, answers, caplog):
+    """A held-out class is not a respelling: scored (as wrong), said; half the answers or more is refused."""
+    sub = _submission(tmp_path, [str(i) for i in range(10)])
+    table = pd.read_csv(answers, dtype=str)
+    table.loc[0, "label"] = "new"
+    held_out = tmp_path / "held_out.csv"
+    table.to_csv(held_out, index=False)
+    classes = [str(i) for i in range(10)]
+    with caplog.at_level(logging.WARNING, logger="comptk"):
+        scored = score_submission(sub, held_out, "accuracy", classes=classes)
+    assert scored == pytest.approx(score_submission(sub, answers, "accuracy", classes=classes) - 1 / len(table))
+    assert "1 answers are not among the run's classes: 'new'" in caplog.text and "count as wrong" in caplog.text
+    table["label"] = "new"
+    table.to_csv(held_out, index=False)
+    with pytest.raises(ComptkError, match=f"{len(table)} answers are not among the run's classes: 'new'"):
+        score_submission(sub, held_out, "accuracy", classes=classes)
 
 
 # ---------------------------------------------------------------- 7. weights files

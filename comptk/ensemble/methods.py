@@ -262,8 +262,8 @@ def make_meta(path: str, params: dict[str, Any], seed: int) -> Any:
         estimator = cls(**params)
     except TypeError as exc:
         raise ComptkError(f"--meta-params {given}: {path} does not accept them ({exc})") from None
-    validate = getattr(estimator, "_validate_params", None)  # scikit-learn >= 1.2: the checks fit() would make
-    if callable(validate):
+    validate = getattr(estimator, "_validate_params", None)  # scikit-learn >= 1.2: the checks fit() would make,
+    if callable(validate) and hasattr(type(estimator), "_parameter_constraints"):  # on its own classifiers only
         try:
             validate()
         except (TypeError, ValueError) as exc:  # InvalidParameterError: "The 'C' parameter of ... Got 'x' instead."

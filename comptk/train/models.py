@@ -133,8 +133,10 @@ def check_weights_loaded(model: nn.Module, path: str | Path, loaded: set[str]) -
     body = [k for k in own if k not in head and not k.endswith("num_batches_tracked")]
     n_body = sum(k in loaded for k in body)
     name = type(model).__name__
-    log.info("weights %s: loaded %d of model %s's %d tensors outside the classifier head (head: %d of %d)", path,
-             n_body, name, len(body), len(head & loaded), len(head))
+    # some of the body left as initialised (a checkpoint of another size, or partly another model): said, not hidden
+    log.log(logging.WARNING if n_body < len(body) else logging.INFO,
+            "weights %s: loaded %d of model %s's %d tensors outside the classifier head (head: %d of %d)", path,
+            n_body, name, len(body), len(head & loaded), len(head))
     if not loaded or n_body < MIN_LOADED_SHARE * len(body):
         missing = [k for k in body if k not in loaded]
         raise ComptkError(

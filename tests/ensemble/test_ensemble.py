@@ -572,3 +572,37 @@ def test_label_shift_correction_of_a_rank_blend_is_refused(tiny_work):
     workdir, _, write = tiny_work
     with pytest.raises(ComptkError, match="rank blend writes rank averages"):
         _blend(workdir, [write("a"), write("b")], method="rank", label_shift="em")
+
+
+class OwnMeta:
+    """A meta-model from outside scikit-learn (as LightGBM's or a user's own): fit, predict_proba, get_params, but
+    none of scikit-learn's private parameter checks."""
+
+    def __init__(self, depth=3):
+        self.depth = depth
+
+    def get_params(self, deep=True):
+        return {"depth": self.depth}
+
+    def set_params(self, **params):
+        self.__dict__.update(params)
+        return self
+
+    def fit(self, X, y):
+        return self
+
+    def predict_proba(self, X):
+        return np.full((len(X), 2), 0.5)
+
+
+def test_a_meta_model_from_outside_scikit_learn_is_built_without_its_private_checks():
+    from comptk.ensemble.methods import make_meta
+
+    assert make_meta("tests.ensemble.test_ensemble.OwnMeta", {"depth": 5}, seed=0).depth == 5
+    from sklearn.base import BaseEstimator
+
+    class Sub(OwnMeta, BaseEstimator):  # scikit-learn's base class: _validate_params but no constraints
+        pass
+
+    globals()["Sub"] = Sub
+    assert make_meta("tests.ensemble.test_ensemble.Sub", {}, seed=0).depth == 3

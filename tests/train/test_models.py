@@ -28,6 +28,21 @@ def test_a_weights_file_of_another_timm_model_is_refused_as_such_not_as_a_downlo
     assert "download" not in str(info.value) and "\n" not in str(info.value)
 
 
+def test_a_weights_file_timm_refuses_for_one_tensor_loads_the_rest_and_says_what_it_left(tmp_path, caplog):
+    import logging
+
+    state = {k: v.contiguous() for k, v in timm.create_model("test_resnet").state_dict().items()}
+    state["layer1.0.conv1.weight"] = torch.zeros(3, 3, 1, 1)  # another shape: timm's strict loader refuses the file
+    path = tmp_path / "w.safetensors"
+    save_file(state, str(path))
+    with caplog.at_level(logging.INFO, logger="comptk"):
+        model = create_model(resolve(None, {"model": "test_resnet", "weights": str(path)}), n_classes=3)
+    own = model.state_dict()
+    assert torch.equal(own["layer1.0.conv2.weight"], state["layer1.0.conv2.weight"])
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "w.safetensors: loaded" in r.getMessage()]
+    assert len(warned) == 1 and "tensors outside the classifier head" in warned[0].getMessage()
+
+
 def test_small_resnet_without_weights_file_cannot_be_pretrained():
     with pytest.raises(ComptkError, match="small_resnet has no published weights"):
         create_model(resolve(None, {"model": "small_resnet", "pretrained": True}), n_classes=3)

@@ -166,3 +166,17 @@ def test_auto_fits_once_and_its_members_train_at_the_fitted_size(tmp_path, tiny)
     trained = [m["member"]["name"] for m in plan["members"] if m["status"] == "trained"]
     for name in trained:
         assert json.loads((tiny / "oof" / f"{name}.json").read_text())["config"]["img_size"] == 16
+
+
+def test_train_prints_the_settings_it_fitted_to_the_data(tmp_path, tiny, monkeypatch):
+    """Said before the run starts, when the 'comptk' logger's level was still the root's WARNING: it was lost."""
+    from click.testing import CliRunner
+
+    from comptk.cli import main
+
+    monkeypatch.setattr(recipe_module, "_LOGGED", set())  # said once a process: other tests may have said it
+    _declaration(tmp_path, tiny, '[train]\nmodel = "small_resnet"\nimg_size = "auto"\nepochs = 1\nbatch_size = 8\n')
+    result = CliRunner().invoke(main, ["train", str(tiny), "--workdir", str(tiny), "--folds", "2", "--quiet",
+                                       "--no-plots"])
+    assert result.exit_code == 0, result.output
+    assert 'settings fitted to the data and cpu ("auto"): img_size = 16' in result.output
