@@ -193,12 +193,12 @@ def competition_names(workdir: str | Path = ".") -> list[str]:
 def default_competition(workdir: str | Path = ".") -> Path:
     """The declaration a command uses when no NAME is given: the work directory's only competition (those of
     WORKDIR/competitions when it declares any: a --workdir given wins over the folder the command runs in, as
-    for a NAME; else ./competitions'). None or several is an error that lists what there is."""
+    for a NAME; else ./competitions). None or several is an error that lists what there is."""
     folders = _work_folders(workdir)
-    found = next((own for own in (_declarations([f]) for f in folders) if own), {})
+    where, found = next(((str(f), own) for f, own in ((f, _declarations([f])) for f in folders) if own),
+                        (" or ".join(str(f) for f in folders), {}))
     if len(found) == 1:
         return next(iter(found.values()))
-    where = " or ".join(str(f) for f in folders)
     if not found:
         bundled = ", ".join(sorted(_declarations([BUNDLED_DIR])))
         raise ComptkError(f"no competition NAME given and none declared in {where}; pass a NAME "

@@ -266,10 +266,9 @@ def check_pretrained_allowed(name: str, source: Path | None, cfg: TrainConfig, *
     is the declaration's own [train] table, which no flag overrides, so the fix is to edit it."""
     used = "pretrained = true" if cfg.pretrained else f"weights = '{cfg.weights}'" if cfg.weights else ""
     if used and declared:
-        raise ComptkError(
-            f"{source}: pretrained_allowed = false, but its [train] table sets {used}; remove "
-            f"'{used.split(' = ')[0]}' from [train] (or set pretrained = false there)"
-        )
+        keys = " and ".join(f"'{k}'" for k in ("pretrained", "weights") if getattr(cfg, k))
+        raise ComptkError(f"{source}: pretrained_allowed = false, but its [train] table sets {used}; remove {keys} "
+                          f"from [train]")
     if used:
         raise ComptkError(
             f"competition '{name}' forbids pretrained weights (pretrained_allowed = false in {source}), "

@@ -31,7 +31,7 @@ from .. import artifacts
 from ..child_process import spawn_member
 from ..competition import Competition, load_competition
 from ..config import AUTO_KEYS, TrainConfig, resolve_run, settings_text
-from ..data.facts import competition_facts
+from ..data.facts import competition_facts, train_counts
 from ..data.folds import check_fold_counts, folds_digest, load_or_make_folds, most_folds
 from ..data.image_cache import load_competition_images
 from ..data.layouts import read_data
@@ -138,7 +138,7 @@ def run_auto(
     fitted = {*comp.auto_train, *(k for k, v in pins.items() if v == "auto")} - {"model", "epochs"}
     pins = {**pins, **{k: getattr(base, k) for k in AUTO_KEYS if k in fitted}}
     data = read_data(comp, comp.data_path(workdir, data_dir))
-    balance = class_balance(comp.metric, np.bincount(data.train.labels, minlength=data.n_classes),
+    balance = class_balance(comp.metric, np.array(train_counts(data)),
                             {*comp.train_defaults(), *pins})
     if balance:
         pins["sampler"] = "weighted"
@@ -294,11 +294,10 @@ def run_auto(
         out_of_time = stopped or any(r.get("status") == "dropped: no time left" for r in records.values())
         if failed and not out_of_time:  # every member failed on its own: more time would not help
             first = records[failed[0].name]["status"]
-            raise ComptkError(f"auto {name}: no member finished: every member failed ({failed[0].name}: {first}; "
-                              f"its log: {folder / 'members' / (failed[0].name + '.log')})")
+            raise ComptkError(f"auto {name}: no member finished: every member failed ({failed[0].name}: {first})")
         raise ComptkError(f"auto {name}: no member finished within {format_seconds(budget_s)}; "
                           f"give a larger --budget (see {folder / 'plan.json'})")
-    result = _blend(name, trained, workdir, label_shift)
+    result = _blend(name, trained, workdir, label_shift, echo)
     seconds = time.monotonic() - started
     report = _write_report(folder, name, comp, budget_s, seconds, plan_s, records, result, pins,
                            [why for why in (balance, fewer_folds, _student_outcome(pseudo_why, trained)) if why])
@@ -390,8 +389,8 @@ def _check_trained_earlier(trained: list[Member], pending: list[Member], workdir
     now = {"folds_digest": folds_digest(data.train.ids, fold)}
     for member in trained + pending:
         artifacts.check_same_run(artifacts.RunPaths(workdir, member.name), now, fix=(
-            f"auto {name} trained it on the folds of an earlier declaration (another K, folds seed or [columns] group "
-            f"column); restore that declaration to resume, or start afresh with another --name"))
+            f"auto {name} trained it on other folds than the declaration and data give now (another K, folds seed, "
+            f"[columns] group, or train rows or labels); restore them to resume, or start afresh with another --name"))
     if len(trained) < 2:  # one member is checked by its own resume rules when blended alone
         return
     try:
@@ -417,16 +416,13 @@ def _check_name_free(workdir: Path, name: str, state: Mapping[str, Any]) -> None
 def _check_weights(base: TrainConfig) -> None:
     """The weights every member of the recipe's model will load, checked before any time is spent (a member would
     fail on them only after the measuring); the ways out as auto spells them."""
-    from ..train.weights import has_published_weights, pretrained_overlay
+    from ..train.weights import require_pretrained
 
     if base.weights:
         if not Path(base.weights).is_file():
             raise ComptkError(f"weights file not found: {base.weights} (--set weights)")
     elif base.pretrained:
-        if not has_published_weights(base.model):
-            raise ComptkError(f"'{base.model}' has no published pretrained weights: give --set weights=FILE, or "
-                              f"--set pretrained=false")
-        pretrained_overlay(base.model, flags=("--set weights=FILE", "--set pretrained=false"))
+        require_pretrained(base.model, flags=("--set weights=FILE", "--set pretrained=false"))
 
 
 def _precision(device, base: TrainConfig) -> str:
@@ -553,7 +549,8 @@ class _quiet:
         return exc[0] is ProcessLookupError
 
 
-def _blend(name: str, trained: list[Member], workdir: Path, label_shift: str) -> dict:
+def _blend(name: str, trained: list[Member], workdir: Path, label_shift: str,
+           echo: Callable[[str], None] = print) -> dict:
     """The blend of the members (submissions/NAME.csv, a run-like record oof/NAME.json); with one member,
     that member's own submission (its record says how it was made)."""
     if len(trained) == 1:
@@ -566,7 +563,7 @@ def _blend(name: str, trained: list[Member], workdir: Path, label_shift: str) ->
     from ..ensemble import blend
 
     result = blend([artifacts.RunPaths(workdir, m.name).oof for m in trained], out=submission, method="auto",
-                   workdir=workdir, force=True, label_shift=label_shift)
+                   workdir=workdir, force=True, label_shift=label_shift, echo=lambda text: echo(f"  {text}"))
     record = artifacts.read_record(artifacts.RunPaths(workdir, name).sidecar)
     return {"method": result.method, "cv": result.cv, "submission": str(result.submission),
             "weights": result.weights, "label_shift": summary_line(record.label_shift)}
@@ -586,8 +583,9 @@ def _write_report(folder: Path, name: str, comp: Competition, budget_s: float, s
         cv = f"{rec['cv']:.4f}" if "cv" in rec else ""
         lines.append(f"| {m['name']} | {m['model']} | {m['seed']} | {m['epochs']} | {format_seconds(m['estimate_s'])} "
                      f"| {took} | {cv} | {rec['status']} |")
+    weights = result["weights"] or f"none per member (the {result['method']} method has none)"
     lines += ["", f"blend: {result['method']}, CV {result['cv']:.4f} (cross-validated, pooled OOF)",
-              f"weights: {result['weights'] or 'none per member (a stacked meta-model combines them)'}",
+              f"weights: {weights}",
               *([result["label_shift"]] if result.get("label_shift") else []), f"submission: {result['submission']}",
               ""]
     path = folder / "report.md"

@@ -80,8 +80,11 @@ def _check_in_workdir(members: Sequence[Path], workdir: Path) -> None:
     for member in members:
         own = artifacts.RunPaths(workdir, member.stem).oof
         if member.resolve() != own.resolve():
+            home = member.resolve().parent
+            where = (f"pass --workdir {home.parent}" if home.name == "oof"
+                     else f"members are WORKDIR/oof/RUN.npy files, and {member} is not in an oof/ folder")
             raise ComptkError(f"{member}: not a run of the work directory {workdir} (its runs are {own.parent}/*.npy); "
-                              f"blend in the members' work directory: pass --workdir {member.resolve().parent.parent}")
+                              f"blend in the members' work directory: {where}")
 
 
 def blend(

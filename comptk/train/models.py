@@ -21,7 +21,7 @@ from torch import nn
 
 from ..config import TrainConfig, parse_heads
 from ..errors import ComptkError, did_you_mean
-from .weights import pretrained_overlay
+from .weights import require_pretrained
 
 log = logging.getLogger("comptk")
 SMALL_CFG = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "num_classes": 10, "first_conv": "stem.0"}
@@ -260,7 +260,7 @@ def _create_timm_model(cfg: TrainConfig, n_classes: int) -> nn.Module:
     if cfg.weights and not Path(cfg.weights).is_file():
         raise ComptkError(f"weights file not found: {cfg.weights}")
     if pretrained and overlay is None:  # the local cache, else fail at once when the hub cannot be reached
-        overlay = pretrained_overlay(cfg.model)
+        overlay = require_pretrained(cfg.model)
     # only when set: 0 keeps the model's own default
     regularise = {key: getattr(cfg, key) for key in ("drop_rate", "drop_path_rate") if getattr(cfg, key) > 0}
     try:

@@ -27,9 +27,14 @@ class StorageSpec:
     local_file: Path | None  # the file for sqlite/journal: a lock next to it serialises trial starts
 
     def open(self) -> optuna.storages.BaseStorage:
+        from filelock import Timeout
+
         lock = self.start_lock()
         try:
             lock.acquire()  # two workers creating one SQLite schema at once collide
+        except Timeout as exc:  # an OSError too: another process holds the lock
+            raise ComptkError(f"cannot open storage '{_redact(self.url)}': another process has held its start lock "
+                              f"{exc.lock_file} for {LOCK_TIMEOUT_S} s; wait for it to finish, or end it") from None
         except OSError as exc:  # the file's folder cannot hold files: a parent is a file, a system folder
             raise ComptkError(f"cannot open storage '{_redact(self.url)}': {_os_reason(exc)}") from None
         try:
@@ -67,13 +72,16 @@ class StorageSpec:
         return _Lock(None if self.local_file is None else Path(str(self.local_file) + ".comptk-start.lock"))
 
 
+LOCK_TIMEOUT_S = 600
+
+
 class _Lock:
     """A re-releasable file lock (released early once the trial exists, and again in finally)."""
 
     def __init__(self, path: Path | None) -> None:
         from filelock import FileLock
 
-        self._lock = FileLock(str(path), timeout=600) if path else None
+        self._lock = FileLock(str(path), timeout=LOCK_TIMEOUT_S) if path else None
 
     def acquire(self) -> None:
         if self._lock is not None:

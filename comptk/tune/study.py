@@ -354,7 +354,9 @@ def best_settings(study: str, *, storage: str | None = None, workdir: str | Path
     if competition is not None and made_for != competition:
         raise ComptkError(f"study '{study}' was made with other settings "
                           f"({_describe_change('competition', made_for, competition)}); "
-                          f"use a study of {competition} (`comptk tune {competition}`)")
+                          f"use a study of {competition} (`comptk tune {competition}`), or, to take its settings "
+                          f"on purpose, `comptk tune --study {study} --export FILE` and `comptk train {competition} "
+                          f"--settings FILE`")
     settings = best_settings_of(loaded)
     if echo is not None:
         echo(f"settings from study '{study}' (best trial {loaded.best_trial.number}): "

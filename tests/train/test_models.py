@@ -44,7 +44,7 @@ def test_a_weights_file_timm_refuses_for_one_tensor_loads_the_rest_and_says_what
 
 
 def test_small_resnet_without_weights_file_cannot_be_pretrained():
-    with pytest.raises(ComptkError, match="small_resnet has no published weights"):
+    with pytest.raises(ComptkError, match="'small_resnet' has no published pretrained weights: give --weights FILE"):
         create_model(resolve(None, {"model": "small_resnet", "pretrained": True}), n_classes=3)
 
 

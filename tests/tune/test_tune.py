@@ -319,6 +319,20 @@ def test_storage_under_a_file_or_a_system_folder_is_a_one_line_error(tiny, schem
         assert result.exit_code == 2 and f"cannot open storage '{scheme}/proc/x.db'" in result.output
 
 
+def test_a_start_lock_held_past_its_timeout_says_another_process_holds_it(tiny, monkeypatch):
+    from filelock import FileLock
+
+    from comptk.tune import storage
+
+    monkeypatch.setattr(storage, "LOCK_TIMEOUT_S", 0.2)
+    db = tiny / "held.db"
+    with FileLock(f"{db}.comptk-start.lock"):  # another worker in the middle of starting a trial
+        result = invoke("tune", tiny, "--workdir", tiny, *FAST, "--storage", f"sqlite:///{db}")
+    assert result.exit_code == 2, result.output
+    assert f"another process has held its start lock {db}.comptk-start.lock for 0.2 s" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 def test_show_and_from_study_errors(tiny):
     result = invoke("tune", tiny, "--workdir", tiny, "--show")
     assert result.exit_code == 2 and "no study storage" in result.output
