@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -106,15 +107,11 @@ def _labels_of_probabilities(sub: pd.DataFrame, ans: pd.DataFrame, id_col: str, 
 
 
 def _plain_label(label: str) -> str:
-    """A label as compared for a respelling: trimmed, case-folded, and a number as its value ('007', '7.0' -> '7')."""
-    text = nfc(str(label)).strip().casefold()
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    if not np.isfinite(number):
-        return text
-    return str(int(number)) if number.is_integer() else repr(number)
+    """A label as compared for a respelling: trimmed, and a whole number as its value ('007', ' 7', '7.0' -> '7');
+    case is kept ('A' and 'a' may be two classes)."""
+    text = nfc(str(label)).strip()
+    found = re.fullmatch(r"([+-]?[0-9]+)(?:\.0*)?", text)
+    return str(int(found.group(1))) if found else text
 
 
 def score_frames(sub: pd.DataFrame, ans: pd.DataFrame, metric: str, id_column: str | None = None, *,
@@ -165,7 +162,8 @@ def score_frames(sub: pd.DataFrame, ans: pd.DataFrame, metric: str, id_column: s
         respelled = [(a, plain[_plain_label(a)]) for a in not_classes if _plain_label(a) in plain]
         if respelled or 2 * n_rows >= len(ans):  # the same labels spelled otherwise ('00' for '0'): not a score
             like = f"; '{respelled[0][0]}' is the run's '{respelled[0][1]}'" if respelled else ""
-            raise ComptkError(f"{what}{like}; spell the labels as the run that wrote {submission} does")
+            raise ComptkError(f"{what}{like}; spell the labels as the run that wrote {submission} does"
+                              + ("" if respelled else f", or check that {answers} holds this contest's answers"))
         log.warning("%s; they count as wrong (a class the run never saw)", what)
     known = set(ans[label_col]) | set(classes or ())
     unknown = sorted(set(sub[label_col]) - known)

@@ -504,3 +504,12 @@ def test_meta_is_checked_before_anything_is_called(tmp_path, monkeypatch):
             make_meta(name, {}, 0)
     assert sneaky.CALLS == []
     assert make_meta("sklearn.ensemble.RandomForestClassifier", {}, 3).random_state == 3
+
+
+def test_a_respelling_is_a_whole_number_written_otherwise_or_spaces_not_case_or_a_long_number():
+    from comptk.submission import _plain_label
+
+    assert _plain_label("007") == _plain_label(" 7") == _plain_label("7.0") == "7"
+    assert _plain_label("A") != _plain_label("a")  # two classes may differ by case only
+    assert _plain_label("12345678901234567890") != _plain_label("12345678901234567891")  # no float rounding
+    assert _plain_label("1e3") != _plain_label("1000") and _plain_label("٣") == "٣"

@@ -563,7 +563,7 @@ def _blend(name: str, trained: list[Member], workdir: Path, label_shift: str,
     from ..ensemble import blend
 
     result = blend([artifacts.RunPaths(workdir, m.name).oof for m in trained], out=submission, method="auto",
-                   workdir=workdir, force=True, label_shift=label_shift, echo=lambda text: echo(f"  {text}"))
+                   workdir=workdir, force=True, label_shift=label_shift, echo=echo)
     record = artifacts.read_record(artifacts.RunPaths(workdir, name).sidecar)
     return {"method": result.method, "cv": result.cv, "submission": str(result.submission),
             "weights": result.weights, "label_shift": summary_line(record.label_shift)}

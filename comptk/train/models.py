@@ -133,10 +133,6 @@ def check_weights_loaded(model: nn.Module, path: str | Path, loaded: set[str]) -
     body = [k for k in own if k not in head and not k.endswith("num_batches_tracked")]
     n_body = sum(k in loaded for k in body)
     name = type(model).__name__
-    # some of the body left as initialised (a checkpoint of another size, or partly another model): said, not hidden
-    log.log(logging.WARNING if n_body < len(body) else logging.INFO,
-            "weights %s: loaded %d of model %s's %d tensors outside the classifier head (head: %d of %d)", path,
-            n_body, name, len(body), len(head & loaded), len(head))
     if not loaded or n_body < MIN_LOADED_SHARE * len(body):
         missing = [k for k in body if k not in loaded]
         raise ComptkError(
@@ -144,6 +140,16 @@ def check_weights_loaded(model: nn.Module, path: str | Path, loaded: set[str]) -
             f"fit (at least {MIN_LOADED_SHARE:.0%} needed; e.g. not loaded: {', '.join(missing[:3])}); is it a "
             f"checkpoint of another model or size?"
         )
+    said = (str(path), name, n_body, len(body))
+    if said not in _WEIGHTS_SAID:  # the model is built once to check the run, then once per fold: said once
+        _WEIGHTS_SAID.add(said)
+        # some of the body left as initialised (a checkpoint of another size, or partly another model): a warning
+        log.log(logging.WARNING if n_body < len(body) else logging.INFO,
+                "weights %s: loaded %d of model %s's %d tensors outside the classifier head (head: %d of %d)", path,
+                n_body, name, len(body), len(head & loaded), len(head))
+
+
+_WEIGHTS_SAID: set[tuple] = set()
 
 
 def _fingerprint(tensor: torch.Tensor) -> tuple:

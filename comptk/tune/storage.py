@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from filelock import Timeout
 
 from .. import artifacts
 from ..errors import ComptkError
@@ -27,14 +28,11 @@ class StorageSpec:
     local_file: Path | None  # the file for sqlite/journal: a lock next to it serialises trial starts
 
     def open(self) -> optuna.storages.BaseStorage:
-        from filelock import Timeout
-
         lock = self.start_lock()
         try:
             lock.acquire()  # two workers creating one SQLite schema at once collide
-        except Timeout as exc:  # an OSError too: another process holds the lock
-            raise ComptkError(f"cannot open storage '{_redact(self.url)}': another process has held its start lock "
-                              f"{exc.lock_file} for {LOCK_TIMEOUT_S} s; wait for it to finish, or end it") from None
+        except ComptkError as exc:  # the lock held past its timeout
+            raise ComptkError(f"cannot open storage '{_redact(self.url)}': {exc}") from None
         except OSError as exc:  # the file's folder cannot hold files: a parent is a file, a system folder
             raise ComptkError(f"cannot open storage '{_redact(self.url)}': {_os_reason(exc)}") from None
         try:
@@ -87,7 +85,11 @@ class _Lock:
         if self._lock is not None:
             Path(self._lock.lock_file).parent.mkdir(parents=True, exist_ok=True)
             Path(self._lock.lock_file).touch()  # fails at once where filelock would retry until its timeout
-            self._lock.acquire()
+            try:
+                self._lock.acquire()
+            except Timeout as exc:  # an OSError too; here (opening the storage, or starting a trial) it is this:
+                raise ComptkError(f"another process has held its start lock {exc.lock_file} for {LOCK_TIMEOUT_S} "
+                                  f"s; wait for it to finish, or end it") from None
 
     def release(self) -> None:
         if self._lock is not None and self._lock.is_locked:

@@ -239,7 +239,7 @@ def test_auto_end_to_end_members_are_normal_runs_blended_and_a_rerun_resumes(tin
     assert result.exit_code == 0, result.output
     shift = json.loads(RunPaths(tiny, "a").sidecar.read_text())["label_shift"]
     if shift["correction"] == "none":  # the blend chose rank: not corrected, and said so as `comptk ensemble` says it
-        assert "\n  label shift: not corrected: the chosen method, rank" in result.output
+        assert "\nlabel shift: not corrected: the chosen method, rank" in result.output
     else:  # the blend's label-shift line, as `comptk ensemble` prints it
         assert f"\n  {shift['summary']}\n" in result.output
         assert shift["summary"] in (tiny / "auto" / "a" / "report.md").read_text()

@@ -595,14 +595,15 @@ class OwnMeta:
         return np.full((len(X), 2), 0.5)
 
 
-def test_a_meta_model_from_outside_scikit_learn_is_built_without_its_private_checks():
-    from comptk.ensemble.methods import make_meta
-
-    assert make_meta("tests.ensemble.test_ensemble.OwnMeta", {"depth": 5}, seed=0).depth == 5
+def test_a_meta_model_from_outside_scikit_learn_is_built_without_its_private_checks(monkeypatch):
+    """LightGBM's and XGBoost's classifiers subclass scikit-learn's BaseEstimator (which has _validate_params)
+    without scikit-learn's parameter constraints."""
     from sklearn.base import BaseEstimator
 
-    class Sub(OwnMeta, BaseEstimator):  # scikit-learn's base class: _validate_params but no constraints
+    from comptk.ensemble.methods import make_meta
+
+    class Sub(OwnMeta, BaseEstimator):
         pass
 
-    globals()["Sub"] = Sub
-    assert make_meta("tests.ensemble.test_ensemble.Sub", {}, seed=0).depth == 3
+    monkeypatch.setitem(globals(), "Sub", Sub)
+    assert make_meta("tests.ensemble.test_ensemble.Sub", {"depth": 5}, seed=0).depth == 5
