@@ -179,12 +179,6 @@ def _declarations(folders: list[Path]) -> dict[str, Path]:
     return found
 
 
-def workdir_competitions(workdir: str | Path = ".") -> dict[str, Path]:
-    """The competitions declared in WORKDIR/competitions and ./competitions (not the bundled ones):
-    NAME -> its competition.toml."""
-    return _declarations(_work_folders(workdir))
-
-
 def competition_names(workdir: str | Path = ".") -> list[str]:
     """Every NAME ``find_declaration`` knows: the work directory's and the bundled competitions."""
     return sorted(_declarations([*_work_folders(workdir), BUNDLED_DIR]))
@@ -195,8 +189,11 @@ def default_competition(workdir: str | Path = ".") -> Path:
     WORKDIR/competitions when it declares any: a --workdir given wins over the folder the command runs in, as
     for a NAME; else ./competitions). None or several is an error that lists what there is."""
     folders = _work_folders(workdir)
-    where, found = next(((str(f), own) for f, own in ((f, _declarations([f])) for f in folders) if own),
-                        (" or ".join(str(f) for f in folders), {}))
+    where, found = " or ".join(str(f) for f in folders), {}
+    for folder in folders:
+        if own := _declarations([folder]):
+            where, found = str(folder), own
+            break
     if len(found) == 1:
         return next(iter(found.values()))
     if not found:

@@ -564,9 +564,8 @@ def _blend(name: str, trained: list[Member], workdir: Path, label_shift: str,
 
     result = blend([artifacts.RunPaths(workdir, m.name).oof for m in trained], out=submission, method="auto",
                    workdir=workdir, force=True, label_shift=label_shift, echo=echo)
-    record = artifacts.read_record(artifacts.RunPaths(workdir, name).sidecar)
     return {"method": result.method, "cv": result.cv, "submission": str(result.submission),
-            "weights": result.weights, "label_shift": summary_line(record.label_shift)}
+            "weights": result.weights, "label_shift": summary_line(result.record.label_shift)}
 
 
 def _write_report(folder: Path, name: str, comp: Competition, budget_s: float, seconds: float, planned_s: float,

@@ -127,20 +127,12 @@ TRAIN_FLAGS = ("--weights FILE", "--no-pretrained")  # how `comptk train` spells
 
 
 def require_pretrained(model: str, flags: tuple[str, str] = TRAIN_FLAGS) -> dict | None:
-    """pretrained_overlay for a model that must have published weights: one without is a ComptkError at once
-    (``flags``: the ways out as the calling command spells them)."""
-    if not has_published_weights(model):
-        raise ComptkError(f"'{model}' has no published pretrained weights: give {flags[0]}, or {flags[1]}")
-    return pretrained_overlay(model, flags)
-
-
-def pretrained_overlay(model: str, flags: tuple[str, str] = TRAIN_FLAGS) -> dict | None:
     """What ``timm.create_model(model, pretrained=True, pretrained_cfg_overlay=...)`` needs: ``{"file": PATH}``
     when the weights are cached (loaded from there, no network), None when they must be downloaded and the
-    host answers (or the model publishes none: its own code says so); else a ComptkError at once, whose ways
-    out name ``flags`` (a weights file, no pretrained weights) as the calling command spells them."""
+    host answers; else (no published weights, or neither cached nor downloadable) a ComptkError at once, whose
+    ways out name ``flags`` (a weights file, no pretrained weights) as the calling command spells them."""
     if not has_published_weights(model):
-        return None
+        raise ComptkError(f"'{model}' has no published pretrained weights: give {flags[0]}, or {flags[1]}")
     cached = cached_weights(model)
     if cached is not None:
         return {"file": str(cached)}
